@@ -1,0 +1,93 @@
+"""Command line: `triplet-builder build REGION` (what `make build-dataset` runs), `validate`, `scenes`.
+
+Bad input ends with one line on stderr naming the file or field and what to do, and a non-zero exit;
+pass --debug for the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+from pipelines.executor import BuildError, build, plan, summary
+from triplet_builder.config import ConfigError, load_region
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set {p!r}: use --set field.path=value, e.g. --set chip.size=128")
+        k, v = p.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="triplet-builder", description=__doc__.splitlines()[0])
+    ap.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build the dataset of a region")
+    b.add_argument("region", help="region file, e.g. pipelines/regions/demo.yaml")
+    b.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    b.add_argument("--workers", type=int, help="LocalCluster workers (default: the region's `workers`)")
+    b.add_argument("--overwrite", action="store_true", help="replace an output folder built with another config")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a region field, e.g. --set output.dir=out/x")
+    v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
+    v.add_argument("region")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_region(args.region, _overrides(args.overrides))
+        if args.command == "validate":
+            p = plan(cfg)
+            print(f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)")
+            for s in p.scenes:
+                print(f"  {s.scene_id}  {s.acquired:%Y-%m-%d}  {'+'.join(s.polarisations)}  {s.scale.value}  {s.pixel_size_m:.1f} m")
+            for sk in p.skipped:
+                print(f"  skipped {sk['scene_id']}: {sk['reason']}")
+            for f in p.failures:
+                print(f"error: {f.message}", file=sys.stderr)
+            return 1 if p.failures else 0
+        manifest = build(
+            cfg,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            region_file=args.region,
+        )
+    except (ConfigError, BuildError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; finished tasks are kept and a rerun resumes", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    print(summary(manifest))
+    print(f"  output: {cfg.output.dir}")
+    for f in manifest["failures"]:
+        print(f"error: {f.get('message') or f.get('error')}", file=sys.stderr)
+    if manifest["counts"]["chips_kept"] == 0 and not manifest["failures"]:
+        print("error: no chip was kept: see rejected_by_reason in the manifest", file=sys.stderr)
+        return 1
+    return 1 if manifest["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The assembled stage list, and one task's run: window specs in, shard files and statistics out.
+
+This module does not import dask: `run_task` is a plain function the executor ships to workers, and
+tests call it directly. Only window specs (a SceneRef and a list of Windows) travel; the worker opens
+the raster itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from triplet_builder import __version__
+from triplet_builder.config import RegionConfig
+from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
+from triplet_builder.stages.base import Stage, Stats, run_stages
+from triplet_builder.stages.embed import Embed, make_provider
+from triplet_builder.stages.facts import Facts
+from triplet_builder.stages.filter import Filter
+from triplet_builder.stages.georef import Georeference
+from triplet_builder.stages.text import WriteText
+from triplet_builder.stages.tile import ReadChips
+from triplet_builder.writers.parquet import ShardWriter
+from triplet_builder.writers.png import Stretch
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = ("tile", "georeference", "embed", "facts", "text", "filter", "write")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What travels to a worker: no pixels."""
+
+    task_id: int
+    scene: SceneRef
+    windows: tuple[Window, ...]
+
+
+def build_stages(cfg: RegionConfig) -> list[Stage]:
+    """scene -> tile -> georeference -> embed -> facts -> text -> filter (the writer closes the chain)."""
+    return [
+        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction),
+        Georeference(
+            block_km=cfg.split.block_km, validation=cfg.split.validation, test=cfg.split.test, salt=cfg.split.salt
+        ),
+        Embed(make_provider(cfg.embeddings), grid=cfg.embeddings.grid),
+        Facts(cfg.facts),
+        WriteText(cfg.text),
+        Filter(min_std_db=cfg.filter.min_std_db, dedupe=cfg.filter.dedupe),
+    ]
+
+
+def task_marker(out_dir: Path, task_id: int) -> Path:
+    return out_dir / "_tasks" / f"task-{task_id:05d}.json"
+
+
+def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
+    for w in spec.windows:
+        yield ChipRecord(chip_id=chip_id_for(spec.scene.scene_id, w), scene=spec.scene, window=w, task_id=spec.task_id)
+
+
+def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
+    """Run the stage list over one task's windows and write its shards; return its statistics.
+
+    The shard files appear under their final names only when the task has finished (temp + rename),
+    and the task's marker file is written after them: a rerun skips tasks with a marker.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(cfg.output.dir)
+    stats = Stats()
+    stages = build_stages(cfg)
+    writer = ShardWriter(
+        out_dir,
+        spec.task_id,
+        config_hash=cfg.config_hash(),
+        pipeline_version=__version__,
+        max_rows_per_shard=cfg.output.max_rows_per_shard,
+        row_group_rows=cfg.output.row_group_rows,
+        stretch=Stretch(**cfg.output.stretch.model_dump()),
+    )
+    wst = stats["write"]
+    try:
+        for rec in run_stages(stages, _records(spec), stats):
+            t1 = time.perf_counter()
+            if rec.rejected:
+                writer.reject(rec)
+            else:
+                writer.write(rec)
+                wst.seen += 1
+                wst.kept += 1
+            wst.seconds += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        written = writer.close()
+        wst.seconds += time.perf_counter() - t1
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        for st in stages:
+            st.close()
+    result = {
+        "task_id": spec.task_id,
+        "scene_id": spec.scene.scene_id,
+        "windows": len(spec.windows),
+        "stats": stats.to_dict(),
+        "written": written,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "config_hash": cfg.config_hash(),
+    }
+    marker = task_marker(out_dir, spec.task_id)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps(result, sort_keys=True, indent=1))
+    os.replace(tmp, marker)
+    return result

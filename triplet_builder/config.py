@@ -1,0 +1,307 @@
+"""The region file (pipelines/regions/*.yaml): declared, validated before any work, all errors at once.
+
+Relative paths in a region file are resolved against the folder of the region file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+FIRST_AEF_YEAR = 2017
+
+
+class ConfigError(ValueError):
+    """A region file that cannot be used; the message is one line naming the file and the fields."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AreaConfig(_Model):
+    """Either a lon/lat bbox [west, south, east, north] or a vector file (GeoJSON, GeoPackage, shapefile)."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AreaConfig:
+        if (self.bbox is None) == (self.path is None):
+            raise ValueError("give exactly one of area.bbox [west, south, east, north] or area.path")
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError(
+                    f"bbox {list(self.bbox)} is not [west, south, east, north] in degrees with west<east, south<north"
+                )
+        return self
+
+
+class DateRange(_Model):
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _order(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        if self.start.year < FIRST_AEF_YEAR:
+            raise ValueError(
+                f"start {self.start} is before {FIRST_AEF_YEAR}: AlphaEarth embeddings begin in {FIRST_AEF_YEAR}"
+            )
+        return self
+
+
+class SceneSourceConfig(_Model):
+    type: Literal["local"] = "local"
+    paths: list[str] = Field(
+        min_length=1, description="Files, folders or glob patterns of GeoTIFF/COG/SAFE scenes."
+    )
+    scale: Literal["auto", "db", "linear_power", "amplitude"] = "auto"
+    backscatter: Literal["auto", "sigma0", "gamma0", "beta0", "unknown"] = "auto"
+    sensor: str | None = None
+    polarisations: list[str] | None = None
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class EmbeddingConfig(_Model):
+    type: Literal["cog"] = "cog"
+    root: str = Field(
+        description="Local folder, https:// or s3:// root in the layout of the public COG mirror."
+    )
+    grid: int = Field(16, ge=1, le=64, description="G: anchors form a G x G grid over each chip.")
+    synthetic: bool = Field(
+        False, description="Set for the demo's synthetic stand-in; recorded in every row."
+    )
+
+
+class TextConfig(_Model):
+    writer: Literal["offline"] = "offline"
+    negative_classes: list[str] = Field(default_factory=lambda: ["ship", "plane"])
+
+
+class ChipConfig(_Model):
+    size: int = Field(256, ge=8, le=4096, description="Chip size in output pixels.")
+    stride: int | None = Field(None, ge=1, description="Step between chips in output pixels (default: size).")
+    pixel_size_m: float | None = Field(None, gt=0, description="Target pixel size; default: native.")
+    max_nodata_fraction: float = Field(0.5, ge=0, le=1)
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.size
+
+
+class CfarConfig(_Model):
+    pfa: float = Field(1e-6, gt=0, lt=1)
+    guard: int = Field(2, ge=0)
+    train: int = Field(8, ge=1)
+    min_db: float = 0.0
+    min_area_px: int = Field(1, ge=1)
+    max_area_px: int = Field(400, ge=1)
+
+
+class LabelsConfig(_Model):
+    path: str
+    class_column: str | None = None
+    default_label: str = "object"
+    point_box_m: float | None = Field(None, gt=0)
+
+
+class FactsConfig(_Model):
+    water_threshold_db: float | None = None
+    bright_threshold_db: float = 0.0
+    max_place_km: float = Field(50.0, gt=0)
+    cfar: CfarConfig = CfarConfig()
+    labels: LabelsConfig | None = None
+
+
+class FilterConfig(_Model):
+    min_std_db: float = Field(
+        0.5, ge=0, description="Chips with a smaller dB standard deviation are featureless."
+    )
+    dedupe: bool = True
+
+
+class StretchConfig(_Model):
+    """dB -> 8-bit PNG codes. fixed: the same range for every chip; percentile: per chip (stored per row)."""
+
+    mode: Literal["fixed", "percentile"] = "fixed"
+    min_db: float = -25.0
+    max_db: float = 5.0
+    ratio_min_db: float = 0.0
+    ratio_max_db: float = 15.0
+    low_pct: float = Field(2.0, ge=0, le=100)
+    high_pct: float = Field(98.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> StretchConfig:
+        if self.max_db <= self.min_db or self.ratio_max_db <= self.ratio_min_db or self.high_pct <= self.low_pct:
+            raise ValueError("each stretch maximum must be greater than its minimum")
+        return self
+
+
+class SplitConfig(_Model):
+    block_km: float = Field(2.0, gt=0, description="Spatial block size; all chips of a block share a split.")
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+    salt: str = "sar-triplets"
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitConfig:
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be < 1")
+        return self
+
+
+class OutputConfig(_Model):
+    dir: str
+    max_rows_per_shard: int = Field(2000, ge=1)
+    row_group_rows: int = Field(256, ge=1)
+    stretch: StretchConfig = StretchConfig()
+
+
+class RegionConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    area: AreaConfig
+    years: list[int] | None = None
+    dates: DateRange | None = None
+    scenes: SceneSourceConfig
+    embeddings: EmbeddingConfig
+    text: TextConfig = TextConfig()
+    chip: ChipConfig = ChipConfig()
+    facts: FactsConfig = FactsConfig()
+    filter: FilterConfig = FilterConfig()
+    split: SplitConfig = SplitConfig()
+    output: OutputConfig
+    workers: int = Field(2, ge=1, le=512)
+    scheduler: str | None = Field(
+        None, description="Address of an existing Dask scheduler (tcp://host:port)."
+    )
+    chips_per_task: int = Field(
+        512, ge=1, description="Windows of one scene are split into tasks of this many."
+    )
+    _hash: str | None = PrivateAttr(default=None)
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one year")
+        bad = [y for y in v if y < FIRST_AEF_YEAR]
+        if bad:
+            raise ValueError(
+                f"{bad} before {FIRST_AEF_YEAR}: AlphaEarth embeddings exist from {FIRST_AEF_YEAR} on; drop these years"
+            )
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _when(self) -> RegionConfig:
+        if (self.years is None) == (self.dates is None):
+            raise ValueError("give exactly one of years: [...] or dates: {start, end}")
+        return self
+
+    def accepts_date(self, d: date) -> bool:
+        if self.years is not None:
+            return d.year in self.years
+        assert self.dates is not None
+        return self.dates.start <= d <= self.dates.end
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the output (not workers / scheduler / task size), taken on the
+        file as written (paths relative to the region file), so it does not depend on where the repo lives."""
+        if self._hash is not None:
+            return self._hash
+        d = self.model_dump(mode="json", exclude={"workers", "scheduler", "chips_per_task", "description"})
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _resolve(base: Path, p: str) -> str:
+    if "://" in p or p.startswith("/vsi"):
+        return p
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else (base / q))
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(
+        str(x) for x in loc if not (isinstance(x, str) and x in {"function-after", "function-before"})
+    )
+
+
+def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> RegionConfig:
+    """Read and validate a region file; raise ConfigError (one line, every invalid field) on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"region file {path} not found: pass an existing pipelines/regions/*.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"region file {path}{where} is not valid YAML: fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"region file {path} must be a YAML mapping of fields (name, area, years, ...)")
+    for key, value in (overrides or {}).items():
+        cur = raw
+        *parents, leaf = key.split(".")
+        for k in parents:
+            cur = cur.setdefault(k, {})
+        cur[leaf] = value
+    base = path.parent
+    try:
+        cfg = RegionConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = [
+            f"{_fmt_loc(err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors()
+        ]
+        raise ConfigError(f"region file {path} is invalid: " + "; ".join(problems)) from None
+    # resolve paths relative to the region file, then check the local ones exist
+    upd: dict[str, Any] = {}
+    missing: list[str] = []
+    if cfg.area.path is not None:
+        ap = _resolve(base, cfg.area.path)
+        if "://" not in ap and not Path(ap).exists():
+            missing.append(f"area.path: {cfg.area.path} not found")
+        upd["area"] = cfg.area.model_copy(update={"path": ap})
+    upd["scenes"] = cfg.scenes.model_copy(update={"paths": [_resolve(base, p) for p in cfg.scenes.paths]})
+    root = _resolve(base, cfg.embeddings.root)
+    if "://" not in root and not Path(root).is_dir():
+        missing.append(f"embeddings.root: folder {cfg.embeddings.root} not found")
+    upd["embeddings"] = cfg.embeddings.model_copy(update={"root": root})
+    if cfg.facts.labels is not None:
+        lp = _resolve(base, cfg.facts.labels.path)
+        if "://" not in lp and not Path(lp).exists():
+            missing.append(f"facts.labels.path: {cfg.facts.labels.path} not found")
+        upd["facts"] = cfg.facts.model_copy(
+            update={"labels": cfg.facts.labels.model_copy(update={"path": lp})}
+        )
+    upd["output"] = cfg.output.model_copy(update={"dir": _resolve(base, cfg.output.dir)})
+    if missing:
+        raise ConfigError(f"region file {path} is invalid: " + "; ".join(missing))
+    resolved = cfg.model_copy(update=upd)
+    resolved._hash = cfg.config_hash()
+    return resolved

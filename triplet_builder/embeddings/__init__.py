@@ -1,0 +1,1 @@
+"""embeddings of the triplet builder."""

@@ -1,0 +1,381 @@
+"""Point and grid reads of AlphaEarth embeddings from Cloud-Optimized GeoTIFFs in the mirror layout.
+
+`CogEmbeddingProvider(root)` reads `{root}/aef_index.parquet` and the tiles it lists (local folder,
+https:// or s3:// root; see triplet_builder.embeddings.index). It returns raw int8 codes plus a
+validity mask; de-quantize with triplet_builder.embeddings.quantize.dequantize.
+
+Orientation: the public files are stored bottom-up (positive y pixel size, raw row 0 is the SOUTH
+edge). Pixel positions are therefore always computed through the inverse of the dataset's affine,
+never by assuming north-up rows, and grids are read through a WarpedVRT.
+
+Cost: a COG is read by internal block (1024 x 1024 px per band in the public files; all 64
+band-blocks are decoded for any pixel of the block). Points are grouped by file and by block, each
+group is served by ONE read of the minimal window covering its points (all 64 bands), and the
+windows are kept in an in-memory LRU (by block) so a later call touching the same block reads
+nothing. `provider.stats` counts the reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
+from rasterio.transform import from_bounds
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
+from triplet_builder.embeddings.quantize import NODATA
+
+logger = logging.getLogger(__name__)
+
+N_BANDS = 64
+DEFAULT_CACHE_BYTES = 256 * 2**20
+_SOURCE_COOP_BUCKET = re.compile(r"^(?P<region>[a-z]{2}-[a-z]+-\d)\.opendata\.source\.coop$")
+_ZONE = re.compile(r"^(?P<zone>\d{1,2})(?P<hemi>[NS])$")
+
+
+def _zone_code(zone: str) -> int:
+    """'13N' -> 26, '13S' -> 27 (a comparable integer); -1 when the string is not a UTM zone."""
+    m = _ZONE.match(zone)
+    if m is None:
+        return -1
+    return int(m["zone"]) * 2 + (m["hemi"] == "S")
+
+
+def point_zone_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The standard UTM zone of each point as `_zone_code` integers (no Norway / Svalbard exceptions)."""
+    zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
+    return zone * 2 + (np.asarray(lat) < 0)
+
+
+@dataclass
+class _YearTiles:
+    """The tiles of one year: GDAL paths, zone codes, WGS84 boxes (T, 4) and an STRtree over the boxes."""
+
+    paths: list[str]
+    zones: np.ndarray
+    boxes: np.ndarray
+    tree: shapely.STRtree
+
+
+@dataclass
+class _Window:
+    """A cached read: raw pixel rows [r0, r1) and columns [c0, c1) of one block of one file."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    data: np.ndarray  # (64, r1 - r0, c1 - c0) int8
+
+    def covers(self, r0: int, r1: int, c0: int, c1: int) -> bool:
+        return self.r0 <= r0 and self.c0 <= c0 and self.r1 >= r1 and self.c1 >= c1
+
+
+class CogEmbeddingProvider:
+    """AlphaEarth embeddings at points (and on grids) from COG tiles in the mirror layout.
+
+    Picklable: datasets open lazily on first use, and a pickled provider carries only its settings
+    and counters (no handles, no cached pixels). Thread-safe through one lock per provider.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        synthetic: bool = False,
+        user_agent: str = "sar-triplets/0.1",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.root = str(root)
+        self.synthetic = synthetic
+        self.user_agent = user_agent
+        self.cache_bytes = int(cache_bytes)
+        self.description = f"cog:{self.root}" + (" (SYNTHETIC)" if synthetic else "")
+        self.stats: dict[str, int] = {
+            "calls": 0,
+            "points": 0,
+            "points_valid": 0,
+            "files_opened": 0,
+            "block_reads": 0,
+            "cache_hits": 0,
+            "pixels_read": 0,
+            "grid_reads": 0,
+        }
+        self._init_runtime()
+
+    # ----------------------------------------------------------------------------------- state
+    def _init_runtime(self) -> None:
+        self._lock = threading.RLock()
+        self._datasets: dict[str, DatasetReader] = {}
+        self._years: dict[int, _YearTiles] = {}
+        self._transformers: dict[str, Transformer] = {}
+        self._blocks: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
+        self._cached_bytes = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        keep = ("root", "synthetic", "user_agent", "cache_bytes", "description", "stats")
+        return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.stats = dict(self.stats)
+        self._init_runtime()
+
+    def __repr__(self) -> str:
+        return f"CogEmbeddingProvider({self.root!r}, synthetic={self.synthetic})"
+
+    def __enter__(self) -> CogEmbeddingProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every open dataset and drop the cached windows (the provider stays usable)."""
+        with self._lock:
+            for ds in self._datasets.values():
+                ds.close()
+            self._datasets.clear()
+            self._blocks.clear()
+            self._cached_bytes = 0
+
+    # ------------------------------------------------------------------------------- GDAL setup
+    def gdal_options(self) -> dict[str, str]:
+        """GDAL config options for this root: none for a local folder, HTTP / S3 settings for remote."""
+        if not is_remote(self.root):
+            return {}
+        opts = {
+            "GDAL_HTTP_USERAGENT": self.user_agent,
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff",
+            "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+            "GDAL_HTTP_MULTIPLEX": "YES",
+            "GDAL_HTTP_MAX_RETRY": "4",
+            "GDAL_HTTP_RETRY_DELAY": "1",
+            "VSI_CACHE": "TRUE",
+        }
+        if self.root.startswith(("s3://", "/vsis3/")):
+            opts["AWS_NO_SIGN_REQUEST"] = "YES"
+            bucket = self.root.split("/")[2]  # "s3://bucket/..." and "/vsis3/bucket/..." alike
+            m = _SOURCE_COOP_BUCKET.match(bucket)
+            if m is not None:
+                opts["AWS_REGION"] = m["region"]
+        return opts
+
+    # --------------------------------------------------------------------------------- lookups
+    def _year_tiles(self, year: int) -> _YearTiles:
+        year = int(year)
+        tiles = self._years.get(year)
+        if tiles is not None:
+            return tiles
+        gdf = load_index(self.root, year=year, user_agent=self.user_agent)
+        gdf = gdf[gdf["year"] == year]
+        if len(gdf) == 0:
+            raise ValueError(f"no AlphaEarth tiles for year {year} in the index of {self.root}")
+        boxes = gdf[["wgs84_west", "wgs84_south", "wgs84_east", "wgs84_north"]].to_numpy(dtype=np.float64)
+        tiles = _YearTiles(
+            paths=[resolve_path(self.root, p) for p in gdf["path"]],
+            zones=np.array([_zone_code(str(z)) for z in gdf["utm_zone"]], dtype=np.int64),
+            boxes=boxes,
+            tree=shapely.STRtree(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])),
+        )
+        self._years[year] = tiles
+        return tiles
+
+    def _open(self, path: str) -> DatasetReader:
+        ds = self._datasets.get(path)
+        if ds is not None:
+            return ds
+        ds = rasterio.open(path)
+        try:
+            if ds.count != N_BANDS or ds.dtypes[0] != "int8":
+                raise ValueError(
+                    f"{path} has {ds.count} bands of {ds.dtypes[0]}; an AlphaEarth tile has 64 int8 bands"
+                )
+            if ds.tags().get("SYNTHETIC", "").lower() == "true" and not self.synthetic:
+                raise ValueError(
+                    f"{path} is tagged SYNTHETIC=true (not AlphaEarth data); open it with "
+                    f"CogEmbeddingProvider({self.root!r}, synthetic=True) so outputs are labelled synthetic"
+                )
+        except BaseException:
+            ds.close()
+            raise
+        self._datasets[path] = ds
+        self.stats["files_opened"] += 1
+        return ds
+
+    def _to_crs(self, crs: Any) -> Transformer:
+        key = crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
+        tr = self._transformers.get(key)
+        if tr is None:
+            tr = Transformer.from_crs("EPSG:4326", CRS.from_user_input(key), always_xy=True)
+            self._transformers[key] = tr
+        return tr
+
+    def _read_window(
+        self, path: str, ds: DatasetReader, block: tuple[int, int], r0: int, r1: int, c0: int, c1: int
+    ) -> _Window:
+        """The pixels [r0, r1) x [c0, c1) (all bands) of one block, from the LRU or by one read."""
+        key = (path, block[0], block[1])
+        hit = self._blocks.get(key)
+        if hit is not None and hit.covers(r0, r1, c0, c1):
+            self._blocks.move_to_end(key)
+            self.stats["cache_hits"] += 1
+            return hit
+        if hit is not None:  # grow the cached window instead of keeping two reads of one block
+            r0, r1, c0, c1 = min(r0, hit.r0), max(r1, hit.r1), min(c0, hit.c0), max(c1, hit.c1)
+            del self._blocks[key]
+            self._cached_bytes -= hit.data.nbytes
+        data = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))  # (64, h, w), all bands in one read
+        self.stats["block_reads"] += 1
+        self.stats["pixels_read"] += (r1 - r0) * (c1 - c0)
+        win = _Window(r0, r1, c0, c1, data)
+        if data.nbytes <= self.cache_bytes:
+            self._blocks[key] = win
+            self._cached_bytes += data.nbytes
+            while self._cached_bytes > self.cache_bytes:
+                _, old = self._blocks.popitem(last=False)
+                self._cached_bytes -= old.data.nbytes
+        return win
+
+    def _sample_file(self, path: str, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (M, 64) and validity (M,) of M points in one file; points outside it are invalid."""
+        ds = self._open(path)
+        x, y = self._to_crs(ds.crs).transform(lon, lat)
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        inv = ~ds.transform  # the inverse affine: right for the bottom-up (positive y) files too
+        col = np.floor(inv.a * x + inv.b * y + inv.c)
+        row = np.floor(inv.d * x + inv.e * y + inv.f)
+        inside = (row >= 0) & (row < ds.height) & (col >= 0) & (col < ds.width)
+        out = np.full((lon.size, N_BANDS), NODATA, dtype=np.int8)
+        idx = np.flatnonzero(inside)
+        if idx.size:
+            r = row[idx].astype(np.int64)
+            c = col[idx].astype(np.int64)
+            bh, bw = ds.block_shapes[0]
+            n_bc = (ds.width + bw - 1) // bw
+            key = (r // bh) * n_bc + (c // bw)
+            order = np.argsort(key, kind="stable")
+            keys_sorted = key[order]
+            bounds = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1], True])
+            for g0, g1 in zip(bounds[:-1], bounds[1:], strict=True):
+                members = order[g0:g1]
+                rr, cc = r[members], c[members]
+                k = int(keys_sorted[g0])
+                win = self._read_window(
+                    path, ds, (k // n_bc, k % n_bc), int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+                )
+                out[idx[members]] = win.data[:, rr - win.r0, cc - win.c0].T
+        ok = inside & ~(out == NODATA).any(axis=1)
+        out[~ok] = NODATA
+        return out, ok
+
+    # ------------------------------------------------------------------------------ public API
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (N, 64) int8 (-128 where invalid) and validity (N,) bool of N WGS84 points in `year`.
+
+        Each point is served by the tiles of `year` whose WGS84 box contains it, its own UTM zone's tile
+        first; a tile that does not hold the point (or holds -128 there) hands it to the next one.
+        Raises ValueError when the index has no tile for `year`.
+        """
+        lon = np.asarray(lon, dtype=np.float64).reshape(-1)
+        lat = np.asarray(lat, dtype=np.float64).reshape(-1)
+        if lon.shape != lat.shape:
+            raise ValueError(f"lon and lat differ in length: {lon.size} != {lat.size}")
+        n = lon.size
+        codes = np.full((n, N_BANDS), NODATA, dtype=np.int8)
+        valid = np.zeros(n, dtype=bool)
+        with self._lock, rasterio.Env(**self.gdal_options()):
+            tiles = self._year_tiles(year)
+            self.stats["calls"] += 1
+            self.stats["points"] += n
+            finite = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
+            if finite.size == 0:
+                return codes, valid
+            p_local, t = tiles.tree.query(shapely.points(lon[finite], lat[finite]), predicate="intersects")
+            if p_local.size == 0:
+                return codes, valid
+            p = finite[p_local]
+            # rank the covering tiles of each point: own UTM zone first, then the most interior one
+            own = tiles.zones[t] == point_zone_codes(lon[p], lat[p])
+            b = tiles.boxes[t]
+            half_w = np.maximum((b[:, 2] - b[:, 0]) / 2, 1e-12)
+            half_h = np.maximum((b[:, 3] - b[:, 1]) / 2, 1e-12)
+            off_centre = np.maximum(
+                np.abs(lon[p] - (b[:, 0] + b[:, 2]) / 2) / half_w, np.abs(lat[p] - (b[:, 1] + b[:, 3]) / 2) / half_h
+            )
+            order = np.lexsort((t, off_centre, ~own, p))
+            p, t = p[order], t[order]
+            first = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+            rank = np.arange(p.size) - np.repeat(first, np.diff(np.r_[first, p.size]))
+            for k in range(int(rank.max()) + 1):
+                todo = (rank == k) & ~valid[p]
+                for tile in np.unique(t[todo]):
+                    pts = p[todo & (t == tile)]
+                    c, ok = self._sample_file(tiles.paths[int(tile)], lon[pts], lat[pts])
+                    codes[pts[ok]] = c[ok]
+                    valid[pts[ok]] = True
+            self.stats["points_valid"] += int(valid.sum())
+        return codes, valid
+
+    def read_grid(
+        self, bounds: tuple[float, float, float, float], crs: str, shape: tuple[int, int], year: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A north-up (64, H, W) int8 read of the grid `bounds` (left, bottom, right, top) in `crs`.
+
+        Nearest resampling of the codes through a WarpedVRT (which honours the bottom-up files);
+        nodata -128. Tiles covering the grid are read in the order of `sample` (own zone of the
+        grid centre first) until every pixel is valid. Returns (codes, valid (H, W)).
+        """
+        height, width = int(shape[0]), int(shape[1])
+        left, bottom, right, top = (float(v) for v in bounds)
+        if not (right > left and top > bottom and height > 0 and width > 0):
+            raise ValueError(f"read_grid needs left < right, bottom < top and a positive shape: {bounds}, {shape}")
+        dst_transform = from_bounds(left, bottom, right, top, width, height)
+        codes = np.full((N_BANDS, height, width), NODATA, dtype=np.int8)
+        valid = np.zeros((height, width), dtype=bool)
+        with self._lock, rasterio.Env(**self.gdal_options()):
+            tiles = self._year_tiles(year)
+            w, s, e, n = transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
+            cands = tiles.tree.query(shapely.box(w, s, e, n), predicate="intersects")
+            if cands.size == 0:
+                return codes, valid
+            cx, cy = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(
+                (left + right) / 2, (bottom + top) / 2
+            )
+            own = tiles.zones[cands] == point_zone_codes(np.array([cx]), np.array([cy]))[0]
+            bx = tiles.boxes[cands]
+            holds_centre = (bx[:, 0] <= cx) & (cx <= bx[:, 2]) & (bx[:, 1] <= cy) & (cy <= bx[:, 3])
+            for tile in cands[np.lexsort((cands, ~holds_centre, ~own))]:
+                ds = self._open(tiles.paths[int(tile)])
+                with WarpedVRT(
+                    ds,
+                    crs=crs,
+                    transform=dst_transform,
+                    width=width,
+                    height=height,
+                    resampling=Resampling.nearest,
+                    src_nodata=NODATA,
+                    nodata=NODATA,
+                ) as vrt:
+                    arr = vrt.read()
+                self.stats["grid_reads"] += 1
+                fill = ~(arr == NODATA).any(axis=0) & ~valid
+                codes[:, fill] = arr[:, fill]
+                valid |= fill
+                if valid.all():
+                    break
+        return codes, valid

@@ -1,0 +1,1 @@
+"""facts of the triplet builder."""

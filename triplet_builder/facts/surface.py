@@ -1,0 +1,147 @@
+"""Surface facts of a chip: how much of it is valid, smooth dark water, land and bright scatterers,
+overall and per FUSAR-GPT 3 x 3 cell (numbered 1..9 row-major from the top-left).
+
+Water is the smooth dark surface of the co-polarised band (VV or HH) after a 3 x 3 median filter that
+suppresses speckle. The median is taken over the VALID pixels of each 3 x 3 window only, so NaN never
+leaks in; on fully valid data the result is identical to thresholding `scipy.ndimage.median_filter`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+CO_POL = ("VV", "HH")
+CROSS_POL = ("VH", "HV")
+WATER_THRESHOLD_CO_DB = -18.0
+WATER_THRESHOLD_CROSS_DB = -24.0
+
+
+# -- the 3 x 3 grid ---------------------------------------------------------------------------------
+def cell_edges(n: int) -> tuple[int, int, int, int]:
+    """Pixel boundaries of the three cell bands along an axis of n pixels: (0, n//3, 2n//3, n)."""
+    return (0, n // 3, (2 * n) // 3, n)
+
+
+def cell_index_map(height: int, width: int) -> np.ndarray:
+    """(H, W) int8 map of the cell number (1..9) of every pixel."""
+    rows = np.searchsorted(np.asarray(cell_edges(height)[1:3]), np.arange(height), side="right")  # (H,)
+    cols = np.searchsorted(np.asarray(cell_edges(width)[1:3]), np.arange(width), side="right")  # (W,)
+    return (3 * rows[:, None] + cols[None, :] + 1).astype(np.int8)
+
+
+def cell_of(x: float, y: float, width: int, height: int) -> int:
+    """Cell number (1..9) of a continuous chip position (x right, y down, in pixels), using the same
+    boundaries as `cell_edges`; positions outside the chip are clamped to the nearest cell."""
+    cx = sum(1 for e in cell_edges(width)[1:3] if x >= e)
+    cy = sum(1 for e in cell_edges(height)[1:3] if y >= e)
+    return 3 * cy + cx + 1
+
+
+# -- water --------------------------------------------------------------------------------------------
+def reference_band(polarisations: tuple[str, ...]) -> int:
+    """Index of the band the surface is judged on: the first co-pol band (VV/HH), else the first band."""
+    for i, pol in enumerate(polarisations):
+        if pol.upper() in CO_POL:
+            return i
+    return 0
+
+
+def default_water_threshold(polarisations: tuple[str, ...]) -> float:
+    """-18 dB when a co-pol (or unknown) band exists, -24 dB for cross-pol-only data."""
+    pols = [p.upper() for p in polarisations]
+    if pols and all(p in CROSS_POL for p in pols):
+        return WATER_THRESHOLD_CROSS_DB
+    return WATER_THRESHOLD_CO_DB
+
+
+def _window_count(mask: np.ndarray) -> np.ndarray:
+    """Number of True pixels in the 3 x 3 window around each pixel (borders reflected, as median_filter)."""
+    return ndimage.correlate(mask.astype(np.int32), np.ones((3, 3), dtype=np.int32), mode="reflect")
+
+
+def water_mask(
+    db: np.ndarray,
+    valid: np.ndarray,
+    polarisations: tuple[str, ...],
+    water_threshold_db: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """((H, W) bool water mask, threshold used) for a (P, H, W) dB chip.
+
+    A valid pixel is water when the median of the valid pixels of its 3 x 3 window is below the
+    threshold, i.e. when a strict majority of them is darker than the threshold.
+    """
+    if db.ndim != 3 or db.shape[1:] != valid.shape:
+        raise ValueError(f"db must be (P, H, W) and valid (H, W); got {db.shape} and {valid.shape}")
+    if len(polarisations) != db.shape[0]:
+        raise ValueError(f"{len(polarisations)} polarisations given for {db.shape[0]} bands")
+    thr = default_water_threshold(polarisations) if water_threshold_db is None else float(water_threshold_db)
+    band = db[reference_band(polarisations)]  # (H, W)
+    ok = valid & np.isfinite(band)
+    with np.errstate(invalid="ignore"):
+        dark = ok & (band < thr)
+    n_dark = _window_count(dark)
+    n_ok = _window_count(ok)
+    return ok & (2 * n_dark > n_ok), thr
+
+
+# -- the facts ----------------------------------------------------------------------------------------
+def _frac(num: int | np.integer, den: int | np.integer) -> float:
+    return round(float(num) / float(den), 3) if den > 0 else 0.0
+
+
+def surface_facts(
+    db: np.ndarray,
+    valid: np.ndarray,
+    polarisations: tuple[str, ...],
+    water_threshold_db: float | None = None,
+    bright_threshold_db: float = 0.0,
+) -> dict[str, Any]:
+    """The facts "surface" object of a (P, H, W) float32 dB chip with its (H, W) valid mask.
+
+    All fractions except valid_fraction are over VALID pixels (valid and finite in the reference band)
+    and rounded to 3 decimals. mean_db / std_db are of the reference band (first co-pol band); with no
+    valid pixel at all they are 0.0 and every fraction is 0.
+    """
+    water, thr = water_mask(db, valid, polarisations, water_threshold_db)
+    band = db[reference_band(polarisations)]  # (H, W)
+    ok = valid & np.isfinite(band)
+    with np.errstate(invalid="ignore"):
+        bright = ok & (band > bright_threshold_db)
+    h, w = ok.shape
+    n_ok = int(ok.sum())
+    n_water = int(water.sum())
+    values = band[ok]  # (n_ok,)
+    mean_db = round(float(values.mean(dtype=np.float64)), 2) if n_ok else 0.0
+    std_db = round(float(values.std(dtype=np.float64)), 2) if n_ok else 0.0
+
+    cells = cell_index_map(h, w).ravel()  # (H*W,)
+    n_pix = np.bincount(cells, minlength=10)
+    n_ok_c = np.bincount(cells, weights=ok.ravel(), minlength=10)
+    n_water_c = np.bincount(cells, weights=water.ravel(), minlength=10)
+    n_bright_c = np.bincount(cells, weights=bright.ravel(), minlength=10)
+    cell_facts = [
+        {
+            "cell": c,
+            "water_fraction": _frac(int(n_water_c[c]), int(n_ok_c[c])),
+            "bright_fraction": _frac(int(n_bright_c[c]), int(n_ok_c[c])),
+            "valid_fraction": _frac(int(n_ok_c[c]), int(n_pix[c])),
+        }
+        for c in range(1, 10)
+    ]
+    return {
+        "valid_fraction": _frac(n_ok, h * w),
+        "water_fraction": _frac(n_water, n_ok),
+        "land_fraction": round(1.0 - n_water / n_ok, 3) if n_ok else 0.0,
+        "bright_fraction": _frac(int(bright.sum()), n_ok),
+        "water_threshold_db": thr,
+        "bright_threshold_db": float(bright_threshold_db),
+        "mean_db": mean_db,
+        "std_db": std_db,
+        "cells": cell_facts,
+    }

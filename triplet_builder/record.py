@@ -1,0 +1,180 @@
+"""The typed records that flow through the pipeline: a scene reference and a chip record.
+
+A `SceneRef` is small and picklable: it is what travels to Dask workers (with the window specs).
+A `ChipRecord` is created on the worker, filled stage by stage, and finally written as one row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+class Scale(str, Enum):
+    """How the pixel values of a SAR source are expressed."""
+
+    DB = "db"  # 10 * log10(power)
+    LINEAR_POWER = "linear_power"  # sigma0 / gamma0 as a power ratio
+    AMPLITUDE = "amplitude"  # sqrt(power)
+
+
+class Backscatter(str, Enum):
+    """The radiometric normalisation of the backscatter."""
+
+    SIGMA0 = "sigma0"
+    GAMMA0 = "gamma0"
+    BETA0 = "beta0"
+    UNKNOWN = "unknown"
+
+
+class GeorefKind(str, Enum):
+    AFFINE = "affine"  # CRS + geotransform
+    GCPS = "gcps"  # ground control points
+    RPCS = "rpcs"  # rational polynomial coefficients
+
+
+@dataclass(frozen=True, slots=True)
+class BandRef:
+    """One polarisation of a scene: which file and which 1-based band holds it."""
+
+    uri: str
+    band: int
+    polarisation: str  # "VV", "VH", "HH", "HV" or "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class SceneRef:
+    """Everything a worker needs to open a scene; no pixels."""
+
+    scene_id: str
+    bands: tuple[BandRef, ...]
+    acquired: datetime  # UTC, timezone-aware
+    acquired_source: str  # "filename", "tags", "sidecar", "safe-manifest"
+    sensor: str  # e.g. "Sentinel-1A"
+    mode: str | None  # e.g. "IW"
+    orbit_direction: str | None  # "ascending" / "descending"
+    scale: Scale
+    scale_source: str  # "declared", "filename", "tags", "statistics"
+    backscatter: Backscatter
+    georef: GeorefKind
+    crs: str | None  # native CRS (affine) or GCP CRS, as "EPSG:xxxx" or WKT
+    width: int
+    height: int
+    pixel_size_m: float  # native, approximate for GCP/RPC scenes
+    nodata: float | None
+    product: str | None = None  # product type, e.g. "GRD", "RTC"
+
+    @property
+    def polarisations(self) -> tuple[str, ...]:
+        return tuple(b.polarisation for b in self.bands)
+
+    @property
+    def year(self) -> int:
+        return self.acquired.year
+
+    @property
+    def uris(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(b.uri for b in self.bands))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A chip window in native scene pixels (read area) and its output size in chip pixels."""
+
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+    out_width: int
+    out_height: int
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.col_off, self.row_off, self.width, self.height)
+
+
+def chip_id_for(scene_id: str, window: Window) -> str:
+    """Deterministic chip id: SHA-256 of the scene id and the window, 16 hex digits."""
+    key = f"{scene_id}|{window.col_off},{window.row_off},{window.width},{window.height}|{window.out_width}x{window.out_height}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Georef:
+    """Where a chip is on Earth."""
+
+    footprint_wkb: bytes  # polygon in lon/lat (OGC:CRS84), edges densified
+    bbox: tuple[float, float, float, float]  # (xmin, ymin, xmax, ymax) lon/lat
+    centre_lon: float
+    centre_lat: float
+    native_crs: str | None
+    transform: (
+        tuple[float, float, float, float, float, float] | None
+    )  # chip affine (a,b,c,d,e,f) in native CRS
+    pixel_size_m: float  # of the chip (after resampling)
+    grid_cell: str  # Major TOM 10 km cell, e.g. "433U_874R"
+    utm_crs: str  # the UTM zone of the centre, e.g. "EPSG:32631"
+
+
+@dataclass(slots=True, eq=False)
+class Anchors:
+    """AlphaEarth anchors of a chip in the FUSAR-GPT `features` / `positions` form (stored quantized)."""
+
+    codes: np.ndarray  # (S, 64) int8, the raw AlphaEarth codes; -128 where invalid
+    valid: np.ndarray  # (S,) bool
+    positions: np.ndarray  # (S, 2) float32, normalized image-local (y, x) in [0, 1]
+    lonlat: np.ndarray  # (S, 2) float64
+    year: int
+    source: str  # provider description, e.g. "cog:data/demo/aef"
+    synthetic: bool  # True for the demo's labelled synthetic stand-in
+
+    def features(self) -> np.ndarray:
+        """(S, 64) float32 de-quantized vectors (zeros where invalid)."""
+        from triplet_builder.embeddings.quantize import dequantize
+
+        return dequantize(self.codes)
+
+
+@dataclass(slots=True, eq=False)
+class ChipRecord:
+    """One chip as it travels scene -> tile -> georeference -> embed -> facts -> text -> filter -> shard."""
+
+    chip_id: str
+    scene: SceneRef
+    window: Window
+    task_id: int = 0
+    # tile
+    db: np.ndarray | None = None  # (P, H, W) float32 backscatter in dB, NaN where invalid
+    valid: np.ndarray | None = None  # (H, W) bool
+    # georeference
+    georef: Georef | None = None
+    # embed
+    anchors: Anchors | None = None
+    # facts: the only source of truth for text (a JSON-serialisable dict, see schemas/facts.schema.json)
+    facts: dict[str, Any] | None = None
+    # text
+    caption: str | None = None
+    caption_fields: dict[str, str | None] | None = None
+    qa: list[dict[str, str]] = field(default_factory=list)  # [{task, question, answer}]
+    text_generator: str | None = None
+    prompt_version: str | None = None
+    # filter
+    reject_stage: str | None = None
+    reject_reason: str | None = None
+    reject_detail: str | None = None
+    # bookkeeping
+    split: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.reject_reason is not None
+
+    def reject(self, stage: str, reason: str, detail: str = "") -> ChipRecord:
+        self.reject_stage = stage
+        self.reject_reason = reason
+        self.reject_detail = detail
+        return self

@@ -1,0 +1,93 @@
+"""Embed stage: the AlphaEarth anchors of each chip, a G x G grid of points at cell centres, read for the
+acquisition year. Chips are batched so the provider can group the reads of many chips by file and block."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from triplet_builder.geo import scene_geo
+from triplet_builder.record import Anchors, ChipRecord
+from triplet_builder.stages.base import Stage, Stats
+
+
+class EmbeddingProvider(Protocol):
+    description: str
+    synthetic: bool
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def anchor_positions(grid: int) -> np.ndarray:
+    """(G*G, 2) normalized (y, x) of the anchor grid: cell centres, row-major from the top-left."""
+    c = (np.arange(grid, dtype=np.float32) + 0.5) / grid
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    return np.column_stack([yy.ravel(), xx.ravel()]).astype(np.float32)
+
+
+class Embed(Stage):
+    name = "embed"
+
+    def __init__(self, provider: EmbeddingProvider, *, grid: int = 16, batch: int = 64) -> None:
+        self.provider = provider
+        self.grid = grid
+        self.batch = batch
+        self.positions = anchor_positions(grid)  # (S, 2)
+
+    def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
+        st = stats[self.name]
+        it = iter(records)
+        while batch := list(itertools.islice(it, self.batch)):
+            todo = [r for r in batch if not r.rejected]
+            todo_ids = {id(r) for r in todo}
+            t0 = time.perf_counter()
+            self._embed(todo)
+            st.seconds += time.perf_counter() - t0
+            for r in batch:
+                if id(r) in todo_ids:
+                    self.account(st, r)
+                    if r.anchors is not None and not r.anchors.valid.any():
+                        st.extra["chips_without_valid_anchors"] += 1
+                yield r
+
+    def _embed(self, records: list[ChipRecord]) -> None:
+        s = len(self.positions)
+        by_year: dict[int, list[ChipRecord]] = {}
+        for r in records:
+            by_year.setdefault(r.scene.year, []).append(r)
+        for year, recs in by_year.items():
+            lons, lats = [], []
+            for r in recs:
+                lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, self.positions[:, 0], self.positions[:, 1])
+                lons.append(lon)
+                lats.append(lat)
+            codes, valid = self.provider.sample(np.concatenate(lons), np.concatenate(lats), year)  # (N*S, 64), (N*S,)
+            for i, r in enumerate(recs):
+                sl = slice(i * s, (i + 1) * s)
+                r.anchors = Anchors(
+                    codes=np.ascontiguousarray(codes[sl], dtype=np.int8),
+                    valid=np.asarray(valid[sl], dtype=bool),
+                    positions=self.positions,
+                    lonlat=np.column_stack([lons[i], lats[i]]),
+                    year=year,
+                    source=self.provider.description,
+                    synthetic=self.provider.synthetic,
+                )
+
+    def close(self) -> None:
+        self.provider.close()
+
+
+def make_provider(cfg: Any) -> EmbeddingProvider:
+    """The provider named by an EmbeddingConfig."""
+    if cfg.type == "cog":
+        from triplet_builder.embeddings.cog import CogEmbeddingProvider
+
+        return CogEmbeddingProvider(cfg.root, synthetic=cfg.synthetic)
+    raise ValueError(f"embeddings.type {cfg.type!r} is not supported; use 'cog'")

@@ -1,0 +1,90 @@
+"""Facts stage: the fact sheet of each chip (place, acquisition, surface fractions, CFAR detections,
+imported labels), the only source of truth for the text. Chips are batched so the offline geocoder
+answers many chips in one query."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import shapely
+
+from triplet_builder.config import FactsConfig
+from triplet_builder.facts.cfar import CfarParams, detect, detector_info
+from triplet_builder.facts.places import nearest_places
+from triplet_builder.facts.sheet import build_fact_sheet
+from triplet_builder.facts.surface import reference_band, surface_facts, water_mask
+from triplet_builder.geo import scene_geo
+from triplet_builder.record import ChipRecord
+from triplet_builder.stages.base import Stage, Stats
+
+
+class Facts(Stage):
+    name = "facts"
+
+    def __init__(self, cfg: FactsConfig, *, batch: int = 64) -> None:
+        self.cfg = cfg
+        self.batch = batch
+        c = cfg.cfar
+        self.cfar = CfarParams(
+            pfa=c.pfa, guard=c.guard, train=c.train, min_db=c.min_db, min_area_px=c.min_area_px, max_area_px=c.max_area_px
+        )
+        self._labels: Any = None
+
+    def _label_set(self) -> Any:
+        if self.cfg.labels is None:
+            return None
+        if self._labels is None:
+            from triplet_builder.facts.labels import LabelSet
+
+            lc = self.cfg.labels
+            self._labels = LabelSet.from_file(
+                lc.path, class_column=lc.class_column, default_label=lc.default_label, point_box_m=lc.point_box_m
+            )
+        return self._labels
+
+    def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
+        st = stats[self.name]
+        it = iter(records)
+        while batch := list(itertools.islice(it, self.batch)):
+            todo = [r for r in batch if not r.rejected]
+            t0 = time.perf_counter()
+            places = nearest_places(
+                [r.georef.centre_lon for r in todo],  # type: ignore[union-attr]
+                [r.georef.centre_lat for r in todo],  # type: ignore[union-attr]
+                max_km=self.cfg.max_place_km,
+            )
+            for r, place in zip(todo, places):
+                self._facts(r, place)
+                self.account(st, r)
+            st.seconds += time.perf_counter() - t0
+            yield from batch
+
+    def _facts(self, r: ChipRecord, place: dict[str, Any] | None) -> None:
+        assert r.db is not None and r.valid is not None and r.georef is not None
+        pols = r.scene.polarisations
+        surface = surface_facts(
+            r.db, r.valid, pols, water_threshold_db=self.cfg.water_threshold_db, bright_threshold_db=self.cfg.bright_threshold_db
+        )
+        water, _ = water_mask(r.db, r.valid, pols, self.cfg.water_threshold_db)
+        detections = detect(r.db[reference_band(pols)], r.valid, water, r.georef.pixel_size_m, self.cfar)
+        labels = self._label_set()
+        objects = (
+            labels.objects_in_chip(scene_geo(r.scene), r.window, shapely.from_wkb(r.georef.footprint_wkb))
+            if labels is not None
+            else []
+        )
+        r.facts = build_fact_sheet(
+            scene=r.scene,
+            window=r.window,
+            georef=r.georef,
+            db=r.db,
+            valid=r.valid,
+            place=place,
+            surface=surface,
+            detections=detections,
+            detector=detector_info(self.cfar),
+            objects=objects,
+        )
