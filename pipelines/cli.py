@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     print(summary(manifest))
-    print(f"  output: {cfg.output.dir}")
+    out = Path(cfg.output.dir).resolve()
+    print(f"  output: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     for f in manifest["failures"]:
         print(f"error: {f.get('message') or f.get('error')}", file=sys.stderr)
     if manifest["counts"]["chips_kept"] == 0 and not manifest["failures"]:

@@ -143,6 +143,9 @@ def _prepare_output(cfg: RegionConfig, overwrite: bool) -> Path:
 def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None) -> Any:
     from dask.distributed import Client, LocalCluster
 
+    if not log.isEnabledFor(logging.DEBUG):  # the scheduler runs in this process: keep its INFO chatter out
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     address = scheduler or cfg.scheduler
     if address:
         return Client(address, timeout="30s")

@@ -229,11 +229,13 @@ class RegionConfig(_Model):
         return self.dates.start <= d <= self.dates.end
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the output (not workers / scheduler / task size), taken on the
+        """Hash of everything that changes the rows (not workers / scheduler / task size / output folder), taken on the
         file as written (paths relative to the region file), so it does not depend on where the repo lives."""
         if self._hash is not None:
             return self._hash
-        d = self.model_dump(mode="json", exclude={"workers", "scheduler", "chips_per_task", "description"})
+        d = self.model_dump(
+            mode="json", exclude={"workers": True, "scheduler": True, "chips_per_task": True, "description": True, "output": {"dir"}}
+        )
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

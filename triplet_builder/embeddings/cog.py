@@ -17,6 +17,7 @@ nothing. `provider.stats` counts the reads.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -27,10 +28,10 @@ from typing import Any
 import numpy as np
 import rasterio
 import shapely
+from affine import Affine
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
-from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -271,12 +272,18 @@ class CogEmbeddingProvider:
             order = np.argsort(key, kind="stable")
             keys_sorted = key[order]
             bounds = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1], True])
-            for g0, g1 in zip(bounds[:-1], bounds[1:], strict=True):
+            for g0, g1 in itertools.pairwise(bounds):
                 members = order[g0:g1]
                 rr, cc = r[members], c[members]
                 k = int(keys_sorted[g0])
                 win = self._read_window(
-                    path, ds, (k // n_bc, k % n_bc), int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+                    path,
+                    ds,
+                    (k // n_bc, k % n_bc),
+                    int(rr.min()),
+                    int(rr.max()) + 1,
+                    int(cc.min()),
+                    int(cc.max()) + 1,
                 )
                 out[idx[members]] = win.data[:, rr - win.r0, cc - win.c0].T
         ok = inside & ~(out == NODATA).any(axis=1)
@@ -315,7 +322,8 @@ class CogEmbeddingProvider:
             half_w = np.maximum((b[:, 2] - b[:, 0]) / 2, 1e-12)
             half_h = np.maximum((b[:, 3] - b[:, 1]) / 2, 1e-12)
             off_centre = np.maximum(
-                np.abs(lon[p] - (b[:, 0] + b[:, 2]) / 2) / half_w, np.abs(lat[p] - (b[:, 1] + b[:, 3]) / 2) / half_h
+                np.abs(lon[p] - (b[:, 0] + b[:, 2]) / 2) / half_w,
+                np.abs(lat[p] - (b[:, 1] + b[:, 3]) / 2) / half_h,
             )
             order = np.lexsort((t, off_centre, ~own, p))
             p, t = p[order], t[order]
@@ -343,8 +351,11 @@ class CogEmbeddingProvider:
         height, width = int(shape[0]), int(shape[1])
         left, bottom, right, top = (float(v) for v in bounds)
         if not (right > left and top > bottom and height > 0 and width > 0):
-            raise ValueError(f"read_grid needs left < right, bottom < top and a positive shape: {bounds}, {shape}")
-        dst_transform = from_bounds(left, bottom, right, top, width, height)
+            raise ValueError(
+                f"read_grid needs left < right, bottom < top and a positive shape: {bounds}, {shape}"
+            )
+        # north-up destination grid: row 0 is the northern edge
+        dst_transform = Affine((right - left) / width, 0.0, left, 0.0, -(top - bottom) / height, top)
         codes = np.full((N_BANDS, height, width), NODATA, dtype=np.int8)
         valid = np.zeros((height, width), dtype=bool)
         with self._lock, rasterio.Env(**self.gdal_options()):

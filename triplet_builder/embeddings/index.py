@@ -130,7 +130,9 @@ def build_index(root: str | Path, path_prefix: str = MIRROR_PREFIX) -> Path:
                 )
                 geoms.append(geom)
     if not rows:
-        raise ValueError(f"no tiles found under {root}: expected {root}/{{year}}/{{zone}}/*.tiff (e.g. 2024/13N/)")
+        raise ValueError(
+            f"no tiles found under {root}: expected {root}/{{year}}/{{zone}}/*.tiff (e.g. 2024/13N/)"
+        )
     df = pd.DataFrame(rows).astype({"fid": "int64", "year": "int64"})
     gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"), crs="EPSG:4326")
     gdf = gdf.rename_geometry("geom")[list(INDEX_COLUMNS)]

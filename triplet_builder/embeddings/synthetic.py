@@ -8,8 +8,9 @@ SYNTHETIC=true. Then it writes `{out}/aef_index.parquet` with build_index.
 
 Values are unit-length 64-d vectors (quantized with quantize()) that vary smoothly in space (a seeded
 low-resolution random field, upsampled and normalised) mixed with three class prototypes (water,
-land, bright) weighted by the SAR scene content resampled to 10 m (water: dB < -18, bright: dB > 0),
-so the embeddings correlate with the surface. Pixels outside every scene, and where the SAR water
+land, bright) weighted by the SAR scene content (water: dB < -18, bright: dB > 0), so the embeddings
+correlate with the surface. The content is computed on 20 m cells (the resolution of the demo SAR),
+each written as 2 x 2 pixels of 10 m: that keeps the demo tile small (DEFLATE finds the repeats). Pixels outside every scene, and where the SAR water
 fraction over ~200 m exceeds 0.95 (open water, masked in the real product), are -128.
 
     python -m triplet_builder.embeddings.synthetic --out data/demo/aef_synthetic \
@@ -74,13 +75,17 @@ class _Scene:
 def _scene_info(path: Path) -> _Scene:
     with rasterio.open(path) as ds:
         if ds.crs is None or ds.transform.is_identity:
-            raise ValueError(f"{path} has no CRS / geotransform; the synthetic generator needs a georeferenced scene")
+            raise ValueError(
+                f"{path} has no CRS / geotransform; the synthetic generator needs a georeferenced scene"
+            )
         w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
     lon, lat = (w + e) / 2, (s + n) / 2
     zone = int(np.clip(np.floor((lon + 180.0) / 6.0) + 1, 1, 60))
     hemi = "N" if lat >= 0 else "S"
     m = _DATE.search(path.name)
-    return _Scene(path, int(m["year"]) if m else None, f"{zone}{hemi}", (32600 if hemi == "N" else 32700) + zone)
+    return _Scene(
+        path, int(m["year"]) if m else None, f"{zone}{hemi}", (32600 if hemi == "N" else 32700) + zone
+    )
 
 
 def _fake_hash(seed: int, year: int, zone: str) -> str:
@@ -109,6 +114,11 @@ def _mosaic_db(scenes: Sequence[_Scene], epsg: int, transform: Affine, shape: tu
         with rasterio.open(sc.path) as ds:
             band = ds.read(1, masked=True).astype(np.float32).filled(np.nan)
             band[~np.isfinite(band)] = np.nan
+            if np.isfinite(band).any() and np.nanmin(band) >= 0:
+                raise ValueError(
+                    f"{sc.path} has no negative value: it looks like linear power or amplitude, "
+                    "but the synthetic generator needs backscatter in dB"
+                )
             dst = np.full(shape, np.nan, dtype=np.float32)
             reproject(
                 band,
@@ -139,36 +149,37 @@ def _smoothed_fraction(
 
 
 def synthesize_codes(
-    db: np.ndarray, *, seed: int, year: int, zone_epsg: int
+    db: np.ndarray, *, seed: int, year: int, zone_epsg: int, cell_m: float = CELL_M
 ) -> np.ndarray:
-    """North-up (64, H, W) int8 codes from a north-up dB grid (NaN = no scene) at 10 m."""
+    """North-up (64, H, W) int8 codes for a north-up dB grid of `cell_m` cells (NaN = no scene)."""
     h, w = db.shape
     covered = np.isfinite(db)
-    dbz = _smoothed_fraction(np.where(covered, db, 0.0), covered, lambda a: ndimage.gaussian_filter(a, DB_SIGMA_PX))
-    water = covered & (dbz < WATER_DB)
-    bright = covered & (dbz > BRIGHT_DB)
-    land = covered & ~water & ~bright
 
-    def gauss(a: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(a, CLASS_SIGMA_PX, mode="nearest")
+    def gauss(sigma_m: float) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda a: ndimage.gaussian_filter(a, sigma_m / cell_m, mode="nearest")
 
     def box(a: np.ndarray) -> np.ndarray:
-        return ndimage.uniform_filter(a, WATER_WINDOW_PX, mode="nearest")
+        return ndimage.uniform_filter(a, round(WATER_WINDOW_M / cell_m) | 1, mode="nearest")
 
-    fractions = np.stack([_smoothed_fraction(m, covered, gauss) for m in (water, land, bright)])  # (3, H, W)
+    dbs = _smoothed_fraction(db, covered, gauss(DB_SIGMA_M))
+    water = covered & (dbs < WATER_DB)
+    bright = covered & (dbs > BRIGHT_DB)
+    land = covered & ~water & ~bright
+    fractions = np.stack(
+        [_smoothed_fraction(m, covered, gauss(CLASS_SIGMA_M)) for m in (water, land, bright)]
+    )
     open_water = _smoothed_fraction(water, covered, box) > WATER_MASK_FRACTION
-    valid = covered & ~open_water
+    valid = covered & ~open_water  # (H, W)
 
     prototypes = np.random.default_rng([seed, 0x5A2]).standard_normal((3, N_BANDS))
-    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-    step = FIELD_SPACING_M / PIXEL_M
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)  # (3, 64): water, land, bright
+    step = FIELD_SPACING_M / cell_m
     nh, nw = int(np.ceil(h / step)) + 2, int(np.ceil(w / step)) + 2
     base = np.random.default_rng([seed, zone_epsg]).standard_normal((N_BANDS, nh, nw))
     yearly = np.random.default_rng([seed, zone_epsg, year]).standard_normal((N_BANDS, nh, nw))
-    nodes = base + YEAR_WEIGHT * yearly
-    ry = _interp_matrix(h, nh, step)
-    rx = _interp_matrix(w, nw, step)
-    cols = np.einsum("cyx,wx->cyw", nodes, rx)  # (64, nh, W)
+    ry = _interp_matrix(h, nh, step)  # (H, nh)
+    rx = _interp_matrix(w, nw, step)  # (W, nw)
+    cols = np.einsum("cyx,wx->cyw", base + YEAR_WEIGHT * yearly, rx)  # (64, nh, W)
 
     codes = np.full((N_BANDS, h, w), NODATA, dtype=np.int8)
     for r0 in range(0, h, 256):
@@ -177,14 +188,22 @@ def synthesize_codes(
             continue
         field = np.einsum("ry,cyw->rwc", ry[r0:r1], cols)  # (rows, W, 64)
         field /= np.linalg.norm(field, axis=-1, keepdims=True)
-        mix = np.einsum("krw,kc->rwc", fractions[:, r0:r1], prototypes)
+        mix = np.einsum("krw,kc->rwc", fractions[:, r0:r1], prototypes)  # (rows, W, 64)
         v = FIELD_WEIGHT * field + mix
         v /= np.linalg.norm(v, axis=-1, keepdims=True)
         codes[:, r0:r1] = np.moveaxis(quantize(v, valid[r0:r1]), -1, 0)
     return codes
 
 
-def _write_tile(path: Path, codes_north_up: np.ndarray, west: float, south: float, tags: dict[str, str], epsg: int) -> None:
+def _write_tile(
+    path: Path,
+    codes_north_up: np.ndarray,
+    west: float,
+    south: float,
+    tags: dict[str, str],
+    epsg: int,
+    zlevel: int,
+) -> None:
     """Write (64, H, W) north-up codes as a BOTTOM-UP tiled GeoTIFF (row 0 = south edge)."""
     _, h, w = codes_north_up.shape
     profile = {
@@ -201,7 +220,7 @@ def _write_tile(path: Path, codes_north_up: np.ndarray, west: float, south: floa
         "blockysize": BLOCK,
         "compress": "deflate",
         "predictor": 2,
-        "zlevel": 9,
+        "zlevel": zlevel,
         "interleave": "band",
         "sparse_ok": True,
     }
@@ -214,8 +233,30 @@ def _write_tile(path: Path, codes_north_up: np.ndarray, west: float, south: floa
     os.replace(tmp, path)
 
 
+def _remove_stale(folder: Path, keep: Path) -> None:
+    """Delete earlier synthetic tiles of the folder (another seed) so the index lists one tile per zone.
+
+    Raises ValueError if the folder holds a file that is not tagged SYNTHETIC=true: synthetic and real
+    tiles are never mixed under one root.
+    """
+    for f in sorted(folder.iterdir()):
+        if f == keep or f.suffix not in (".tif", ".tiff"):
+            continue
+        with rasterio.open(f) as ds:
+            synthetic = ds.tags().get("SYNTHETIC", "").lower() == "true"
+        if not synthetic:
+            raise ValueError(f"{f} is not a synthetic tile: write the synthetic stand-in to another folder")
+        logger.info("removing the earlier synthetic tile %s", f)
+        f.unlink()
+
+
 def generate(
-    out: str | Path, scenes: Sequence[str | Path], years: Sequence[int], seed: int = 0, margin_m: float = 500.0
+    out: str | Path,
+    scenes: Sequence[str | Path],
+    years: Sequence[int],
+    seed: int = 0,
+    margin_m: float = 500.0,
+    zlevel: int = 9,
 ) -> list[Path]:
     """Write one synthetic tile per (year, UTM zone) under `out`, then `out/aef_index.parquet`.
 
@@ -230,7 +271,9 @@ def generate(
     for year in sorted({int(y) for y in years}):
         chosen = [s for s in infos if s.year == year] or infos
         if all(s.year != year for s in infos):
-            logger.warning("no scene is dated %d; the %d synthetic tile(s) use all %d scenes", year, year, len(infos))
+            logger.warning(
+                "no scene is dated %d; the %d synthetic tile(s) use all %d scenes", year, year, len(infos)
+            )
         for zone in sorted({s.zone for s in chosen}):
             group = [s for s in chosen if s.zone == zone]
             epsg = group[0].epsg
@@ -239,17 +282,21 @@ def generate(
                 with rasterio.open(sc.path) as ds:
                     boxes.append(transform_bounds(ds.crs, f"EPSG:{epsg}", *ds.bounds, densify_pts=21))
             b = np.array(boxes)
-            west = np.floor((b[:, 0].min() - margin_m) / PIXEL_M) * PIXEL_M
-            south = np.floor((b[:, 1].min() - margin_m) / PIXEL_M) * PIXEL_M
-            east = np.ceil((b[:, 2].max() + margin_m) / PIXEL_M) * PIXEL_M
-            north = np.ceil((b[:, 3].max() + margin_m) / PIXEL_M) * PIXEL_M
-            w, h = int(round((east - west) / PIXEL_M)), int(round((north - south) / PIXEL_M))
-            north_up = Affine(PIXEL_M, 0.0, west, 0.0, -PIXEL_M, north)
-            db = _mosaic_db(group, epsg, north_up, (h, w))
-            codes = synthesize_codes(db, seed=seed, year=year, zone_epsg=epsg)
+            # the extent snaps outward to whole 20 m cells, so pixel edges fall on multiples of 10 m
+            west = np.floor((b[:, 0].min() - margin_m) / CELL_M) * CELL_M
+            south = np.floor((b[:, 1].min() - margin_m) / CELL_M) * CELL_M
+            east = np.ceil((b[:, 2].max() + margin_m) / CELL_M) * CELL_M
+            north = np.ceil((b[:, 3].max() + margin_m) / CELL_M) * CELL_M
+            cw, ch = round((east - west) / CELL_M), round((north - south) / CELL_M)
+            db = _mosaic_db(group, epsg, Affine(CELL_M, 0.0, west, 0.0, -CELL_M, north), (ch, cw))
+            cells = synthesize_codes(db, seed=seed, year=year, zone_epsg=epsg)
+            k = round(CELL_M / PIXEL_M)
+            codes = np.repeat(np.repeat(cells, k, axis=1), k, axis=2)  # (64, H, W) north-up, 10 m
+            w, h = codes.shape[2], codes.shape[1]
             folder = out / str(year) / zone
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{_fake_hash(seed, year, zone)}-{0:010d}-{0:010d}.tiff"
+            _remove_stale(folder, keep=path)
             tags = {
                 "SYNTHETIC": "true",
                 "DESCRIPTION": DESCRIPTION,
@@ -258,7 +305,7 @@ def generate(
                 "YEAR": str(year),
                 "UTM_ZONE": zone,
             }
-            _write_tile(path, codes, float(west), float(south), tags, epsg)
+            _write_tile(path, codes, float(west), float(south), tags, epsg, zlevel)
             logger.info("wrote %s (%d x %d px, %.0f%% valid)", path, w, h, 100 * (codes[0] != NODATA).mean())
             written.append(path)
     build_index(out)
@@ -275,12 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--years", required=True, nargs="+", type=int, help="years to generate, e.g. 2017")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--margin-m", type=float, default=500.0, help="margin around the scenes (m)")
+    parser.add_argument(
+        "--zlevel", type=int, default=9, choices=range(1, 10), help="DEFLATE level (9: smallest)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     missing = [str(p) for p in args.scenes if not p.is_file()]
     if missing:
         parser.error(f"scene file(s) not found: {', '.join(missing)}")
-    generate(args.out, args.scenes, args.years, seed=args.seed, margin_m=args.margin_m)
+    generate(args.out, args.scenes, args.years, seed=args.seed, margin_m=args.margin_m, zlevel=args.zlevel)
     return 0
 
 

@@ -1,0 +1,240 @@
+"""Benchmark: chips per second of the whole build against a floor measured in the same run, and peak
+memory for 1 and for N scenes of a large generated scene.
+
+The floor does only what any build must: read the same windows with rasterio, encode the same PNGs and
+write the same bytes to Parquet. The ratio build / floor says what the pipeline's own work costs (facts,
+text, embeddings, checks, Dask); the per-stage seconds from the manifest say where it goes.
+
+    python -m bench.build_throughput                  # demo + a 10,000 x 10,000 px scene, 1 and 4 scenes
+    python -m bench.build_throughput --size 4000      # quicker
+Results are printed and written to bench/out/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import rasterio
+import yaml
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.windows import Window as RioWindow
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
+
+
+def floor_seconds(manifest: dict[str, Any], region: dict[str, Any]) -> tuple[float, int]:
+    """Read the kept chips' windows, encode their PNGs, write those bytes to Parquet: nothing else."""
+    from triplet_builder.radiometry import to_db
+    from triplet_builder.record import Scale
+    from triplet_builder.writers.png import Stretch, encode_chip
+
+    out = Path(region["output"]["dir"])
+    t = pq.read_table(out / "data", columns=["source_uris", "window", "width", "height", "polarisations"])
+    rows = t.to_pylist()
+    stretch = Stretch(**region["output"].get("stretch", {}))
+    scale = {s["scene_id"]: s["scale"] for s in manifest["scenes"]}
+    scale_of_uri = {u: scale[s["scene_id"]] for s in manifest["scenes"] for u in s["uris"]}
+    t0 = time.perf_counter()
+    handles: dict[str, Any] = {}
+    images = []
+    for r in rows:
+        uri = r["source_uris"][0]
+        ds = handles.get(uri) or handles.setdefault(uri, rasterio.open(uri))
+        w = r["window"]
+        arr = ds.read(
+            1,
+            window=RioWindow(w["col_off"], w["row_off"], w["width"], w["height"]),
+            out_shape=(r["height"], r["width"]),
+            resampling=Resampling.average,
+            masked=True,
+        )
+        db, valid = to_db(
+            np.ma.filled(arr.astype(np.float32), np.nan)[None], Scale(scale_of_uri[uri]), ds.nodata
+        )
+        enc = encode_chip(db, valid, tuple(r["polarisations"]), stretch)
+        images.append({"bytes": enc[0], "path": "x.png"})
+    table = pa.table({"image": images})
+    pq.write_table(table, OUT / "floor.parquet", compression="zstd", row_group_size=256)
+    for ds in handles.values():
+        ds.close()
+    return time.perf_counter() - t0, len(rows)
+
+
+def run_build(region_path: Path, workers: int) -> tuple[dict[str, Any], float, int]:
+    """The whole build through the CLI; returns (manifest, wall seconds, peak RSS in MB of any process)."""
+    # a wrapper process per build, so RUSAGE_CHILDREN covers this build's process tree only
+    wrapper = (
+        "import resource, subprocess, sys; "
+        "r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "build",
+        str(region_path),
+        "--no-progress",
+        "--overwrite",
+        "--workers",
+        str(workers),
+    ]
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(
+            f"build failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+        )
+    peak = int(r.stderr.strip().splitlines()[-1])
+    region = yaml.safe_load(region_path.read_text())
+    manifest = json.loads((Path(region["output"]["dir"]) / "manifest.json").read_text())
+    return manifest, wall, peak // 1024
+
+
+def make_large_scene(path: Path, size: int, seed: int) -> None:
+    """A size x size px float32 dB scene (10 m, EPSG:32631, Rhone delta), speckled land with a dark
+    channel and bright point targets; written block by block, tiled and compressed like a COG."""
+    rng = np.random.default_rng(seed)
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "width": size,
+        "height": size,
+        "crs": "EPSG:32631",
+        "transform": from_origin(640000, 4815000, 10, 10),
+        "nodata": np.nan,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "predictor": 3,
+    }
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.update_tags(ACQUISITION_START_TIME=f"2017-0{1 + seed % 9}-15T05:43:59Z")
+        ds.set_band_description(1, "VV")
+        for row in range(0, size, 512):
+            h = min(512, size - row)
+            base = np.full((h, size), -9.0, np.float32)
+            cols = np.arange(size)
+            channel = (
+                np.abs(cols - size * (0.3 + 0.1 * np.sin((row + np.arange(h))[:, None] / 900))) < size * 0.05
+            )
+            base = np.where(channel, -22.0, base)
+            lin = 10 ** (base / 10) * rng.exponential(1.0, (h, size)).astype(np.float32)
+            pts = rng.random((h, size)) < 2e-5
+            lin[pts] = 300.0
+            ds.write(10 * np.log10(lin).astype(np.float32), 1, window=RioWindow(0, row, size, h))
+
+
+def bench_region(name: str, scenes: list[Path], aef_root: Path, size: int) -> Path:
+    raw = yaml.safe_load(DEMO.read_text())
+    raw.update(name=name, years=[2017], workers=2)
+    raw["area"] = {"bbox": [4.0, 43.0, 5.5, 44.0]}
+    raw["scenes"] = {
+        "type": "local",
+        "paths": [str(p) for p in scenes],
+        "scale": "db",
+        "backscatter": "sigma0",
+    }
+    raw["embeddings"] = {"type": "cog", "root": str(aef_root), "synthetic": True, "grid": 16}
+    raw["chip"] = {"size": size, "stride": size, "pixel_size_m": 10}
+    raw["output"] = {"dir": str(OUT / name)}
+    p = OUT / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def report(label: str, manifest: dict[str, Any], wall: float, floor_s: float, n: int) -> dict[str, Any]:
+    task_s = sum(st["seconds"] for st in manifest["stages"].values())
+    res = {
+        "label": label,
+        "windows": manifest["counts"]["windows"],
+        "chips_kept": n,
+        "build_wall_s": round(wall, 2),
+        "build_chips_per_s": round(manifest["counts"]["windows"] / wall, 2),
+        "stage_seconds": {k: round(v["seconds"], 2) for k, v in manifest["stages"].items()},
+        "stage_sum_s": round(task_s, 2),
+        "floor_s": round(floor_s, 2),
+        "floor_chips_per_s": round(n / floor_s, 2),
+        "ratio_wall_vs_floor": round(wall / floor_s, 2),
+        "ratio_stage_time_vs_floor": round(task_s / floor_s, 2),
+    }
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=10_000, help="large scene size in px (square)")
+    ap.add_argument("--chip", type=int, default=256)
+    ap.add_argument("--scenes", type=int, default=4, help="scene count of the memory comparison")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "workers": args.workers}
+
+    # 1. the demo
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["scenes"]["paths"] = [str(ROOT / "data/demo/spatialist/*.tif")]
+    raw["embeddings"]["root"] = str(ROOT / "data/demo/aef_synthetic")
+    raw["output"]["dir"] = str(OUT / "demo")
+    demo_region = OUT / "demo.yaml"
+    demo_region.write_text(yaml.safe_dump(raw))
+    m, wall, _ = run_build(demo_region, args.workers)
+    fs, n = floor_seconds(m, raw)
+    results["demo"] = report("demo", m, wall, fs, n)
+
+    # 2. a large generated scene, then N copies of it (other dates) for memory
+    scenes_dir = OUT / "scenes"
+    scenes_dir.mkdir(exist_ok=True)
+    scenes = []
+    for i in range(args.scenes):
+        p = scenes_dir / f"large_{args.size}_{i}.tif"
+        if not p.exists():
+            make_large_scene(p, args.size, seed=i)
+        scenes.append(p)
+    aef = OUT / f"aef_{args.size}"
+    if not (aef / "aef_index.parquet").exists():
+        shutil.rmtree(aef, ignore_errors=True)
+        from triplet_builder.embeddings.synthetic import main as synth
+
+        synth(["--out", str(aef), "--scenes", str(scenes[0]), "--years", "2017", "--seed", "0"])
+    one = bench_region("large1", scenes[:1], aef, args.chip)
+    m1, wall1, peak1 = run_build(one, args.workers)
+    fs1, n1 = floor_seconds(m1, yaml.safe_load(one.read_text()))
+    results["large_1_scene"] = report(f"{args.size}px x1", m1, wall1, fs1, n1)
+    many = bench_region(f"large{args.scenes}", scenes, aef, args.chip)
+    m4, wall4, peak4 = run_build(many, args.workers)
+    results["large_n_scenes"] = {
+        "scenes": args.scenes,
+        "build_wall_s": round(wall4, 2),
+        "chips": m4["counts"]["windows"],
+    }
+    results["peak_rss_mb"] = {
+        "1_scene": peak1,
+        f"{args.scenes}_scenes": peak4,
+        "ratio": round(peak4 / max(peak1, 1), 2),
+    }
+    print(json.dumps(results["peak_rss_mb"]))
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
