@@ -36,10 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("region", help="region file, e.g. pipelines/regions/demo.yaml")
     b.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
     b.add_argument("--workers", type=int, help="LocalCluster workers (default: the region's `workers`)")
-    b.add_argument("--overwrite", action="store_true", help="replace an output folder built with another config")
+    b.add_argument(
+        "--overwrite", action="store_true", help="replace an output folder built with another config"
+    )
     b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a region field, e.g. --set output.dir=out/x")
+    b.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a region field, e.g. --set output.dir=out/x",
+    )
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
@@ -48,14 +56,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         if args.command == "validate":
             p = plan(cfg)
-            print(f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)")
+            print(
+                f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)"
+            )
             for s in p.scenes:
-                print(f"  {s.scene_id}  {s.acquired:%Y-%m-%d}  {'+'.join(s.polarisations)}  {s.scale.value}  {s.pixel_size_m:.1f} m")
+                print(
+                    f"  {s.scene_id}  {s.acquired:%Y-%m-%d}  {'+'.join(s.polarisations)}  {s.scale.value}  {s.pixel_size_m:.1f} m"
+                )
             for sk in p.skipped:
                 print(f"  skipped {sk['scene_id']}: {sk['reason']}")
             for f in p.failures:

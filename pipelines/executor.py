@@ -41,6 +41,7 @@ from triplet_builder.writers.manifest import read_manifest, redact, write_manife
 
 log = logging.getLogger(__name__)
 
+
 class BuildError(RuntimeError):
     """A build that cannot start or produced nothing; the message is one actionable line."""
 
@@ -75,7 +76,9 @@ def plan(cfg: RegionConfig) -> Plan:
         if cfg.accepts_date(s.acquired.date()):
             in_dates.append(s)
         else:
-            skipped.append({"scene_id": s.scene_id, "reason": "outside_dates", "acquired": s.acquired.isoformat()})
+            skipped.append(
+                {"scene_id": s.scene_id, "reason": "outside_dates", "acquired": s.acquired.isoformat()}
+            )
     tasks: list[TaskSpec] = []
     kept: list[SceneRef] = []
     outside = 0
@@ -86,7 +89,9 @@ def plan(cfg: RegionConfig) -> Plan:
         full = Window(0, 0, s.width, s.height, s.width, s.height)
         lon, lat = geo.window_outline(full, per_edge=16)
         if not Polygon(np.column_stack([lon, lat])).intersects(region):
-            skipped.append({"scene_id": s.scene_id, "reason": "outside_region", "acquired": s.acquired.isoformat()})
+            skipped.append(
+                {"scene_id": s.scene_id, "reason": "outside_region", "acquired": s.acquired.isoformat()}
+            )
             continue
         intersecting += 1
         try:
@@ -99,10 +104,12 @@ def plan(cfg: RegionConfig) -> Plan:
                 target_pixel_m=cfg.chip.pixel_size_m,
             )
         except ChipTooLargeError as e:
-            failures.append(SceneFailure(s.bands[0].uri, "chip_too_large", f"{s.scene_id}: {e}: lower chip.size"))
+            failures.append(
+                SceneFailure(s.bands[0].uri, "chip_too_large", f"{s.scene_id}: {e}: lower chip.size")
+            )
             continue
         polys = _window_polygons(s, windows)
-        inside = [w for w, p in zip(windows, polys) if region.intersects(p)]
+        inside = [w for w, p in zip(windows, polys, strict=True) if region.intersects(p)]
         outside += len(windows) - len(inside)
         per_scene[s.scene_id] = len(inside)
         if not inside:
@@ -188,7 +195,9 @@ def build(
     total_windows = sum(len(t.windows) for t in p.tasks)
     if progress:
         for i, name in enumerate(STAGE_NAMES):
-            bars[name] = tqdm(total=total_windows, desc=f"{name:>12}", unit="chip", position=i, leave=True, file=sys.stderr)
+            bars[name] = tqdm(
+                total=total_windows, desc=f"{name:>12}", unit="chip", position=i, leave=True, file=sys.stderr
+            )
     stats = Stats()
     for name in STAGE_NAMES:
         stats[name]
@@ -209,7 +218,12 @@ def build(
         try:
             from dask.distributed import as_completed
 
-            futures = {client.submit(run_task, t, cfg, key=f"task-{t.task_id:05d}-{cfg.config_hash()}", pure=False): t for t in todo}
+            futures = {
+                client.submit(
+                    run_task, t, cfg, key=f"task-{t.task_id:05d}-{cfg.config_hash()}", pure=False
+                ): t
+                for t in todo
+            }
             for fut in as_completed(futures):
                 t = futures[fut]
                 try:
@@ -217,7 +231,11 @@ def build(
                 except Exception as e:  # a failed task is recorded; the others go on
                     msg = str(e).splitlines()[0] if str(e) else ""
                     task_failures.append(
-                        {"task_id": t.task_id, "scene_id": t.scene.scene_id, "error": f"{type(e).__name__}: {msg}"}
+                        {
+                            "task_id": t.task_id,
+                            "scene_id": t.scene.scene_id,
+                            "error": f"{type(e).__name__}: {msg}",
+                        }
                     )
                     continue
                 results.append(res)
@@ -273,7 +291,8 @@ def build(
             for s in p.scenes
         ],
         "scenes_skipped": p.skipped,
-        "failures": [{"uri": f.uri, "reason": f.reason, "message": f.message} for f in p.failures] + task_failures,
+        "failures": [{"uri": f.uri, "reason": f.reason, "message": f.message} for f in p.failures]
+        + task_failures,
         "counts": {
             "scenes": len(p.scenes),
             "tasks": len(p.tasks),
@@ -292,7 +311,9 @@ def build(
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,
-        "embeddings_source": cfg.embeddings.root if not synthetic else f"SYNTHETIC stand-in at {cfg.embeddings.root}",
+        "embeddings_source": cfg.embeddings.root
+        if not synthetic
+        else f"SYNTHETIC stand-in at {cfg.embeddings.root}",
         "years": years,
         "licenses": ["cc-by-4.0"],
         "attributions": [],  # the card always adds the AlphaEarth and Copernicus attributions
@@ -305,7 +326,9 @@ def build(
             f"({len(p.scenes)} scene(s), local files)",
             f"Embeddings: {'SYNTHETIC stand-in (not AlphaEarth)' if synthetic else 'AlphaEarth Satellite Embedding V1'}"
             f" via {cfg.embeddings.type} provider",
-            "Text: offline deterministic writer" if cfg.text.writer == "offline" else f"Text: {cfg.text.writer}",
+            "Text: offline deterministic writer"
+            if cfg.text.writer == "offline"
+            else f"Text: {cfg.text.writer}",
         ],
         "stretch": cfg.output.stretch.model_dump(mode="json"),
         "pretty_name": f"SAR triplets: {cfg.name}",

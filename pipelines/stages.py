@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from triplet_builder import __version__
 from triplet_builder.config import RegionConfig
 from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
@@ -48,7 +50,10 @@ def build_stages(cfg: RegionConfig) -> list[Stage]:
     return [
         ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction),
         Georeference(
-            block_km=cfg.split.block_km, validation=cfg.split.validation, test=cfg.split.test, salt=cfg.split.salt
+            block_km=cfg.split.block_km,
+            validation=cfg.split.validation,
+            test=cfg.split.test,
+            salt=cfg.split.salt,
         ),
         Embed(make_provider(cfg.embeddings), grid=cfg.embeddings.grid),
         Facts(cfg.facts),
@@ -63,7 +68,9 @@ def task_marker(out_dir: Path, task_id: int) -> Path:
 
 def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
     for w in spec.windows:
-        yield ChipRecord(chip_id=chip_id_for(spec.scene.scene_id, w), scene=spec.scene, window=w, task_id=spec.task_id)
+        yield ChipRecord(
+            chip_id=chip_id_for(spec.scene.scene_id, w), scene=spec.scene, window=w, task_id=spec.task_id
+        )
 
 
 def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
@@ -86,7 +93,10 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         stretch=Stretch(**cfg.output.stretch.model_dump()),
     )
     wst = stats["write"]
+    # GDAL's block cache defaults to 5 % of RAM per process; a task reads each window once, so keep it small
+    env = rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb * 1024 * 1024)
     try:
+        env.__enter__()
         for rec in run_stages(stages, _records(spec), stats):
             t1 = time.perf_counter()
             if rec.rejected:
@@ -105,6 +115,7 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     finally:
         for st in stages:
             st.close()
+        env.__exit__(None, None, None)
     result = {
         "task_id": spec.task_id,
         "scene_id": spec.scene.scene_id,

@@ -10,8 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real"
 SPATIALIST = REAL / "spatialist"
 PORT_TILE = SPATIALIST / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
-OPERA = REAL / "opera_rtc_crop" / "OPERA_L2_RTC-S1_T009-019294-IW2_20240123T084748Z_20240123T162136Z_S1A_30_v1.0_VH_cropped.tif"
-SAFE_ZIP = REAL / "pyrosar_s1_safe" / "S1A_IW_GRDH_1SDV_20150203T043109_20150203T043134_004454_00574F_6D00.zip"
+OPERA = (
+    REAL
+    / "opera_rtc_crop"
+    / "OPERA_L2_RTC-S1_T009-019294-IW2_20240123T084748Z_20240123T162136Z_S1A_30_v1.0_VH_cropped.tif"
+)
+SAFE_ZIP = (
+    REAL / "pyrosar_s1_safe" / "S1A_IW_GRDH_1SDV_20150203T043109_20150203T043134_004454_00574F_6D00.zip"
+)
 AEF_WINDOW = REAL / "alphaearth_geotiff" / "aef_2024_13N_xjejfvrbm1fbu1ecw_window10x10.tif"
 
 

@@ -16,7 +16,9 @@ def area_polygon(area: AreaConfig) -> BaseGeometry:
     try:
         gdf = gpd.read_file(area.path)
     except Exception as e:  # pyogrio raises several types for unreadable files
-        raise ConfigError(f"area.path {area.path} is not a readable vector file ({type(e).__name__}): use GeoJSON, GeoPackage or a shapefile") from None
+        raise ConfigError(
+            f"area.path {area.path} is not a readable vector file ({type(e).__name__}): use GeoJSON, GeoPackage or a shapefile"
+        ) from None
     if gdf.empty:
         raise ConfigError(f"area.path {area.path} holds no shapes: draw the area of interest")
     if gdf.crs is None:

@@ -154,7 +154,11 @@ class StretchConfig(_Model):
 
     @model_validator(mode="after")
     def _ranges(self) -> StretchConfig:
-        if self.max_db <= self.min_db or self.ratio_max_db <= self.ratio_min_db or self.high_pct <= self.low_pct:
+        if (
+            self.max_db <= self.min_db
+            or self.ratio_max_db <= self.ratio_min_db
+            or self.high_pct <= self.low_pct
+        ):
             raise ValueError("each stretch maximum must be greater than its minimum")
         return self
 
@@ -200,6 +204,7 @@ class RegionConfig(_Model):
     chips_per_task: int = Field(
         512, ge=1, description="Windows of one scene are split into tasks of this many."
     )
+    gdal_cache_mb: int = Field(64, ge=1, description="GDAL block cache per worker process (MB).")
     _hash: str | None = PrivateAttr(default=None)
 
     @field_validator("years")
@@ -234,7 +239,15 @@ class RegionConfig(_Model):
         if self._hash is not None:
             return self._hash
         d = self.model_dump(
-            mode="json", exclude={"workers": True, "scheduler": True, "chips_per_task": True, "description": True, "output": {"dir"}}
+            mode="json",
+            exclude={
+                "workers": True,
+                "scheduler": True,
+                "chips_per_task": True,
+                "gdal_cache_mb": True,
+                "description": True,
+                "output": {"dir"},
+            },
         )
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import yaml
-from rasterio.transform import from_origin
 
 from schemas import SCHEMA_VERSION, json_schema, triplet_schema
 from tests.conftest import OPERA, PORT_TILE, ROOT
@@ -80,7 +79,10 @@ def test_demo_builds_and_summarises(demo_build: tuple[Path, subprocess.Completed
     for stage in ("tile", "georeference", "embed", "facts", "text", "filter", "write"):
         assert stage in m["stages"]
     card = (out / "README.md").read_text()
-    assert "The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind." in card
+    assert (
+        "The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind."
+        in card
+    )
     assert "SYNTHETIC" in card
 
 
@@ -137,7 +139,9 @@ def test_shards_read_with_geopandas(demo_build: tuple[Path, Any]) -> None:
     assert 4.4 < b[0] < b[2] < 4.95 and 43.3 < b[1] < b[3] < 43.7  # the Rhone delta
     assert gdf.geometry.is_valid.all()
     centre = gdf.geometry.centroid
-    assert np.allclose(centre.x, gdf["centre_lon"], atol=0.002) and np.allclose(centre.y, gdf["centre_lat"], atol=0.002)
+    assert np.allclose(centre.x, gdf["centre_lon"], atol=0.002) and np.allclose(
+        centre.y, gdf["centre_lat"], atol=0.002
+    )
 
 
 def test_shards_load_with_datasets(demo_build: tuple[Path, Any]) -> None:
@@ -145,7 +149,9 @@ def test_shards_load_with_datasets(demo_build: tuple[Path, Any]) -> None:
 
     out, _ = demo_build
     splits = {p.name.split("-")[0] for p in (out / "data").glob("*.parquet")}
-    ds = datasets.load_dataset("parquet", data_files={s: str(out / "data" / f"{s}-*.parquet") for s in splits})
+    ds = datasets.load_dataset(
+        "parquet", data_files={s: str(out / "data" / f"{s}-*.parquet") for s in splits}
+    )
     train = ds["train"]
     img = train[0]["image"]
     assert img.size == (64, 64) and img.mode == "LA"
@@ -164,9 +170,7 @@ def test_splits_are_spatially_blocked(demo_build: tuple[Path, Any]) -> None:
     assert len({r["split"] for r in t}) >= 2
 
 
-def test_same_inputs_same_shards_and_rerun_resumes(
-    demo_build: tuple[Path, Any], tmp_path: Path
-) -> None:
+def test_same_inputs_same_shards_and_rerun_resumes(demo_build: tuple[Path, Any], tmp_path: Path) -> None:
     out, _ = demo_build
     r = cli("build", str(region_file(tmp_path)), "--no-progress", "--workers", "1")
     assert r.returncode == 0, r.stderr
@@ -179,12 +183,16 @@ def test_same_inputs_same_shards_and_rerun_resumes(
     assert m["counts"]["tasks_reused"] == m["counts"]["tasks"]
 
 
-def test_other_config_refuses_to_mix_into_an_existing_output(demo_build: tuple[Path, Any], tmp_path: Path) -> None:
+def test_other_config_refuses_to_mix_into_an_existing_output(
+    demo_build: tuple[Path, Any], tmp_path: Path
+) -> None:
     out, _ = demo_build
     target = tmp_path / "copy"
     shutil.copytree(out, target)
     before = digest(target)
-    r = cli("build", str(region_file(tmp_path, **{"output.dir": str(target), "chip.stride": 64})), "--no-progress")
+    r = cli(
+        "build", str(region_file(tmp_path, **{"output.dir": str(target), "chip.stride": 64})), "--no-progress"
+    )
     assert r.returncode == 2 and "--overwrite" in r.stderr and "Traceback" not in r.stderr
     assert digest(target) == before  # nothing already written was touched
 
@@ -210,7 +218,9 @@ def test_year_before_2017(tmp_path: Path) -> None:
 
 
 def test_missing_scene_file(tmp_path: Path) -> None:
-    _bad(cli("build", str(region_file(tmp_path, **{"scenes.paths": [str(tmp_path / "gone.tif")]}))), "gone.tif")
+    _bad(
+        cli("build", str(region_file(tmp_path, **{"scenes.paths": [str(tmp_path / "gone.tif")]}))), "gone.tif"
+    )
 
 
 def test_not_a_raster_and_no_georeferencing_do_not_stop_the_good_scene(tmp_path: Path) -> None:
@@ -218,8 +228,15 @@ def test_not_a_raster_and_no_georeferencing_do_not_stop_the_good_scene(tmp_path:
     scenes.mkdir()
     shutil.copy(PORT_TILE, scenes)
     (scenes / "S1A__IW___D_20170101T000000_VV_junk_db.tif").write_text("this is not a raster")
-    with rasterio.open(scenes / "S1A__IW___D_20170202T000000_VV_plain_db.tif", "w", driver="GTiff", width=64,
-                       height=64, count=1, dtype="float32") as ds:
+    with rasterio.open(
+        scenes / "S1A__IW___D_20170202T000000_VV_plain_db.tif",
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="float32",
+    ) as ds:
         ds.write(np.zeros((1, 64, 64), np.float32))
     r = cli("build", str(region_file(tmp_path, **{"scenes.paths": [str(scenes / "*.tif")]})), "--no-progress")
     _bad(r, "not a raster", "neither a CRS")
@@ -229,11 +246,17 @@ def test_not_a_raster_and_no_georeferencing_do_not_stop_the_good_scene(tmp_path:
 
 
 def test_region_outside_every_scene(tmp_path: Path) -> None:
-    _bad(cli("build", str(region_file(tmp_path, **{"area.bbox": [10.0, 50.0, 10.5, 50.5]}))), "outside every scene")
+    _bad(
+        cli("build", str(region_file(tmp_path, **{"area.bbox": [10.0, 50.0, 10.5, 50.5]}))),
+        "outside every scene",
+    )
 
 
 def test_chip_larger_than_the_scene(tmp_path: Path) -> None:
-    _bad(cli("build", str(region_file(tmp_path, **{"chip.size": 512, "chip.stride": 512}))), "larger than the scene")
+    _bad(
+        cli("build", str(region_file(tmp_path, **{"chip.size": 512, "chip.stride": 512}))),
+        "larger than the scene",
+    )
 
 
 def test_region_file_missing(tmp_path: Path) -> None:
@@ -254,12 +277,25 @@ def test_opera_scene_end_to_end(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "opera_db.tif", "w", **profile) as dst:
         dst.write(db.astype(np.float32), 1)
     synth(["--out", str(aef), "--scenes", str(tmp_path / "opera_db.tif"), "--years", "2024", "--seed", "1"])
-    r = cli("build", str(region_file(
-        tmp_path,
-        **{"scenes.paths": [str(OPERA)], "scenes.scale": "auto", "scenes.backscatter": "auto",
-           "area.bbox": [143.0, -6.5, 144.5, -5.0], "years": [2024], "embeddings.root": str(aef),
-           "chip.pixel_size_m": 30, "split.block_km": 2},
-    )), "--no-progress")
+    r = cli(
+        "build",
+        str(
+            region_file(
+                tmp_path,
+                **{
+                    "scenes.paths": [str(OPERA)],
+                    "scenes.scale": "auto",
+                    "scenes.backscatter": "auto",
+                    "area.bbox": [143.0, -6.5, 144.5, -5.0],
+                    "years": [2024],
+                    "embeddings.root": str(aef),
+                    "chip.pixel_size_m": 30,
+                    "split.block_km": 2,
+                },
+            )
+        ),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert m["scenes"][0]["scale"] == "linear_power" and m["scenes"][0]["backscatter"] == "gamma0"

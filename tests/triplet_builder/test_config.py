@@ -36,7 +36,10 @@ def _region(tmp_path: Path, **changes: object) -> Path:
 def test_demo_region_is_valid_and_paths_resolve_against_the_file() -> None:
     cfg = load_region(DEMO)
     assert cfg.name == "demo" and cfg.years == [2017]
-    assert Path(cfg.embeddings.root) == (ROOT / "data/demo/aef_synthetic").resolve() or Path(cfg.embeddings.root).resolve() == (ROOT / "data/demo/aef_synthetic").resolve()
+    assert (
+        Path(cfg.embeddings.root) == (ROOT / "data/demo/aef_synthetic").resolve()
+        or Path(cfg.embeddings.root).resolve() == (ROOT / "data/demo/aef_synthetic").resolve()
+    )
     assert cfg.chip.step == 32
 
 
@@ -64,8 +67,12 @@ def test_years_or_dates_exactly_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exactly one of years"):
         load_region(_region(tmp_path, **{"dates": {"start": "2018-01-01", "end": "2018-12-31"}}))
     with pytest.raises(ConfigError, match="before 2017"):
-        load_region(_region(tmp_path, **{"years": None, "dates": {"start": "2016-01-01", "end": "2018-12-31"}}))
-    cfg = load_region(_region(tmp_path, **{"years": None, "dates": {"start": "2017-06-01", "end": "2017-12-31"}}))
+        load_region(
+            _region(tmp_path, **{"years": None, "dates": {"start": "2016-01-01", "end": "2018-12-31"}})
+        )
+    cfg = load_region(
+        _region(tmp_path, **{"years": None, "dates": {"start": "2017-06-01", "end": "2017-12-31"}})
+    )
     from datetime import date
 
     assert cfg.accepts_date(date(2017, 12, 10)) and not cfg.accepts_date(date(2017, 3, 9))
@@ -88,7 +95,7 @@ def test_unreadable_region_files(tmp_path: Path, text: str, match: str) -> None:
 def test_missing_region_file_and_missing_folders(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_region(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="embeddings.root"):
+    with pytest.raises(ConfigError, match=r"embeddings\.root"):
         load_region(_region(tmp_path, **{"embeddings.root": str(tmp_path / "no-such-folder")}))
-    with pytest.raises(ConfigError, match="area.path"):
+    with pytest.raises(ConfigError, match=r"area\.path"):
         load_region(_region(tmp_path, **{"area": {"path": "missing.geojson"}}))

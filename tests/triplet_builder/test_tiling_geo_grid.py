@@ -52,7 +52,7 @@ def test_affine_geo_matches_rasterio_and_pyproj() -> None:
     assert a is not None and a[0] == pytest.approx(40.0) and a[4] == pytest.approx(-40.0)
     y, x = geo.lonlat_to_chip_pixel(w, *geo.chip_pixel_to_lonlat(w, np.array([0.25]), np.array([0.75])))
     assert y[0] == pytest.approx(8.0) and x[0] == pytest.approx(24.0)
-    lon_ring, lat_ring = geo.window_outline(w, per_edge=4)
+    lon_ring, _ = geo.window_outline(w, per_edge=4)
     assert len(lon_ring) == 17 and lon_ring[0] == lon_ring[-1]
 
 

@@ -33,7 +33,14 @@ log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 POLS = {"VV", "VH", "HH", "HV"}
-_TIME_TAGS = ("ACQUISITION_START_TIME", "acquisition_start_time", "ZERO_DOPPLER_START_TIME", "START_TIME", "TIFFTAG_DATETIME", "DATETIME")
+_TIME_TAGS = (
+    "ACQUISITION_START_TIME",
+    "acquisition_start_time",
+    "ZERO_DOPPLER_START_TIME",
+    "START_TIME",
+    "TIFFTAG_DATETIME",
+    "DATETIME",
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ def expand_paths(paths: list[str]) -> tuple[list[str], list[SceneFailure]]:
         if any(c in p for c in "*?["):
             hits = sorted(glob.glob(p, recursive=True))
             if not hits:
-                failures.append(SceneFailure(p, "missing", f"scene pattern {p} matches no file: check scenes.paths"))
+                failures.append(
+                    SceneFailure(p, "missing", f"scene pattern {p} matches no file: check scenes.paths")
+                )
             out.extend(hits)
         elif Path(p).is_dir() and not p.rstrip("/").upper().endswith(".SAFE"):
             hits = sorted(
@@ -83,7 +92,11 @@ def expand_paths(paths: list[str]) -> tuple[list[str], list[SceneFailure]]:
                 if q.suffix.lower() in (*RASTER_SUFFIXES, ".zip") or q.name.upper().endswith(".SAFE")
             )
             if not hits:
-                failures.append(SceneFailure(p, "missing", f"scene folder {p} holds no .tif/.tiff/.zip/.SAFE: check scenes.paths"))
+                failures.append(
+                    SceneFailure(
+                        p, "missing", f"scene folder {p} holds no .tif/.tiff/.zip/.SAFE: check scenes.paths"
+                    )
+                )
             out.extend(hits)
         elif Path(p).exists():
             out.append(p)
@@ -142,7 +155,9 @@ def inspect_file(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | SceneF
     try:
         ds = rasterio.open(path)
     except RasterioIOError:
-        return SceneFailure(path, "not_a_raster", f"{path} is not a raster GDAL can read: remove it from scenes.paths")
+        return SceneFailure(
+            path, "not_a_raster", f"{path} is not a raster GDAL can read: remove it from scenes.paths"
+        )
     with ds:
         geo = _georef(ds)
         if geo is None:
@@ -170,11 +185,13 @@ def inspect_file(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | SceneF
                 path,
                 "no_time",
                 f"{path}: no acquisition time in the file name, tags (ACQUISITION_START_TIME) or a sidecar "
-                f"{name}.json; add a sidecar with {{\"acquired\": \"YYYY-MM-DDTHH:MM:SSZ\"}}",
+                f'{name}.json; add a sidecar with {{"acquired": "YYYY-MM-DDTHH:MM:SSZ"}}',
             )
         # polarisations, one per band
         desc = [((d or "").strip().upper()) for d in ds.descriptions]
-        side_pols = sidecar.get("polarisations") or ([sidecar["polarisation"]] if sidecar.get("polarisation") else None)
+        side_pols = sidecar.get("polarisations") or (
+            [sidecar["polarisation"]] if sidecar.get("polarisation") else None
+        )
         bands: list[BandRef] = []
         for i in range(ds.count):
             pol: str | None = desc[i] if desc[i] in POLS else None
@@ -208,16 +225,32 @@ def inspect_file(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | SceneF
         try:
             scale = Scale(scale_name)
         except ValueError:
-            return SceneFailure(path, "bad_scale", f"{path}: unknown scale {scale_name!r}; use db, linear_power or amplitude")
-        bs_name = cfg.backscatter if cfg.backscatter != "auto" else (sidecar.get("backscatter") or (info.backscatter if info else None) or "unknown")
+            return SceneFailure(
+                path, "bad_scale", f"{path}: unknown scale {scale_name!r}; use db, linear_power or amplitude"
+            )
+        bs_name = (
+            cfg.backscatter
+            if cfg.backscatter != "auto"
+            else (sidecar.get("backscatter") or (info.backscatter if info else None) or "unknown")
+        )
         try:
             backscatter = Backscatter(bs_name)
         except ValueError:
-            return SceneFailure(path, "bad_backscatter", f"{path}: unknown backscatter {bs_name!r}; use sigma0, gamma0 or beta0")
+            return SceneFailure(
+                path,
+                "bad_backscatter",
+                f"{path}: unknown backscatter {bs_name!r}; use sigma0, gamma0 or beta0",
+            )
         sensor = cfg.sensor or sidecar.get("sensor") or (info.sensor if info else None) or "unknown SAR"
         kind, crs = geo
         nodata = ds.nodata
-        grid_key = (kind.value, crs, tuple(ds.transform)[:6] if kind is GeorefKind.AFFINE else None, ds.width, ds.height)
+        grid_key = (
+            kind.value,
+            crs,
+            tuple(ds.transform)[:6] if kind is GeorefKind.AFFINE else None,
+            ds.width,
+            ds.height,
+        )
         key = (info.scene_key if info else Path(name).stem) if ds.count == 1 else Path(name).stem
         return [
             _FileScene(
@@ -254,7 +287,10 @@ def _inspect_safe(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | Scene
             f"{path}: SAFE product {meta.product} holds no measurement rasters (annotation only); "
             "download the full product",
         )
-    bands = [BandRef(uri, 1, pol) for pol, uri in sorted(meta.measurements.items(), key=lambda kv: kv[0] not in {"VV", "HH"})]
+    bands = [
+        BandRef(uri, 1, pol)
+        for pol, uri in sorted(meta.measurements.items(), key=lambda kv: kv[0] not in {"VV", "HH"})
+    ]
     with rasterio.open(bands[0].uri) as ds:
         geo = _georef(ds)
         width, height = ds.width, ds.height
@@ -342,7 +378,9 @@ def find_scenes(cfg: SceneSourceConfig) -> tuple[list[SceneRef], list[SceneFailu
         try:
             px = scene_geo(s).native_pixel_size_m()
         except Exception as e:  # a broken georeference must not stop the other scenes
-            failures.append(SceneFailure(s.bands[0].uri, "bad_georeferencing", f"{s.scene_id}: cannot georeference ({e})"))
+            failures.append(
+                SceneFailure(s.bands[0].uri, "bad_georeferencing", f"{s.scene_id}: cannot georeference ({e})")
+            )
             continue
         scenes.append(dataclasses.replace(s, pixel_size_m=round(px, 3)))
     return scenes, failures

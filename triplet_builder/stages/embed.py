@@ -64,10 +64,14 @@ class Embed(Stage):
         for year, recs in by_year.items():
             lons, lats = [], []
             for r in recs:
-                lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, self.positions[:, 0], self.positions[:, 1])
+                lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(
+                    r.window, self.positions[:, 0], self.positions[:, 1]
+                )
                 lons.append(lon)
                 lats.append(lat)
-            codes, valid = self.provider.sample(np.concatenate(lons), np.concatenate(lats), year)  # (N*S, 64), (N*S,)
+            codes, valid = self.provider.sample(
+                np.concatenate(lons), np.concatenate(lats), year
+            )  # (N*S, 64), (N*S,)
             for i, r in enumerate(recs):
                 sl = slice(i * s, (i + 1) * s)
                 r.anchors = Anchors(

@@ -29,7 +29,12 @@ class Facts(Stage):
         self.batch = batch
         c = cfg.cfar
         self.cfar = CfarParams(
-            pfa=c.pfa, guard=c.guard, train=c.train, min_db=c.min_db, min_area_px=c.min_area_px, max_area_px=c.max_area_px
+            pfa=c.pfa,
+            guard=c.guard,
+            train=c.train,
+            min_db=c.min_db,
+            min_area_px=c.min_area_px,
+            max_area_px=c.max_area_px,
         )
         self._labels: Any = None
 
@@ -41,7 +46,10 @@ class Facts(Stage):
 
             lc = self.cfg.labels
             self._labels = LabelSet.from_file(
-                lc.path, class_column=lc.class_column, default_label=lc.default_label, point_box_m=lc.point_box_m
+                lc.path,
+                class_column=lc.class_column,
+                default_label=lc.default_label,
+                point_box_m=lc.point_box_m,
             )
         return self._labels
 
@@ -56,7 +64,7 @@ class Facts(Stage):
                 [r.georef.centre_lat for r in todo],  # type: ignore[union-attr]
                 max_km=self.cfg.max_place_km,
             )
-            for r, place in zip(todo, places):
+            for r, place in zip(todo, places, strict=True):
                 self._facts(r, place)
                 self.account(st, r)
             st.seconds += time.perf_counter() - t0
@@ -66,7 +74,11 @@ class Facts(Stage):
         assert r.db is not None and r.valid is not None and r.georef is not None
         pols = r.scene.polarisations
         surface = surface_facts(
-            r.db, r.valid, pols, water_threshold_db=self.cfg.water_threshold_db, bright_threshold_db=self.cfg.bright_threshold_db
+            r.db,
+            r.valid,
+            pols,
+            water_threshold_db=self.cfg.water_threshold_db,
+            bright_threshold_db=self.cfg.bright_threshold_db,
         )
         water, _ = water_mask(r.db, r.valid, pols, self.cfg.water_threshold_db)
         detections = detect(r.db[reference_band(pols)], r.valid, water, r.georef.pixel_size_m, self.cfar)

@@ -25,12 +25,16 @@ class Filter(Stage):
         band = record.db[0][record.valid]
         std = float(band.std()) if band.size else 0.0
         if std < self.min_std_db:
-            return record.reject(self.name, "featureless", f"dB standard deviation {std:.2f} < {self.min_std_db}")
+            return record.reject(
+                self.name, "featureless", f"dB standard deviation {std:.2f} < {self.min_std_db}"
+            )
         problems = check_text(record.facts, record.caption_fields or {}, record.qa)
         if problems:
             return record.reject(self.name, "inconsistent_text", "; ".join(problems[:5]))
         if self.dedupe:
-            q = np.where(record.valid, np.round(np.nan_to_num(record.db, nan=-999.0) * 100), -99999).astype(np.int32)
+            q = np.where(record.valid, np.round(np.nan_to_num(record.db, nan=-999.0) * 100), -99999).astype(
+                np.int32
+            )
             h = hashlib.sha256(q.tobytes()).hexdigest()
             if h in self._seen:
                 return record.reject(self.name, "duplicate", f"same pixels as chip {self._seen[h]}")

@@ -30,7 +30,13 @@ class Georeference(Stage):
     name = "georeference"
 
     def __init__(
-        self, *, per_edge: int = 8, block_km: float = 2.0, validation: float = 0.1, test: float = 0.1, salt: str = ""
+        self,
+        *,
+        per_edge: int = 8,
+        block_km: float = 2.0,
+        validation: float = 0.1,
+        test: float = 0.1,
+        salt: str = "",
     ) -> None:
         self.per_edge = per_edge
         self.split_args = {"block_km": block_km, "validation": validation, "test": test, "salt": salt}
@@ -40,8 +46,12 @@ class Georeference(Stage):
         w = record.window
         lon, lat = geo.window_outline(w, self.per_edge)
         poly = Polygon(np.column_stack([lon, lat]))
-        if not poly.is_valid:
-            poly = shapely.make_valid(poly)
+        if not poly.is_valid:  # a self-touching ring from a wild GCP fit: its hull is the honest footprint
+            poly = shapely.make_valid(poly).convex_hull
+        if not isinstance(poly, Polygon) or poly.is_empty:
+            return record.reject(
+                self.name, "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"
+            )
         clon, clat = geo.pixel_to_lonlat(
             np.array([w.row_off + w.height / 2.0]), np.array([w.col_off + w.width / 2.0])
         )

@@ -5,10 +5,13 @@
 be held to the same rules. What it catches:
 
 - hedges and refusals (`HEDGE_WORDS`, `REFUSAL_PATTERNS`);
-- percentages: every "N %" (also "less than N %", "N-M %", "between N and M %") of a field must match
-  one of the fractions of the fact sheet that the field may talk about, under the rounding convention
-  of the dataset (nearest 5 %, see `format_percent`): a plain value passes when it is within half a step
-  (2.5 points) of the fact;
+- percentages: every "N %" (also "less than N %", "N-M %", "between N and M %") must match a fraction
+  of the fact sheet under the rounding convention of the dataset (nearest 5 %, see `format_percent`):
+  a plain value passes when it is within half a step (2.5 points) of the fact. Which fractions: those
+  of the surface types its clause names (water, land, strong scatterers, no-data; of the whole chip and
+  of the cells the clause names), limited to what the field may talk about (water: water / land /
+  no-data, buildings: strong scatterers, targets: none); a clause naming no surface type may state
+  any fraction the field may talk about;
 - counts of targets (digits or number words up to twenty, "no", "a single", "both") followed by a
   target noun ("5 labelled ships", "two bright point targets", "no vessels"); a count followed by
   "in cell(s) ..." is compared with the targets of those cells only;
@@ -25,7 +28,8 @@ be held to the same rules. What it catches:
   localization = ascending comma-separated cells 1..9 or "None", equal to the true cells; detection =
   "None" or a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": str}, one box per true object
   (IoU >= 0.99, same labels, same number); classification = the label of the object at the box the
-  question names.
+  question names. A question about a class the checker does not know (not labelled in the facts, not
+  a synonym, not in `classes`) passes only with a negative answer (0 / None).
 
 The conventions shared with the writers live here too (percent rounding, cell names, thresholds, the
 meaning of a target class), so the writers and the checker cannot drift apart.
@@ -39,6 +43,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from schemas import CAPTION_FIELDS, QA_TASKS
@@ -126,7 +131,7 @@ _SENSOR_RE = re.compile(
 
 def round_percent(fraction: float) -> int:
     """The dataset's percentage convention: 100 * fraction rounded half-up to the nearest 5."""
-    return int(math.floor(fraction * 100.0 / PERCENT_STEP + 0.5 + 1e-9)) * PERCENT_STEP
+    return math.floor(fraction * 100.0 / PERCENT_STEP + 0.5 + 1e-9) * PERCENT_STEP
 
 
 def format_percent(fraction: float) -> str:
@@ -176,6 +181,7 @@ def label_words(label: str) -> str:
     return " ".join(w for w in re.split(r"[\s_\-]+", label.strip().lower()) if w)
 
 
+@lru_cache(maxsize=4096)
 def canonical_label(text: str) -> str:
     """The class a label or noun phrase names: singular, lower case, synonyms merged ("Vessels" ->
     "ship"); the CFAR detections -> DETECTION_KEY; "targets" / "objects" -> GENERIC_KEY."""
@@ -324,7 +330,9 @@ _TOPIC_RES: dict[str, re.Pattern[str]] = {
         |\bbuilt\b|\bbuildings?\b|\bstructures?\b|\bscatterers?\b""",
         re.I | re.X,
     ),
-    "nodata": re.compile(r"\bno[\s-]data\b|\boutside\s+the\s+(?:scene|image|swath|footprint)\b|\binvalid\b", re.I),
+    "nodata": re.compile(
+        r"\bno[\s-]data\b|\boutside\s+the\s+(?:scene|image|swath|footprint)\b|\binvalid\b", re.I
+    ),
 }
 _FIELD_TOPIC = {"targets": "target", "buildings": "bright", "water": "water"}
 _BOUNDARY_RE = re.compile(
@@ -351,7 +359,9 @@ _AFTER_COUNT_CELLS_RE = re.compile(
     (?:in|within|inside|across|over|among)\s+(?:the\s+)?(?:grid\s+)?(?=cells?\b|[^\W\d_]+[\s-]+[^\W\d_]+)""",
     re.X | re.I,
 )
-_BOX_RE = re.compile(r"\[\s*(?P<x1>-?\d+(?:\.\d+)?)\s*,\s*(?P<y1>-?\d+(?:\.\d+)?)\s*,\s*(?P<x2>-?\d+(?:\.\d+)?)\s*,\s*(?P<y2>-?\d+(?:\.\d+)?)\s*\]")
+_BOX_RE = re.compile(
+    r"\[\s*(?P<x1>-?\d+(?:\.\d+)?)\s*,\s*(?P<y1>-?\d+(?:\.\d+)?)\s*,\s*(?P<x2>-?\d+(?:\.\d+)?)\s*,\s*(?P<y2>-?\d+(?:\.\d+)?)\s*\]"
+)
 _COUNT_ANSWER_RE = re.compile(r"^(?:0|[1-9]\d*)$")
 _LOC_ANSWER_RE = re.compile(r"^(?:None|[1-9](?:,[1-9])*)$")
 _LABEL_ANSWER_RE = re.compile(r"^[^\W\d_][\w\s/-]{0,60}$")
@@ -402,8 +412,11 @@ class _Context:
             """,
             re.X | re.I,
         )
-        self.label_keys = {canonical_label(o["label"]) for o in self.objects}
         self.allowed_names = self._allowed_names()
+        labels = {w for o in self.objects for w in label_words(o["label"]).split(" ")}
+        terms = [t for t in UNGROUNDED_TERMS if t not in labels and singular(t) not in labels]
+        alts = "|".join(f"{re.escape(t)}|{re.escape(plural(t))}" for t in terms)
+        self.ungrounded_re = re.compile(rf"\b(?P<term>{alts})\b", re.I)
 
     # -- names ---------------------------------------------------------------------------------
     def _allowed_names(self) -> set[str]:
@@ -463,8 +476,6 @@ class _Context:
 
     # -- targets -------------------------------------------------------------------------------
     def target_cells(self, key: str) -> set[int]:
-        if key == GENERIC_KEY:
-            return {int(o["cell"]) for o in self.objects} | {int(d["cell"]) for d in self.detections}
         return set(cells_of(targets_for(self.facts, key)))
 
     def count(self, key: str, cells: Iterable[int] | None = None) -> int:
@@ -572,8 +583,14 @@ def _date_spans(text: str, facts_date: date) -> tuple[list[tuple[int, int]], lis
         mi = _MONTHS.index(month) + 1
         day = m.group("d1") or m.group("d2")
         year = m.group("y")
-        if mi != facts_date.month or (day and int(day) != facts_date.day) or (year and int(year) != facts_date.year):
-            problems.append(f"date '{m.group(0).strip()}' is not the acquisition date {facts_date.isoformat()}")
+        if (
+            mi != facts_date.month
+            or (day and int(day) != facts_date.day)
+            or (year and int(year) != facts_date.year)
+        ):
+            problems.append(
+                f"date '{m.group(0).strip()}' is not the acquisition date {facts_date.isoformat()}"
+            )
     masked = _mask_spans(text, spans)
     for m in _YEAR_RE.finditer(masked):
         spans.append(m.span())
@@ -691,9 +708,7 @@ def _check_counts(ctx: _Context, field: str, text: str, refs: list[_Ref]) -> lis
         true = ctx.count(key, cells)
         if n != true:
             where = f" in cells {','.join(map(str, cells))}" if cells is not None else ""
-            out.append(
-                f"{field}: '{m.group(0).strip()}' says {n} {key}(s){where} but the facts have {true}"
-            )
+            out.append(f"{field}: '{m.group(0).strip()}' says {n} {key}(s){where} but the facts have {true}")
     return out
 
 
@@ -709,8 +724,11 @@ def _topic_at(
     for m in ctx.noun_re.finditer(text, a, b):
         hits.append((m.start(), m.end(), "target", canonical_label(m.group("noun"))))
     hits = [h for h in hits if not (h[0] < ref.end and h[1] > ref.start)]
-    if not hits:
-        return None
+    if not hits:  # no keyword in the clause: the field's own topic, if it has one
+        default = _FIELD_TOPIC.get(field)
+        if default is None:
+            return None
+        return default, (GENERIC_KEY if default == "target" else None), False, False
     # Prefer keywords of the same comma-separated part of the clause ("the tanks sit in cells 1, 4
     # and 7, the ships in cells 6 and 9"); commas inside cell references do not separate.
     in_refs = [(r.start, r.end) for r in refs]
@@ -762,12 +780,16 @@ def _check_cells(ctx: _Context, field: str, text: str, refs: list[_Ref]) -> list
                 ok = not inside if negated else inside
             if not ok:
                 what = f"{'no ' if negated else ''}{'mostly ' if mostly and not negated else ''}{key or kind}"
-                fact = {
-                    "water": f"water fraction {w:.2f}",
-                    "land": f"water fraction {w:.2f}",
-                    "bright": f"bright fraction {br:.2f}",
-                    "nodata": f"valid fraction {v:.2f}",
-                }.get(kind) or f"the {key}(s) are in cells {sorted(ctx.target_cells(key or GENERIC_KEY)) or 'none'}"
+                if kind in ("water", "land"):
+                    fact = f"water fraction {w:.2f}"
+                elif kind == "bright":
+                    fact = f"bright fraction {br:.2f}"
+                elif kind == "nodata":
+                    fact = f"valid fraction {v:.2f}"
+                else:
+                    fact = (
+                        f"the {key}(s) are in cells {sorted(ctx.target_cells(key or GENERIC_KEY)) or 'none'}"
+                    )
                 out.append(f"{field}: cell {c} is said to hold {what} but the facts disagree ({fact})")
     return out
 
@@ -785,9 +807,13 @@ def _check_global_negations(ctx: _Context, field: str, text: str, refs: list[_Re
         ):
             for m in _TOPIC_RES[topic].finditer(text, a, b):
                 window = text[max(a, m.start() - 40) : m.start()]
-                neg = re.search(rf"\b(?:no|without|free\s+of|lacks?|lacking)\b(?:\s+[^\W\d_]+){{0,2}}\s*$", window, re.I)
+                neg = re.search(
+                    r"\b(?:no|without|free\s+of|lacks?|lacking)\b(?:\s+[^\W\d_]+){0,2}\s*$", window, re.I
+                )
                 if neg and value >= limit:
-                    out.append(f"{field}: '{text[a:b].strip()}' denies {topic} but the facts have {value:.2f}")
+                    out.append(
+                        f"{field}: '{text[a:b].strip()}' denies {topic} but the facts have {value:.2f}"
+                    )
     return out
 
 
@@ -802,7 +828,9 @@ def _check_names(ctx: _Context, field: str, text: str) -> list[str]:
         before = text[: m.start()].rstrip(" \t\n\"'“‘")
         if not before or before[-1] in ".!?:;":
             continue  # sentence-initial: an ordinary word can be capitalised here
-        out.append(f"{field}: name '{tok}' is not in the facts (place: {ctx.facts.get('place') and ctx.facts['place']['name']})")
+        out.append(
+            f"{field}: name '{tok}' is not in the facts (place: {ctx.facts.get('place') and ctx.facts['place']['name']})"
+        )
     place = ctx.facts.get("place")
     for m in _DIRECTION_RE.finditer(text):
         if not place or place["direction"] == "at":
@@ -810,10 +838,15 @@ def _check_names(ctx: _Context, field: str, text: str) -> list[str]:
         if not m.group("rest").lower().startswith(place["name"].lower()):
             continue
         d = re.sub(r"[\s-]", "", m.group("dir").lower())
-        code = "".join({"north": "N", "south": "S", "east": "E", "west": "W"}[p] for p in re.findall(r"north|south|east|west", d))
+        code = "".join(
+            {"north": "N", "south": "S", "east": "E", "west": "W"}[p]
+            for p in re.findall(r"north|south|east|west", d)
+        )
         diff = abs(_COMPASS_DEG[code] - _COMPASS_DEG[place["direction"]]) % 360
         if min(diff, 360 - diff) > 45:
-            out.append(f"{field}: '{m.group('dir')} of {place['name']}' but the facts say {place['direction']}")
+            out.append(
+                f"{field}: '{m.group('dir')} of {place['name']}' but the facts say {place['direction']}"
+            )
     return out
 
 
@@ -850,10 +883,7 @@ def _check_claims(ctx: _Context, field: str, text: str) -> list[str]:
     masked = text
     for s in ctx.place_strings():
         masked = re.sub(re.escape(s), " ", masked, flags=re.I)
-    labels = {w for o in ctx.objects for w in label_words(o["label"]).split(" ")}
-    terms = [t for t in UNGROUNDED_TERMS if t not in labels and singular(t) not in labels]
-    rx = re.compile(r"\b(?P<term>" + "|".join(f"{re.escape(t)}|{re.escape(plural(t))}" for t in terms) + r")\b", re.I)
-    for m in rx.finditer(masked):
+    for m in ctx.ungrounded_re.finditer(masked):
         out.append(f"{field}: '{m.group('term')}' is not supported by the facts")
     return out
 
@@ -864,7 +894,11 @@ def check_caption(
     classes: Sequence[str] = COMMON_CLASSES,
 ) -> list[str]:
     """Problems of the caption fields (see the module docstring)."""
-    ctx = _Context(facts, classes)
+    return _caption_problems(_Context(facts, classes), fields)
+
+
+def _caption_problems(ctx: _Context, fields: Mapping[str, str | None]) -> list[str]:
+    facts = ctx.facts
     facts_date = date.fromisoformat(facts["acquisition"]["date"])
     out: list[str] = []
     for name in fields:
@@ -894,6 +928,9 @@ def check_caption(
 
 
 # == task QA =======================================================================================
+_NO_CLASS = "the question names no known class"
+
+
 def _question_key(ctx: _Context, question: str) -> tuple[str | None, str | None]:
     """The class a question asks about, or (None, problem)."""
     keys = {canonical_label(m.group("noun")) for m in ctx.noun_re.finditer(question)}
@@ -904,7 +941,7 @@ def _question_key(ctx: _Context, question: str) -> tuple[str | None, str | None]
         return None, f"the question names several classes {sorted(specific)}"
     if keys:
         return GENERIC_KEY, None
-    return None, "the question names no known class"
+    return None, _NO_CLASS
 
 
 def _check_detection_answer(ctx: _Context, key: str, answer: str) -> list[str]:
@@ -971,11 +1008,16 @@ def _check_one_qa(ctx: _Context, item: Mapping[str, Any]) -> list[str]:
         if not _LABEL_ANSWER_RE.match(a):
             return [*out, f"classification answer {a!r} is not a bare label"]
         said = canonical_label(a)
-        if not (said == canonical_label(best["label"]) or (said != GENERIC_KEY and label_matches(said, best["label"]))):
+        if not (
+            said == canonical_label(best["label"])
+            or (said != GENERIC_KEY and label_matches(said, best["label"]))
+        ):
             out.append(f"answer {a!r} but the object at {best['bbox']} is a {best['label']!r}")
         return out
     key, problem = _question_key(ctx, q)
     if key is None:
+        if problem == _NO_CLASS and a in ("0", "None"):
+            return out  # a class the facts do not know has no targets: a consistent negative
         return [*out, problem or "unknown class"]
     truth = targets_for(ctx.facts, key)
     if task == "counting":
@@ -988,10 +1030,10 @@ def _check_one_qa(ctx: _Context, item: Mapping[str, Any]) -> list[str]:
         if not _LOC_ANSWER_RE.match(a):
             out.append(f"localization answer {a!r} is not 'None' or ascending cells like '1,2,7'")
         else:
-            said = [] if a == "None" else [int(c) for c in a.split(",")]
-            if said != sorted(set(said)):
+            said_cells = [] if a == "None" else [int(c) for c in a.split(",")]
+            if said_cells != sorted(set(said_cells)):
                 out.append(f"localization answer {a!r} is not strictly ascending")
-            if sorted(set(said)) != true_cells:
+            if sorted(set(said_cells)) != true_cells:
                 out.append(f"localization answer {a!r} but the {key}(s) are in cells {true_cells or 'None'}")
     else:
         out += _check_detection_answer(ctx, key, a)
@@ -1004,7 +1046,10 @@ def check_qa(
     classes: Sequence[str] = COMMON_CLASSES,
 ) -> list[str]:
     """Problems of the task QA (see the module docstring)."""
-    ctx = _Context(facts, classes)
+    return _qa_problems(_Context(facts, classes), qa)
+
+
+def _qa_problems(ctx: _Context, qa: Sequence[Mapping[str, Any]]) -> list[str]:
     out = []
     for i, item in enumerate(qa):
         out += [f"qa[{i}] ({item.get('task')}): {p}" for p in _check_one_qa(ctx, item)]
@@ -1019,7 +1064,8 @@ def check_text(
 ) -> list[str]:
     """Every problem of a caption (field by field) and its task QA against the fact sheet; empty when
     the text is consistent. `classes`: extra class names questions may ask about (negatives)."""
-    return check_caption(facts, fields, classes) + check_qa(facts, qa, classes)
+    ctx = _Context(facts, classes)
+    return _caption_problems(ctx, fields) + _qa_problems(ctx, qa)
 
 
 __all__ = [
@@ -1033,6 +1079,7 @@ __all__ = [
     "REFUSAL_PATTERNS",
     "UNGROUNDED_TERMS",
     "canonical_label",
+    "cells_of",
     "check_caption",
     "check_qa",
     "check_text",
@@ -1040,7 +1087,9 @@ __all__ = [
     "has_boundary",
     "iou",
     "label_matches",
+    "label_words",
     "plural",
     "round_percent",
     "targets_for",
+    "water_cells",
 ]

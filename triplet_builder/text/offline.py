@@ -70,7 +70,7 @@ def seeded_rng(name: str, chip_id: str, part: str) -> random.Random:
 def _num(x: float, decimals: int = 1) -> str:
     r = round(float(x), decimals)
     if abs(r - round(r)) < 1e-9:
-        return str(int(round(r)))
+        return str(round(r))
     return f"{r:.{decimals}f}"
 
 
@@ -163,8 +163,13 @@ def _terrain(facts: dict[str, Any], rng: random.Random) -> str:
         article = "an" if orbit[:1] in "aeiou" else "a"
         when += rng.choice([f" on {article} {orbit} pass", f" from {article} {orbit} orbit"])
     w, h = chip["width_m"], chip["height_m"]
+    mw, mh = (_num(w, 0), _num(h, 0)) if min(w, h) >= 100 else (_num(w), _num(h))
     size = rng.choice(
-        [f"{_num(w)} m × {_num(h)} m", f"{_num(w / 1000, 2)} km × {_num(h / 1000, 2)} km", f"{_num(w)} by {_num(h)} m"]
+        [
+            f"{mw} m × {mh} m",
+            f"{_num(w / 1000, 2)} km × {_num(h / 1000, 2)} km",
+            f"{mw} by {mh} m",
+        ]
     )
     ps = _num(chip["pixel_size_m"], 2)
     pixels = rng.choice(
@@ -344,7 +349,7 @@ _LAYOUT_CLAUSES: dict[str, list[Template]] = {
     "nodata": [
         lambda c, p: f"{c} {_verb(p, 'lie', 'lies')} mostly outside the scene",
         lambda c, p: f"{c} {_verb(p, 'hold', 'holds')} mostly no-data pixels",
-        lambda c, p: f"most of {c} {_verb(p, 'falls', 'falls')} outside the scene",
+        lambda c, p: f"most of {c} {_verb(p, 'fall', 'falls')} outside the scene",
         lambda c, p: f"{c} {_verb(p, 'are', 'is')} largely outside the scene",
     ],
     "bright": [
@@ -363,7 +368,11 @@ def _layout(facts: dict[str, Any], rng: random.Random) -> str:
         "mixed": water_cells(facts, WATER_PRESENT, MOSTLY),
         "land": water_cells(facts, 0.0, WATER_PRESENT),
         "nodata": [c["cell"] for c in cells if c["valid_fraction"] < NODATA_CELL],
-        "bright": [c["cell"] for c in cells if c["valid_fraction"] >= NODATA_CELL and c["bright_fraction"] >= BRIGHT_CELL],
+        "bright": [
+            c["cell"]
+            for c in cells
+            if c["valid_fraction"] >= NODATA_CELL and c["bright_fraction"] >= BRIGHT_CELL
+        ],
     }
     if len(groups["water"]) == 9:
         head = rng.choice(
@@ -389,9 +398,13 @@ def _layout(facts: dict[str, Any], rng: random.Random) -> str:
         clauses = []
         for kind in ("water", "mixed", "land", "nodata"):
             if groups[kind]:
-                clauses.append(rng.choice(_LAYOUT_CLAUSES[kind])(_cells(groups[kind], rng), len(groups[kind]) > 1))
+                clauses.append(
+                    rng.choice(_LAYOUT_CLAUSES[kind])(_cells(groups[kind], rng), len(groups[kind]) > 1)
+                )
     if groups["bright"]:
-        clauses.append(rng.choice(_LAYOUT_CLAUSES["bright"])(_cells(groups["bright"], rng), len(groups["bright"]) > 1))
+        clauses.append(
+            rng.choice(_LAYOUT_CLAUSES["bright"])(_cells(groups["bright"], rng), len(groups["bright"]) > 1)
+        )
     return _cap("; ".join(clauses)) + "."
 
 
@@ -416,7 +429,11 @@ def _buildings(facts: dict[str, Any], rng: random.Random) -> str:
     s = facts["surface"]
     b = s["bright_fraction"]
     bp = format_percent(b)
-    bright = [c["cell"] for c in s["cells"] if c["valid_fraction"] >= NODATA_CELL and c["bright_fraction"] >= BRIGHT_CELL]
+    bright = [
+        c["cell"]
+        for c in s["cells"]
+        if c["valid_fraction"] >= NODATA_CELL and c["bright_fraction"] >= BRIGHT_CELL
+    ]
     if b <= 0.0:
         return rng.choice(
             [
@@ -464,7 +481,9 @@ def _water(facts: dict[str, Any], rng: random.Random) -> str:
     mostly, some = water_cells(facts, MOSTLY), water_cells(facts, WATER_PRESENT)
     nvalid = sum(1 for c in s["cells"] if c["valid_fraction"] >= NODATA_CELL)
     if mostly and len(mostly) == nvalid:
-        where = rng.choice([", dominating every grid cell", ", across the whole chip", ", in every grid cell"])
+        where = rng.choice(
+            [", dominating every grid cell", ", across the whole chip", ", in every grid cell"]
+        )
     elif mostly:
         where = rng.choice([", mostly in ", ", mainly in "]) + _cells(mostly, rng)
     elif some:
@@ -503,7 +522,7 @@ def _targets(facts: dict[str, Any], rng: random.Random) -> str:
                 sentences.append(
                     rng.choice(
                         [
-                            f"{_cap(one)} labelled {noun} lies in {c}.",
+                            f"{_cap(one) if one != '1' else 'One'} labelled {noun} lies in {c}.",
                             f"There is {one} labelled {noun}, in {c}.",
                             f"The labels mark a single {noun}, located in {c}.",
                             f"{_cap(c)} {_verb(many, 'hold', 'holds')} the only labelled {noun}.",
@@ -543,7 +562,7 @@ def _targets(facts: dict[str, Any], rng: random.Random) -> str:
         sentences.append(
             rng.choice(
                 [
-                    f"{_cap(rng.choice(['one', '1']))} bright point target stands out in {c}.",
+                    f"One bright point target stands out in {c}.",
                     f"The CFAR detector finds a single bright point target, in {c}.",
                     f"There is one bright point target, located in {c}.",
                     f"{_cap(c)} {_verb(many, 'hold', 'holds')} a single bright point target.",
@@ -564,9 +583,18 @@ def _targets(facts: dict[str, Any], rng: random.Random) -> str:
         )
     wet = sum(1 for d in dets if d["on_water"])
     if n == 1:
-        sentences.append(rng.choice(["It lies on open water.", "It sits on open water."]) if wet else "It lies on land.")
+        sentences.append(
+            rng.choice(["It lies on open water.", "It sits on open water."]) if wet else "It lies on land."
+        )
     elif wet == n:
-        sentences.append(rng.choice(["All of them lie on open water.", "Both lie on open water." if n == 2 else "Each lies on open water."]))
+        sentences.append(
+            rng.choice(
+                [
+                    "All of them lie on open water.",
+                    "Both lie on open water." if n == 2 else "Each lies on open water.",
+                ]
+            )
+        )
     elif wet == 0:
         sentences.append(rng.choice(["All of them lie on land.", "None of them lies on open water."]))
     else:
@@ -641,9 +669,7 @@ def _sorted_targets(ts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(ts, key=lambda t: (t["bbox"][1], t["bbox"][0], t["bbox"][3], t["bbox"][2]))
 
 
-def _qa_set(
-    ts: list[dict[str, Any]], noun: str, json_label: str, rng: random.Random
-) -> list[dict[str, str]]:
+def _qa_set(ts: list[dict[str, Any]], noun: str, json_label: str, rng: random.Random) -> list[dict[str, str]]:
     """counting, localization and detection QA of one class (ts may be empty: a negative)."""
     ts = _sorted_targets(ts)
     nouns = plural(noun)

@@ -75,12 +75,14 @@ def crs84_projjson() -> dict[str, Any]:
     return CRS("OGC:CRS84").to_json_dict()  # type: ignore[no-any-return]
 
 
-def _geo_metadata(bbox: list[float], geometry_types: set[str], covering: bool) -> bytes:
+GEOMETRY_TYPES = ("Polygon",)
+
+
+def _geo_metadata(geometry_types: tuple[str, ...], covering: bool) -> bytes:
     column: dict[str, Any] = {
         "encoding": "WKB",
-        "geometry_types": sorted(geometry_types),
+        "geometry_types": list(geometry_types),
         "crs": crs84_projjson(),
-        "bbox": bbox,
     }
     if covering:
         column["covering"] = {
@@ -95,24 +97,31 @@ def _geo_metadata(bbox: list[float], geometry_types: set[str], covering: bool) -
     return json.dumps(geo, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _geometry_type(wkb: bytes, what: str) -> tuple[str, tuple[float, float, float, float]]:
-    """(GeoParquet geometry type name, bounds) of a WKB geometry; a named error if it does not parse."""
+def _check_polygon(wkb: bytes, what: str) -> None:
+    """A named error unless the WKB parses as the Polygon the `geo` metadata declares."""
     try:
         geom = shapely.from_wkb(wkb)
     except shapely.errors.GEOSException as exc:
         raise ShardWriterError(
             f"{what}: footprint_wkb is not valid WKB ({exc}); check the georef stage"
         ) from exc
-    name = geom.geom_type + (" Z" if shapely.has_z(geom) else "")
-    xmin, ymin, xmax, ymax = (float(v) for v in shapely.bounds(geom))
-    return name, (xmin, ymin, xmax, ymax)
+    if geom.geom_type not in GEOMETRY_TYPES or shapely.has_z(geom):
+        raise ShardWriterError(
+            f"{what}: footprint is a {geom.geom_type}, not a 2-D Polygon; check the georef stage"
+        )
 
 
 # ---- one output file -------------------------------------------------------------------------------
 
 
 class _PartFile:
-    """One Parquet file: staged uncompressed, rewritten compressed with `geo` metadata on `finish`."""
+    """One Parquet file, written compressed to a hidden temporary name and renamed on `publish`.
+
+    The `geo` metadata is fixed when the file is opened (pyarrow serialises the Arrow schema, metadata
+    included, at open), so it carries no file-level `bbox` (optional in GeoParquet 1.1): readers filter
+    on the `bbox` covering column, whose row-group statistics Parquet keeps. Every footprint must be a
+    Polygon, the one geometry type the metadata declares.
+    """
 
     def __init__(
         self,
@@ -127,57 +136,35 @@ class _PartFile:
     ) -> None:
         self.final = final
         self.tmp = final.with_name(f".{final.name}.tmp")
-        self.stage = final.with_name(f".{final.name}.stage.tmp")
-        self.schema = schema
-        self.compression = compression
-        self.compression_level = compression_level
         self.row_group_rows = row_group_rows
-        self.covering = covering
-        self.extra_metadata = extra_metadata or {}
         self.rows = 0
-        self.bbox = [math.inf, math.inf, -math.inf, -math.inf]
-        self.geometry_types: set[str] = set()
+        metadata = {**(schema.metadata or {}), **(extra_metadata or {})}
+        metadata[b"geo"] = _geo_metadata(GEOMETRY_TYPES, covering)
+        self.schema = schema.with_metadata(metadata)
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._sink = pa.OSFile(str(self.stage), "wb")
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._sink, schema, compression="none")
+        self._sink = pa.OSFile(str(self.tmp), "wb")
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._sink, self.schema, compression=compression, compression_level=compression_level
+        )
 
     @property
     def staged_bytes(self) -> int:
         return int(self._sink.tell())
 
-    def add_geometry(self, type_name: str, bounds: tuple[float, float, float, float]) -> None:
-        self.geometry_types.add(type_name)
-        self.bbox = [
-            min(self.bbox[0], bounds[0]),
-            min(self.bbox[1], bounds[1]),
-            max(self.bbox[2], bounds[2]),
-            max(self.bbox[3], bounds[3]),
-        ]
-
     def write(self, table: pa.Table) -> None:
         assert self._writer is not None, "write after finish"
-        self._writer.write_table(table, row_group_size=self.row_group_rows)
+        self._writer.write_table(
+            table.replace_schema_metadata(self.schema.metadata), row_group_size=self.row_group_rows
+        )
         self.rows += table.num_rows
 
     def finish(self) -> None:
-        """Close the staging file and rewrite it, compressed and with `geo` metadata, to `self.tmp`."""
+        """Write the footer and close the temporary file."""
         if self._writer is None:
             return
         self._writer.close()
         self._sink.close()
         self._writer = None
-        metadata = {**(self.schema.metadata or {}), **self.extra_metadata}
-        if self.geometry_types:
-            metadata[b"geo"] = _geo_metadata(self.bbox, self.geometry_types, self.covering)
-        schema = self.schema.with_metadata(metadata)
-        staged = pq.ParquetFile(self.stage)
-        with pq.ParquetWriter(
-            self.tmp, schema, compression=self.compression, compression_level=self.compression_level
-        ) as writer:
-            for i in range(staged.num_row_groups):
-                writer.write_table(staged.read_row_group(i).replace_schema_metadata(metadata))
-        staged.close()
-        self.stage.unlink()
 
     def publish(self) -> int:
         """Move the finished file to its final name; returns its size in bytes."""
@@ -191,8 +178,7 @@ class _PartFile:
             finally:
                 self._sink.close()
                 self._writer = None
-        for path in (self.stage, self.tmp):
-            path.unlink(missing_ok=True)
+        self.tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -332,7 +318,7 @@ class ShardWriter:
         if split not in SPLITS:
             raise ShardWriterError(f"chip {record.chip_id}: split {split!r} is not one of {SPLITS}")
         row = self._row(record)
-        type_name, _ = _geometry_type(row["geometry"], f"chip {record.chip_id}")
+        _check_polygon(row["geometry"], f"chip {record.chip_id}")
         row_bytes = len(row["image"]["bytes"]) + len(row["facts"]) + len(row["geometry"]) + 1024
 
         series = self._series.setdefault(split, _Series())
@@ -348,7 +334,6 @@ class ShardWriter:
         if series.part is None:
             self._open_part(series, split)
         assert series.part is not None
-        series.part.add_geometry(type_name, tuple(row["bbox"].values()))  # type: ignore[arg-type]
         series.rows.append(row)
         series.records.append(record)
         series.pending_bytes += row_bytes
@@ -378,7 +363,7 @@ class ShardWriter:
             final = self.out_dir / "rejects" / f"rejects-{self.task_id:05d}.parquet"
             series.part = self._new_part(final, self.reject_schema, data=False)
         if geometry is not None:
-            series.part.add_geometry(*_geometry_type(geometry, f"rejected chip {record.chip_id}"))
+            _check_polygon(geometry, f"rejected chip {record.chip_id}")
         series.rows.append(row)
         self._n_rejects += 1
         if len(series.rows) >= self.row_group_rows:

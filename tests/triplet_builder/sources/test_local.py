@@ -94,7 +94,13 @@ def test_safe_without_measurements_is_a_clear_failure() -> None:
 
 
 def _write(path: Path, data: np.ndarray, **profile: object) -> Path:
-    base = {"driver": "GTiff", "dtype": data.dtype.name, "count": 1, "height": data.shape[0], "width": data.shape[1]}
+    base = {
+        "driver": "GTiff",
+        "dtype": data.dtype.name,
+        "count": 1,
+        "height": data.shape[0],
+        "width": data.shape[1],
+    }
     with rasterio.open(path, "w", **{**base, **profile}) as ds:
         ds.write(data, 1)
     return path
@@ -111,8 +117,12 @@ def test_gcp_georeferenced_geotiff(tmp_path: Path) -> None:
     h, w = 167, 256
     gcps = _safe_gcps_scaled(w, h)
     data = np.random.default_rng(0).exponential(0.05, (h, w)).astype(np.float32)
-    p = _write(tmp_path / "s1a-iw-grd-vv-20150203t043109-20150203t043134-004454-00574f-001.tiff", data,
-               gcps=gcps, crs="EPSG:4326")
+    p = _write(
+        tmp_path / "s1a-iw-grd-vv-20150203t043109-20150203t043134-004454-00574f-001.tiff",
+        data,
+        gcps=gcps,
+        crs="EPSG:4326",
+    )
     (scene,), failures = find_scenes(_src(p, scale="linear_power"))
     assert failures == [] and scene.georef is GeorefKind.GCPS and scene.polarisations == ("VV",)
     geo = scene_geo(scene)
@@ -129,12 +139,27 @@ def test_gcp_georeferenced_geotiff(tmp_path: Path) -> None:
 
 
 def test_rpc_georeferenced_geotiff(tmp_path: Path) -> None:
-    rpc = RPC(height_off=0, height_scale=500, lat_off=43.4, lat_scale=0.05, line_den_coeff=[1] + [0] * 19,
-              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=50, line_scale=50, long_off=4.8, long_scale=0.05,
-              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=50, samp_scale=50)
+    rpc = RPC(
+        height_off=0,
+        height_scale=500,
+        lat_off=43.4,
+        lat_scale=0.05,
+        line_den_coeff=[1] + [0] * 19,
+        line_num_coeff=[0, 0, -1] + [0] * 17,
+        line_off=50,
+        line_scale=50,
+        long_off=4.8,
+        long_scale=0.05,
+        samp_den_coeff=[1] + [0] * 19,
+        samp_num_coeff=[0, 1] + [0] * 18,
+        samp_off=50,
+        samp_scale=50,
+    )
     data = np.full((100, 100), -10.0, dtype=np.float32)
     p = _write(tmp_path / "scene.tif", data, rpcs=rpc)
-    (tmp_path / "scene.json").write_text(json.dumps({"acquired": "2021-06-01T10:00:00Z", "sensor": "TestSAR", "polarisation": "HH"}))
+    (tmp_path / "scene.json").write_text(
+        json.dumps({"acquired": "2021-06-01T10:00:00Z", "sensor": "TestSAR", "polarisation": "HH"})
+    )
     (scene,), failures = find_scenes(_src(p, scale="db"))
     assert failures == []
     assert scene.georef is GeorefKind.RPCS and scene.sensor == "TestSAR" and scene.polarisations == ("HH",)
@@ -148,14 +173,26 @@ def test_rpc_georeferenced_geotiff(tmp_path: Path) -> None:
 def test_time_from_tags_and_scale_from_statistics(tmp_path: Path) -> None:
     data = np.random.default_rng(1).exponential(0.1, (64, 64)).astype(np.float32)
     p = tmp_path / "plain.tif"
-    with rasterio.open(p, "w", driver="GTiff", dtype="float32", count=1, height=64, width=64,
-                       crs="EPSG:32631", transform=from_origin(600000, 4800000, 10, 10)) as ds:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        dtype="float32",
+        count=1,
+        height=64,
+        width=64,
+        crs="EPSG:32631",
+        transform=from_origin(600000, 4800000, 10, 10),
+    ) as ds:
         ds.write(data, 1)
         ds.update_tags(ACQUISITION_START_TIME="2019-05-04T03:02:01Z")
         ds.set_band_description(1, "VH")
     (scene,), failures = find_scenes(_src(p))
     assert failures == []
-    assert scene.acquired == datetime(2019, 5, 4, 3, 2, 1, tzinfo=timezone.utc) and scene.acquired_source == "tags"
+    assert (
+        scene.acquired == datetime(2019, 5, 4, 3, 2, 1, tzinfo=timezone.utc)
+        and scene.acquired_source == "tags"
+    )
     assert scene.scale is Scale.LINEAR_POWER and scene.scale_source == "statistics"
     assert scene.polarisations == ("VH",)
 
@@ -174,9 +211,19 @@ def test_polarisation_files_of_one_scene_are_grouped(tmp_path: Path) -> None:
     [
         (lambda d: d / "missing.tif", "missing"),
         (lambda d: (d / "notes.tif").write_text("not a raster") and d / "notes.tif", "not_a_raster"),
-        (lambda d: _write(d / "S1A__IW___D_20171210T054359_VV_x_db.tif", np.zeros((8, 8), np.float32)), "no_georeferencing"),
-        (lambda d: _write(d / "undated.tif", np.zeros((8, 8), np.float32), crs="EPSG:32631",
-                          transform=from_origin(0, 0, 10, 10)), "no_time"),
+        (
+            lambda d: _write(d / "S1A__IW___D_20171210T054359_VV_x_db.tif", np.zeros((8, 8), np.float32)),
+            "no_georeferencing",
+        ),
+        (
+            lambda d: _write(
+                d / "undated.tif",
+                np.zeros((8, 8), np.float32),
+                crs="EPSG:32631",
+                transform=from_origin(0, 0, 10, 10),
+            ),
+            "no_time",
+        ),
     ],
 )
 def test_bad_files_are_failures_with_one_line(tmp_path: Path, make, reason: str) -> None:  # type: ignore[no-untyped-def]

@@ -123,8 +123,12 @@ def test_geoparquet_metadata(written: tuple[Path, dict[str, Any]], records: list
     assert col["encoding"] == "WKB" and col["geometry_types"] == ["Polygon"]
     assert CRS.from_json_dict(col["crs"]) == CRS("OGC:CRS84")
     assert col["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+    assert "bbox" not in col  # optional in GeoParquet 1.1; the covering column carries the boxes
     boxes = np.array([r.georef.bbox for r in records if r.split == "validation" and r.georef is not None])
-    np.testing.assert_allclose(col["bbox"], [*boxes[:, :2].min(0), *boxes[:, 2:].max(0)])
+    t = pq.read_table(path, columns=["bbox"]).column("bbox").to_pylist()
+    np.testing.assert_allclose([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in t], boxes)
+    stats = pq.ParquetFile(path).metadata.row_group(0).column(pq.read_schema(path).get_field_index("bbox"))
+    assert stats is not None  # row-group statistics let readers skip by box
 
 
 def test_geopandas_reads_footprints(written: tuple[Path, dict[str, Any]], records: list[ChipRecord]) -> None:
@@ -148,9 +152,21 @@ def test_rejects_table(written: tuple[Path, dict[str, Any]]) -> None:
     assert b"geo" in pq.read_schema(path).metadata  # two rejects have a footprint
 
 
-def test_rejects_without_geometry_have_no_geo_key(tmp_path: Path) -> None:
+def test_rejects_without_geometry_read_as_null_geometries(tmp_path: Path) -> None:
     _write(tmp_path, [], make_rejects(1))
-    assert b"geo" not in pq.read_schema(tmp_path / "rejects" / "rejects-00007.parquet").metadata
+    gdf = gpd.read_parquet(tmp_path / "rejects" / "rejects-00007.parquet")
+    assert len(gdf) == 1 and gdf.geometry.isna().all()
+
+
+def test_a_non_polygon_footprint_is_a_named_error(tmp_path: Path) -> None:
+    rec = make_record(0, "train")
+    assert rec.georef is not None
+    rec.georef.footprint_wkb = shapely.to_wkb(shapely.Point(4.8, 43.4))
+    w = ShardWriter(tmp_path, 1, config_hash="x", pipeline_version="0")
+    with pytest.raises(ShardWriterError, match="not a 2-D Polygon"):
+        w.write(rec)
+    w.abort()
+    assert not list(tmp_path.rglob("*.parquet"))
 
 
 def _load_train(out: Path) -> Any:

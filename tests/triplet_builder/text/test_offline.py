@@ -1,0 +1,397 @@
+"""Tests of the offline text writer (triplet_builder/text/offline.py) and the writer helpers of
+triplet_builder/text/base.py, on the hand-written fact sheets of factsheets.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
+from triplet_builder.facts.surface import cell_of
+from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
+from triplet_builder.text.consistency import HEDGE_WORDS, check_text
+from triplet_builder.text.offline import OfflineWriter
+
+from .factsheets import FACT_SHEETS, fact_sheet
+
+REPO = Path(__file__).resolve().parents[3]
+NAMES = sorted(FACT_SHEETS)
+CHIP_IDS = [hashlib.sha256(f"scene-{i}".encode()).hexdigest()[:16] for i in range(25)]
+_HEDGE_RE = re.compile(r"\b(?:" + "|".join(HEDGE_WORDS) + r")\b", re.I)
+_MONTH_MAY_RE = re.compile(r"\bMay(?= \d)|(?<=\d )May\b")
+
+
+def _all_text(res: TextResult) -> str:
+    return " ".join([res.caption] + [q["question"] + " " + q["answer"] for q in res.qa])
+
+
+def _qa_for(res: TextResult, task: str, noun: str) -> list[dict[str, str]]:
+    """The QA items of a task whose question names the (plural) noun."""
+    return [q for q in res.qa if q["task"] == task and re.search(rf"\b{re.escape(noun)}\b", q["question"])]
+
+
+# -- the fixtures themselves ----------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_fixtures_are_valid_and_self_consistent(name: str) -> None:
+    facts = fact_sheet(name)
+    Draft202012Validator(json_schema("facts"), format_checker=FormatChecker()).validate(facts)
+    w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
+    for item in facts["objects"] + facts["detections"]["items"]:
+        x1, y1, x2, y2 = item["bbox"]
+        assert item["cell"] == cell_of((x1 + x2) / 2, (y1 + y2) / 2, w, h), item
+    s = facts["surface"]
+    for key in ("water_fraction", "bright_fraction"):
+        mean = sum(c[key] for c in s["cells"]) / 9
+        assert abs(mean - s[key]) < 0.011, (key, mean)
+
+
+# -- schema validity and consistency ----------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_output_validates_and_passes_the_checker(name: str) -> None:
+    facts = fact_sheet(name)
+    writer = OfflineWriter()
+    caption_v = Draft202012Validator(json_schema("caption"))
+    qa_v = Draft202012Validator(json_schema("qa"))
+    for chip_id in CHIP_IDS:
+        res = writer.write(facts, chip_id)
+        caption_v.validate(res.caption_fields)
+        qa_v.validate(res.qa)
+        validate_text(res.caption_fields, res.qa)
+        assert tuple(res.caption_fields) == CAPTION_FIELDS
+        assert res.caption == render_caption(res.caption_fields)
+        assert res.caption_fields["roads"] is None
+        assert {q["task"] for q in res.qa} <= set(QA_TASKS)
+        problems = check_text(facts, res.caption_fields, res.qa)
+        assert problems == [], f"{name} / {chip_id}: {problems}\n{res.caption}"
+    assert facts == FACT_SHEETS[name], "the writer must not modify the fact sheet"
+
+
+def _random_fact_sheet(seed: int) -> dict[str, Any]:
+    """A valid fact sheet with seeded random surface, place, acquisition, detections and objects
+    (labels with synonyms, head nouns and generic names), built on one of the fixtures."""
+    r = random.Random(seed)
+    f = fact_sheet(NAMES[seed % len(NAMES)])
+    w, h, px = r.choice([256, 300, 512]), r.choice([200, 256, 384]), r.choice([10.0, 5.0, 2.5])
+    f["chip"] = {"width_px": w, "height_px": h, "pixel_size_m": px, "width_m": w * px, "height_m": h * px}
+    cells = [
+        {
+            "cell": i + 1,
+            "water_fraction": r.choice([0.0, 0.05, 0.1, 0.3, 0.5, 0.7, 0.95, 1.0, round(r.random(), 3)]),
+            "bright_fraction": r.choice([0.0, 0.01, 0.05, 0.1, 0.3, round(r.random() * 0.5, 3)]),
+            "valid_fraction": 1.0 if r.random() < 0.8 else round(r.random(), 2),
+        }
+        for i in range(9)
+    ]
+    s = f["surface"]
+    s["cells"] = cells
+    for key in ("water_fraction", "bright_fraction", "valid_fraction"):
+        s[key] = round(sum(c[key] for c in cells) / 9, 4)
+    s["land_fraction"] = round(1.0 - s["water_fraction"], 4)
+    s["mean_db"], s["std_db"] = round(r.uniform(-25, -5), 2), round(r.uniform(0.5, 9), 2)
+    if r.random() < 0.2:
+        f["place"] = None
+    elif f["place"]:
+        f["place"]["distance_km"] = r.choice([0.4, 3.3, 9.96, 12.5, 40.0])
+        f["place"]["direction"] = "at" if f["place"]["distance_km"] < 1 else r.choice(["N", "SE", "W", "NE"])
+    acq = f["acquisition"]
+    acq["season"] = r.choice([None, "winter", "summer"])
+    acq["orbit_direction"] = r.choice([None, "ascending", "descending"])
+    acq["polarisations"] = r.choice([["VV"], ["HH", "HV"], []])
+    acq["backscatter"] = r.choice(["sigma0", "unknown"])
+    acq["date"] = r.choice(["2019-05-01", "2020-12-31", "2024-03-09"])
+    acq["year"] = int(acq["date"][:4])
+    f["location"]["centre_lat"] = round(r.uniform(-60, 60), 6)
+    f["location"]["centre_lon"] = round(r.uniform(-180, 180), 6)
+
+    def box() -> list[int]:
+        x1, y1 = r.randrange(0, w - 20), r.randrange(0, h - 20)
+        return [x1, y1, x1 + r.randrange(1, 20), y1 + r.randrange(1, 20)]
+
+    def cell(b: list[int]) -> int:
+        return cell_of((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, w, h)
+
+    dets = []
+    for _ in range(r.choice([0, 1, 2, 5, 13])):
+        b = box()
+        dets.append(
+            {
+                "bbox": b,
+                "cell": cell(b),
+                "peak_db": 3.0,
+                "area_px": 5,
+                "length_m": 10.0 * (b[2] - b[0]),
+                "on_water": r.random() < 0.5,
+            }
+        )
+    f["detections"]["items"] = dets
+    labels = r.choice(
+        [
+            [],
+            ["ship"],
+            ["vessel", "fishing vessel"],
+            ["plane", "ship"],
+            ["object"],
+            ["aircraft", "helicopter"],
+        ]
+    )
+    f["objects"] = []
+    for _ in range(r.choice([1, 2, 7]) if labels else 0):
+        b = box()
+        length = r.choice([None, round(r.uniform(5, 300), 1)])
+        f["objects"].append(
+            {"label": r.choice(labels), "bbox": b, "cell": cell(b), "length_m": length, "source": "x"}
+        )
+    Draft202012Validator(json_schema("facts"), format_checker=FormatChecker()).validate(f)
+    return f
+
+
+def test_output_passes_the_checker_on_random_fact_sheets() -> None:
+    writer = OfflineWriter()
+    for seed in range(120):
+        facts = _random_fact_sheet(seed)
+        res = writer.write(facts, f"random-{seed}")
+        problems = check_text(facts, res.caption_fields, res.qa)
+        assert problems == [], f"seed {seed}: {problems}\n{res.caption}"
+
+
+def test_writer_follows_the_protocol() -> None:
+    writer = OfflineWriter()
+    assert isinstance(writer, TextWriter)
+    assert writer.name == "offline/1.0"
+    assert writer.prompt_version
+
+
+def test_writer_rejects_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="n_negative"):
+        OfflineWriter(n_negative=-1)
+    with pytest.raises(ValueError, match="near_place_km"):
+        OfflineWriter(near_place_km=-3.0)
+
+
+# -- determinism and variety ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_same_chip_id_gives_identical_output(name: str) -> None:
+    facts = fact_sheet(name)
+    for chip_id in CHIP_IDS[:5]:
+        assert OfflineWriter().write(facts, chip_id) == OfflineWriter().write(fact_sheet(name), chip_id)
+
+
+def test_output_does_not_depend_on_python_hash_seed() -> None:
+    facts = fact_sheet("two_classes")
+    script = (
+        "import json, sys\n"
+        "from triplet_builder.text.offline import OfflineWriter\n"
+        "r = OfflineWriter().write(json.load(sys.stdin), sys.argv[1])\n"
+        "print(json.dumps([r.caption_fields, r.qa], sort_keys=True))\n"
+    )
+    outs = []
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, CHIP_IDS[3]],
+            input=json.dumps(facts),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            check=True,
+        )
+        outs.append(proc.stdout)
+    here = OfflineWriter().write(facts, CHIP_IDS[3])
+    assert outs[0] == outs[1] == json.dumps([here.caption_fields, here.qa], sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_different_chip_ids_give_varied_captions(name: str) -> None:
+    facts = fact_sheet(name)
+    captions = {OfflineWriter().write(facts, chip_id).caption for chip_id in CHIP_IDS[:10]}
+    assert len(captions) >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_field_and_task_has_several_phrasings(name: str) -> None:
+    facts = fact_sheet(name)
+    writer = OfflineWriter()
+    results = [writer.write(facts, f"variety-{i}") for i in range(150)]
+    for field in CAPTION_FIELDS:
+        texts = {r.caption_fields[field] for r in results}
+        if texts == {None}:
+            continue
+        assert len(texts) >= 4, (field, texts)
+    for task in QA_TASKS:
+        questions = {q["question"] for r in results for q in r.qa if q["task"] == task}
+        if questions:
+            assert len(questions) >= 3, (task, questions)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_hedge_words(name: str) -> None:
+    facts = fact_sheet(name)
+    for chip_id in CHIP_IDS:
+        text = _MONTH_MAY_RE.sub("", _all_text(OfflineWriter().write(facts, chip_id)))
+        assert not _HEDGE_RE.search(text), _HEDGE_RE.search(text)
+
+
+# -- hand-computed answers --------------------------------------------------------------------------
+# fixture -> plural noun in the question -> (count, cells, boxes)
+EXPECTED: dict[str, dict[str, tuple[str, str, list[list[int]]]]] = {
+    "open_water": {
+        "bright point targets": ("2", "4,8", [[40, 120, 46, 127], [130, 200, 139, 205]]),
+    },
+    "port": {
+        "ships": (
+            "5",
+            "1,2,4,5",
+            [
+                [20, 30, 34, 36],
+                [150, 40, 168, 48],
+                [60, 70, 72, 76],
+                [30, 150, 44, 157],
+                [180, 200, 193, 207],
+            ],
+        ),
+        "planes": ("0", "None", []),
+    },
+    "land": {"bright point targets": ("0", "None", [])},
+    "two_classes": {
+        "ships": ("3", "6,9", [[300, 120, 330, 128], [320, 230, 345, 236], [350, 260, 362, 265]]),
+        "storage tanks": (
+            "4",
+            "1,4,7",
+            [[40, 30, 52, 42], [30, 120, 44, 134], [60, 125, 74, 139], [45, 220, 57, 232]],
+        ),
+        "planes": ("0", "None", []),
+    },
+}
+LABEL_OF = {"bright point targets": "bright point target", "ships": "ship", "storage tanks": "storage_tank"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_counting_localization_detection_answers(name: str) -> None:
+    facts = fact_sheet(name)
+    for chip_id in CHIP_IDS[:8]:
+        res = OfflineWriter().write(facts, chip_id)
+        classes_asked = 0
+        for noun, (count, cells, boxes) in EXPECTED[name].items():
+            (counting,) = _qa_for(res, "counting", noun)
+            (loc,) = _qa_for(res, "localization", noun)
+            (det,) = _qa_for(res, "detection", noun)
+            assert counting["answer"] == count
+            assert loc["answer"] == cells
+            if boxes:
+                items = json.loads(det["answer"])
+                assert det["answer"] == json.dumps(items)  # one line, FUSAR-GPT style
+                assert sorted(i["bbox_2d"] for i in items) == sorted(boxes)
+                assert {i["label"] for i in items} == {LABEL_OF[noun]}
+            else:
+                assert det["answer"] == "None"
+            assert "pixel" in det["question"]
+            classes_asked += 1
+        # nothing else is asked: one counting / localization / detection per expected class
+        assert sum(q["task"] == "counting" for q in res.qa) == classes_asked
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_classification_names_a_labelled_box(name: str) -> None:
+    facts = fact_sheet(name)
+    labels = {o["label"] for o in facts["objects"]}
+    for chip_id in CHIP_IDS[:8]:
+        res = OfflineWriter().write(facts, chip_id)
+        cls = [q for q in res.qa if q["task"] == "classification"]
+        assert len(cls) == len(labels)  # one per label present, none without labelled objects
+        for q in cls:
+            m = re.search(r"\[(\d+), (\d+), (\d+), (\d+)\]", q["question"])
+            assert m and "pixel" in q["question"]
+            box = [int(v) for v in m.groups()]
+            (obj,) = [o for o in facts["objects"] if o["bbox"] == box]
+            assert q["answer"] == obj["label"]
+        assert {q["answer"] for q in cls} == labels
+
+
+def test_negative_classes_are_configurable() -> None:
+    facts = fact_sheet("port")
+    res = OfflineWriter(negative_classes=("storage tank", "ship")).write(facts, CHIP_IDS[0])
+    assert _qa_for(res, "counting", "storage tanks")[0]["answer"] == "0"
+    assert _qa_for(res, "detection", "storage tanks")[0]["answer"] == "None"
+    assert not _qa_for(res, "counting", "planes")
+    assert check_text(facts, res.caption_fields, res.qa, classes=("storage tank", "ship")) == []
+    res = OfflineWriter(n_negative=0).write(facts, CHIP_IDS[0])
+    assert not _qa_for(res, "counting", "planes")
+
+
+# -- grounding of individual fields -----------------------------------------------------------------
+def test_field_presence_follows_the_facts() -> None:
+    w = OfflineWriter()
+    ow: dict[str, Any] = w.write(fact_sheet("open_water"), CHIP_IDS[0]).caption_fields
+    port: dict[str, Any] = w.write(fact_sheet("port"), CHIP_IDS[0]).caption_fields
+    land: dict[str, Any] = w.write(fact_sheet("land"), CHIP_IDS[0]).caption_fields
+    assert ow["functionality"] and "vessel" in ow["functionality"].lower()  # detections on water near a place
+    assert port["functionality"] and "vessel" in port["functionality"].lower()  # labelled ships
+    assert land["functionality"] is None
+    assert ow["boundary"] is None and land["boundary"] is None
+    assert port["boundary"] and "cells 1, 2 and 4" in port["boundary"]
+    assert "bout 35 %" in port["water"]  # 0.36 -> nearest 5 % ("about" / "About")
+    assert "20 %" in port["buildings"]
+    assert "bright point target" in ow["targets"] and "ship" not in ow["targets"]
+    assert "no bright point targets" in land["targets"].lower()
+
+
+def test_functionality_needs_a_nearby_place_for_detections() -> None:
+    far = fact_sheet("open_water")
+    far["place"]["distance_km"] = 80.0
+    assert OfflineWriter().write(far, CHIP_IDS[0]).caption_fields["functionality"] is None
+    nowhere = fact_sheet("open_water")
+    nowhere["place"] = None
+    res = OfflineWriter().write(nowhere, CHIP_IDS[0])
+    assert res.caption_fields["functionality"] is None
+    assert "°" in (res.caption_fields["terrain"] or "")  # located by coordinates instead
+    assert check_text(nowhere, res.caption_fields, res.qa) == []
+
+
+# -- base helpers -----------------------------------------------------------------------------------
+def test_render_caption_skips_nulls_in_field_order() -> None:
+    fields: dict[str, Any] = {f: None for f in CAPTION_FIELDS}
+    fields.update(targets="T.", terrain="A.", water="W.", roads="")
+    assert render_caption(fields) == "A. W. T."
+    assert render_caption({f: None for f in CAPTION_FIELDS}) == ""
+
+
+def test_validate_text_names_the_failing_path() -> None:
+    res = OfflineWriter().write(fact_sheet("port"), CHIP_IDS[0])
+    validate_text(res.caption_fields, res.qa)
+    bad: dict[str, Any] = dict(res.caption_fields, targets=5)
+    with pytest.raises(ValueError, match=r"caption invalid at \$\.targets"):
+        validate_text(bad, res.qa)
+    missing = {k: v for k, v in res.caption_fields.items() if k != "roads"}
+    with pytest.raises(ValueError, match=r"caption invalid at \$: 'roads' is a required property"):
+        validate_text(missing, res.qa)
+    qa = [dict(q) for q in res.qa]
+    qa[2]["task"] = "segmentation"
+    with pytest.raises(ValueError, match=r"qa invalid at \$\[2\]\.task"):
+        validate_text(res.caption_fields, qa)
+    qa = [dict(q) for q in res.qa]
+    qa[0]["answer"] = ""
+    with pytest.raises(ValueError, match=r"qa invalid at \$\[0\]\.answer"):
+        validate_text(res.caption_fields, qa)
+
+
+def test_build_messages_is_one_chat() -> None:
+    res = OfflineWriter().write(fact_sheet("two_classes"), CHIP_IDS[1])
+    msgs = build_messages(res.caption, res.qa)
+    assert len(msgs) == 2 + 2 * len(res.qa)
+    assert [m["role"] for m in msgs] == ["user", "assistant"] * (1 + len(res.qa))
+    assert "SAR image" in msgs[0]["content"] and "<image>" not in msgs[0]["content"]
+    assert msgs[1]["content"] == res.caption
+    for i, q in enumerate(res.qa):
+        assert msgs[2 + 2 * i] == {"role": "user", "content": q["question"]}
+        assert msgs[3 + 2 * i] == {"role": "assistant", "content": q["answer"]}
