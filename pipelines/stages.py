@@ -28,6 +28,7 @@ from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.georef import Georeference
 from triplet_builder.stages.text import WriteText
 from triplet_builder.stages.tile import ReadChips
+from triplet_builder.text.consistency import COMMON_CLASSES
 from triplet_builder.writers.parquet import ShardWriter
 from triplet_builder.writers.png import Stretch
 
@@ -58,7 +59,11 @@ def build_stages(cfg: RegionConfig) -> list[Stage]:
         Embed(make_provider(cfg.embeddings), grid=cfg.embeddings.grid),
         Facts(cfg.facts),
         WriteText(cfg.text),
-        Filter(min_std_db=cfg.filter.min_std_db, dedupe=cfg.filter.dedupe),
+        Filter(
+            min_std_db=cfg.filter.min_std_db,
+            dedupe=cfg.filter.dedupe,
+            classes=(*COMMON_CLASSES, *cfg.text.negative_classes),
+        ),
     ]
 
 

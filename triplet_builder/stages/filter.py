@@ -9,14 +9,17 @@ import numpy as np
 
 from triplet_builder.record import ChipRecord
 from triplet_builder.stages.base import Stage
-from triplet_builder.text.consistency import check_text
+from triplet_builder.text.consistency import COMMON_CLASSES, check_text
 
 
 class Filter(Stage):
     name = "filter"
 
-    def __init__(self, *, min_std_db: float = 0.5, dedupe: bool = True) -> None:
+    def __init__(
+        self, *, min_std_db: float = 0.5, dedupe: bool = True, classes: tuple[str, ...] = COMMON_CLASSES
+    ) -> None:
         self.min_std_db = min_std_db
+        self.classes = classes
         self.dedupe = dedupe
         self._seen: dict[str, str] = {}
 
@@ -28,7 +31,7 @@ class Filter(Stage):
             return record.reject(
                 self.name, "featureless", f"dB standard deviation {std:.2f} < {self.min_std_db}"
             )
-        problems = check_text(record.facts, record.caption_fields or {}, record.qa)
+        problems = check_text(record.facts, record.caption_fields or {}, record.qa, self.classes)
         if problems:
             return record.reject(self.name, "inconsistent_text", "; ".join(problems[:5]))
         if self.dedupe:

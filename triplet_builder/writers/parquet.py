@@ -36,13 +36,13 @@ from pyproj import CRS
 
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
 from triplet_builder.record import ChipRecord
+from triplet_builder.text.base import build_messages as text_messages
 from triplet_builder.writers.png import Stretch, encode_chip
 
 logger = logging.getLogger(__name__)
 
 GEOPARQUET_VERSION = "1.1.0"
 DEFAULT_COMPRESSION_LEVEL = 3
-DESCRIBE_PROMPT = "Describe this SAR image."
 AEF_COLUMNS = ("aef_codes", "aef_valid", "aef_positions", "aef_lonlat")
 # `datasets` reads this key to restore features: the `image` struct {bytes, path} is an Image(). It only
 # takes effect when the file's `image` field is nullable (datasets compares the whole field).
@@ -56,18 +56,8 @@ class ShardWriterError(RuntimeError):
 
 
 def build_messages(record: ChipRecord) -> list[dict[str, str]]:
-    """The caption and the QA as one chat: user asks for a description -> caption, then each QA turn.
-
-    The image belongs to the first user turn (the row's `image` column).
-    """
-    messages = [
-        {"role": "user", "content": DESCRIBE_PROMPT},
-        {"role": "assistant", "content": record.caption or ""},
-    ]
-    for turn in record.qa:
-        messages.append({"role": "user", "content": turn["question"]})
-        messages.append({"role": "assistant", "content": turn["answer"]})
-    return messages
+    """The row's `messages`: the caption and the QA as one chat (triplet_builder.text.base.build_messages)."""
+    return text_messages(record.caption or "", record.qa)
 
 
 def crs84_projjson() -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""Each worker-side stage over a plain iterator (no Dask), and one task run in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+from pipelines.executor import plan
+from pipelines.stages import TaskSpec, build_stages, run_task
+from tests.conftest import ROOT
+from triplet_builder.config import RegionConfig, load_region
+from triplet_builder.record import ChipRecord, chip_id_for
+from triplet_builder.stages.base import Stats, run_stages
+from triplet_builder.stages.embed import anchor_positions
+from triplet_builder.stages.filter import Filter
+from triplet_builder.stages.georef import split_for
+
+DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> RegionConfig:
+    return load_region(DEMO, {"output.dir": str(tmp_path_factory.mktemp("stages") / "out")})
+
+
+@pytest.fixture(scope="module")
+def task(cfg: RegionConfig) -> TaskSpec:
+    p = plan(cfg)
+    assert [s.scene_id for s in p.scenes] == [
+        "S1A__IW___D_20170309T054356_VV_grd_mli_geo_norm_db",
+        "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db",
+    ]
+    assert p.skipped[0]["reason"] == "outside_dates"
+    return TaskSpec(0, p.tasks[1].scene, p.tasks[1].windows[:12])
+
+
+@pytest.fixture(scope="module")
+def records(cfg: RegionConfig, task: TaskSpec) -> list[ChipRecord]:
+    recs = [ChipRecord(chip_id_for(task.scene.scene_id, w), task.scene, w) for w in task.windows]
+    stages = build_stages(cfg)[:-1]  # everything before the filter
+    out = list(run_stages(stages, recs, Stats()))
+    for s in stages:
+        s.close()
+    return out
+
+
+def test_georeference_footprints_and_splits(records: list[ChipRecord], cfg: RegionConfig) -> None:
+    for r in records:
+        assert r.georef is not None
+        poly = shapely.from_wkb(r.georef.footprint_wkb)
+        assert poly.geom_type == "Polygon" and poly.is_valid
+        assert len(poly.exterior.coords) == 4 * 8 + 1  # densified edges
+        assert poly.contains(shapely.Point(r.georef.centre_lon, r.georef.centre_lat))
+        assert r.georef.pixel_size_m == pytest.approx(20.0, abs=0.05)
+        assert r.georef.utm_crs == "EPSG:32631" and r.georef.grid_cell.endswith("R")
+        s = cfg.split
+        assert r.split == split_for(r.georef.centre_lon, r.georef.centre_lat, block_km=s.block_km,
+                                    validation=s.validation, test=s.test, salt=s.salt)
+
+
+def test_split_fractions_follow_the_config() -> None:
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([-10, 35], [30, 60], size=(4000, 2))
+    splits = [split_for(x, y, block_km=2, validation=0.1, test=0.2, salt="s") for x, y in pts]
+    frac = {k: splits.count(k) / len(splits) for k in ("train", "validation", "test")}
+    assert frac["test"] == pytest.approx(0.2, abs=0.03) and frac["validation"] == pytest.approx(0.1, abs=0.03)
+
+
+def test_embed_anchor_grid(records: list[ChipRecord]) -> None:
+    pos = anchor_positions(16)
+    assert pos.shape == (256, 2) and pos.min() == pytest.approx(1 / 32) and pos.max() == pytest.approx(31 / 32)
+    assert np.allclose(pos[1] - pos[0], [0, 1 / 16])  # row-major: x moves fastest
+    for r in records:
+        a = r.anchors
+        assert a is not None and a.codes.shape == (256, 64) and a.codes.dtype == np.int8
+        assert a.year == 2017 and a.synthetic
+        poly = shapely.from_wkb(r.georef.footprint_wkb)  # type: ignore[union-attr]
+        assert all(poly.contains(shapely.Point(*ll)) for ll in a.lonlat)
+        assert (a.codes[~a.valid] == -128).all()
+        norms = np.linalg.norm(a.features()[a.valid], axis=1)
+        assert ((norms > 0.98) & (norms < 1.02)).all()
+    # anchors are north-up: the first row of anchors lies north of the last
+    a = records[0].anchors
+    assert a is not None and a.lonlat[:16, 1].mean() > a.lonlat[-16:, 1].mean()
+
+
+def test_filter_rejects_featureless_inconsistent_and_duplicate(records: list[ChipRecord]) -> None:
+    import copy
+
+    good = records[0]
+    flat = copy.copy(good)
+    flat.chip_id = "flat"
+    flat.db = np.full_like(good.db, -12.0)  # type: ignore[arg-type]
+    liar = copy.copy(good)
+    liar.chip_id = "liar"
+    liar.db = good.db + 1.0  # type: ignore[operator]
+    liar.qa = [dict(q) for q in good.qa]
+    liar.qa[0] = {**liar.qa[0], "answer": str(int(liar.qa[0]["answer"]) + 3)} if liar.qa[0]["task"] == "counting" else liar.qa[0]
+    twin = copy.copy(good)
+    twin.chip_id = "twin"
+    stats = Stats()
+    out = {r.chip_id: r for r in Filter(min_std_db=0.5).run([good, flat, liar, twin], stats)}
+    assert not out[good.chip_id].rejected
+    assert out["flat"].reject_reason == "featureless"
+    assert out["liar"].reject_reason == "inconsistent_text" and "count" in (out["liar"].reject_detail or "")
+    assert out["twin"].reject_reason == "duplicate" and good.chip_id in (out["twin"].reject_detail or "")
+    assert dict(stats["filter"].rejected) == {"featureless": 1, "inconsistent_text": 1, "duplicate": 1}
+
+
+def test_run_task_in_process_writes_shards_and_marker(cfg: RegionConfig, task: TaskSpec) -> None:
+    res = run_task(task, cfg)
+    out = Path(cfg.output.dir)
+    assert res["windows"] == 12
+    assert sum(res["written"]["rows"].values()) + res["written"]["rejects"] == 12
+    for f in res["written"]["files"]:
+        assert (out / f).is_file()
+    assert not list(out.rglob("*.tmp"))
+    marker = json.loads((out / "_tasks" / "task-00000.json").read_text())
+    assert marker["config_hash"] == cfg.config_hash() and marker["stats"]["tile"]["seen"] == 12
+    rows = pq.read_table([out / f for f in res["written"]["files"] if f.startswith("data/")]).num_rows
+    assert rows == sum(res["written"]["rows"].values())
