@@ -59,8 +59,14 @@ def test_georeference_footprints_and_splits(records: list[ChipRecord], cfg: Regi
         assert r.georef.pixel_size_m == pytest.approx(20.0, abs=0.05)
         assert r.georef.utm_crs == "EPSG:32631" and r.georef.grid_cell.endswith("R")
         s = cfg.split
-        assert r.split == split_for(r.georef.centre_lon, r.georef.centre_lat, block_km=s.block_km,
-                                    validation=s.validation, test=s.test, salt=s.salt)
+        assert r.split == split_for(
+            r.georef.centre_lon,
+            r.georef.centre_lat,
+            block_km=s.block_km,
+            validation=s.validation,
+            test=s.test,
+            salt=s.salt,
+        )
 
 
 def test_split_fractions_follow_the_config() -> None:
@@ -73,7 +79,9 @@ def test_split_fractions_follow_the_config() -> None:
 
 def test_embed_anchor_grid(records: list[ChipRecord]) -> None:
     pos = anchor_positions(16)
-    assert pos.shape == (256, 2) and pos.min() == pytest.approx(1 / 32) and pos.max() == pytest.approx(31 / 32)
+    assert (
+        pos.shape == (256, 2) and pos.min() == pytest.approx(1 / 32) and pos.max() == pytest.approx(31 / 32)
+    )
     assert np.allclose(pos[1] - pos[0], [0, 1 / 16])  # row-major: x moves fastest
     for r in records:
         a = r.anchors
@@ -100,7 +108,11 @@ def test_filter_rejects_featureless_inconsistent_and_duplicate(records: list[Chi
     liar.chip_id = "liar"
     liar.db = good.db + 1.0  # type: ignore[operator]
     liar.qa = [dict(q) for q in good.qa]
-    liar.qa[0] = {**liar.qa[0], "answer": str(int(liar.qa[0]["answer"]) + 3)} if liar.qa[0]["task"] == "counting" else liar.qa[0]
+    liar.qa[0] = (
+        {**liar.qa[0], "answer": str(int(liar.qa[0]["answer"]) + 3)}
+        if liar.qa[0]["task"] == "counting"
+        else liar.qa[0]
+    )
     twin = copy.copy(good)
     twin.chip_id = "twin"
     stats = Stats()

@@ -229,17 +229,20 @@ class CogEmbeddingProvider:
     def _read_window(
         self, path: str, ds: DatasetReader, block: tuple[int, int], r0: int, r1: int, c0: int, c1: int
     ) -> _Window:
-        """The pixels [r0, r1) x [c0, c1) (all bands) of one block, from the LRU or by one read."""
+        """The whole block holding [r0, r1) x [c0, c1) (all bands), from the LRU or by one read.
+
+        GDAL fetches and decompresses whole blocks whatever the window, so reading the full block costs
+        no more I/O than a sub-window, and every later chip in that block is a cache hit.
+        """
         key = (path, block[0], block[1])
         hit = self._blocks.get(key)
         if hit is not None and hit.covers(r0, r1, c0, c1):
             self._blocks.move_to_end(key)
             self.stats["cache_hits"] += 1
             return hit
-        if hit is not None:  # grow the cached window instead of keeping two reads of one block
-            r0, r1, c0, c1 = min(r0, hit.r0), max(r1, hit.r1), min(c0, hit.c0), max(c1, hit.c1)
-            del self._blocks[key]
-            self._cached_bytes -= hit.data.nbytes
+        bh, bw = ds.block_shapes[0]
+        r0, c0 = block[0] * bh, block[1] * bw
+        r1, c1 = min(r0 + bh, ds.height), min(c0 + bw, ds.width)
         data = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))  # (64, h, w), all bands in one read
         self.stats["block_reads"] += 1
         self.stats["pixels_read"] += (r1 - r0) * (c1 - c0)

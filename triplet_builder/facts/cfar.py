@@ -95,7 +95,10 @@ def threshold_map(
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(ring_n > 0, np.maximum(ring_sum, 0.0) / np.maximum(ring_n, 1.0), np.nan)
     enough = ring_n >= params.min_train_fraction * params.n_train
-    thr = np.where(enough, alpha_for(params.pfa, ring_n) * mean, np.inf)
+    # alpha depends only on the (integer) count of valid training cells: one value per distinct count
+    counts, inverse = np.unique(ring_n.astype(np.int64), return_inverse=True)
+    alpha = alpha_for(params.pfa, counts)[inverse].reshape(ring_n.shape)
+    thr = np.where(enough, alpha * mean, np.inf)
     return thr, mean, ring_n.astype(np.int32)
 
 

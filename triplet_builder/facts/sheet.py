@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 from datetime import timezone
-from functools import cache
 from typing import Any
 
 import numpy as np
-from jsonschema import Draft202012Validator, FormatChecker
 
-from schemas import json_schema
+from schemas import validate
 from triplet_builder.record import Georef, SceneRef, Window
 
 FACTS_VERSION = "1.0"
@@ -33,22 +31,12 @@ def season_of(month: int, lat: float) -> str:
     return north if lat >= 0 else _SOUTH_OF[north]
 
 
-@cache
-def _validator() -> Draft202012Validator:
-    schema = json_schema("facts")
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
-
-
 def validate_facts(facts: dict[str, Any]) -> None:
     """Raise ValueError naming the first failing path (e.g. '$.surface.cells[3].water_fraction')."""
-    errors = sorted(_validator().iter_errors(facts), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
-        return
-    err = errors[0]
-    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    raise ValueError(f"fact sheet invalid at {path}: {err.message}{more}")
+    try:
+        validate("facts", facts)
+    except ValueError as e:
+        raise ValueError(str(e).replace("facts invalid at", "fact sheet invalid at", 1)) from None
 
 
 def json_safe(v: Any) -> Any:

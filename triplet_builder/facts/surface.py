@@ -101,6 +101,7 @@ def surface_facts(
     polarisations: tuple[str, ...],
     water_threshold_db: float | None = None,
     bright_threshold_db: float = 0.0,
+    water: tuple[np.ndarray, float] | None = None,
 ) -> dict[str, Any]:
     """The facts "surface" object of a (P, H, W) float32 dB chip with its (H, W) valid mask.
 
@@ -108,14 +109,15 @@ def surface_facts(
     and rounded to 3 decimals. mean_db / std_db are of the reference band (first co-pol band); with no
     valid pixel at all they are 0.0 and every fraction is 0.
     """
-    water, thr = water_mask(db, valid, polarisations, water_threshold_db)
+    # `water`: the (mask, threshold) of water_mask(...) when the caller already has it (CFAR needs it too)
+    wmask, thr = water if water is not None else water_mask(db, valid, polarisations, water_threshold_db)
     band = db[reference_band(polarisations)]  # (H, W)
     ok = valid & np.isfinite(band)
     with np.errstate(invalid="ignore"):
         bright = ok & (band > bright_threshold_db)
     h, w = ok.shape
     n_ok = int(ok.sum())
-    n_water = int(water.sum())
+    n_water = int(wmask.sum())
     values = band[ok]  # (n_ok,)
     mean_db = round(float(values.mean(dtype=np.float64)), 2) if n_ok else 0.0
     std_db = round(float(values.std(dtype=np.float64)), 2) if n_ok else 0.0
@@ -123,7 +125,7 @@ def surface_facts(
     cells = cell_index_map(h, w).ravel()  # (H*W,)
     n_pix = np.bincount(cells, minlength=10)
     n_ok_c = np.bincount(cells, weights=ok.ravel(), minlength=10)
-    n_water_c = np.bincount(cells, weights=water.ravel(), minlength=10)
+    n_water_c = np.bincount(cells, weights=wmask.ravel(), minlength=10)
     n_bright_c = np.bincount(cells, weights=bright.ravel(), minlength=10)
     cell_facts = [
         {

@@ -73,15 +73,16 @@ class Facts(Stage):
     def _facts(self, r: ChipRecord, place: dict[str, Any] | None) -> None:
         assert r.db is not None and r.valid is not None and r.georef is not None
         pols = r.scene.polarisations
+        water = water_mask(r.db, r.valid, pols, self.cfg.water_threshold_db)
         surface = surface_facts(
             r.db,
             r.valid,
             pols,
             water_threshold_db=self.cfg.water_threshold_db,
             bright_threshold_db=self.cfg.bright_threshold_db,
+            water=water,
         )
-        water, _ = water_mask(r.db, r.valid, pols, self.cfg.water_threshold_db)
-        detections = detect(r.db[reference_band(pols)], r.valid, water, r.georef.pixel_size_m, self.cfar)
+        detections = detect(r.db[reference_band(pols)], r.valid, water[0], r.georef.pixel_size_m, self.cfar)
         labels = self._label_set()
         objects = (
             labels.objects_in_chip(scene_geo(r.scene), r.window, shapely.from_wkb(r.georef.footprint_wkb))

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Protocol, runtime_checkable
 
-from jsonschema import Draft202012Validator
-
-from schemas import CAPTION_FIELDS, json_schema
+from schemas import CAPTION_FIELDS, validate
 
 DESCRIBE_INSTRUCTION = (
     "Describe this SAR image: where it was taken, its terrain, how land and water are laid out, "
@@ -53,30 +50,11 @@ def render_caption(fields: Mapping[str, str | None]) -> str:
     return " ".join(p for p in parts if p)
 
 
-@cache
-def _validator(name: str) -> Draft202012Validator:
-    schema = json_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-def _first_error(name: str, instance: Any) -> str | None:
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
-        return None
-    err = errors[0]
-    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return f"{name} invalid at {path}: {err.message}{more}"
-
-
 def validate_text(fields: Mapping[str, str | None], qa: Sequence[Mapping[str, Any]]) -> None:
     """Validate caption fields and QA against their JSON schemas; raise ValueError naming the path of
     the first error (e.g. "caption invalid at $.targets: 5 is not of type 'string', 'null'")."""
-    for name, instance in (("caption", dict(fields)), ("qa", [dict(q) for q in qa])):
-        problem = _first_error(name, instance)
-        if problem:
-            raise ValueError(problem)
+    validate("caption", dict(fields))
+    validate("qa", [dict(q) for q in qa])
 
 
 def build_messages(

@@ -373,7 +373,7 @@ def test_validate_text_names_the_failing_path() -> None:
     with pytest.raises(ValueError, match=r"caption invalid at \$\.targets"):
         validate_text(bad, res.qa)
     missing = {k: v for k, v in res.caption_fields.items() if k != "roads"}
-    with pytest.raises(ValueError, match=r"caption invalid at \$: 'roads' is a required property"):
+    with pytest.raises(ValueError, match=r"caption invalid at \$: must contain \['roads'\]"):
         validate_text(missing, res.qa)
     qa = [dict(q) for q in res.qa]
     qa[2]["task"] = "segmentation"
