@@ -6,7 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 REGION ?= pipelines/regions/demo.yaml
 ARGS   ?=
-STAMP  := $(VENV)/.installed
+BASE   := $(VENV)/.installed-base
+STAMP  := $(VENV)/.installed-test
 
 .PHONY: build-dataset test test-quick lint bench clean help
 
@@ -18,12 +19,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Installs the pipeline and its test tools (no torch: the trainer's packages are the [train] extra).
-$(STAMP): pyproject.toml | $(BIN)/python
+# The pipeline alone (no torch: the trainer's packages are the [train] extra), then its test tools.
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(STAMP): $(BASE)
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $@
 
-build-dataset: $(STAMP)
+build-dataset: $(BASE)
 	$(BIN)/triplet-builder build $(REGION) $(ARGS)
 
 lint: $(STAMP)
@@ -36,7 +41,7 @@ test: lint
 test-quick: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput
 
 clean:

@@ -302,3 +302,15 @@ def test_opera_scene_end_to_end(tmp_path: Path) -> None:
     assert m["counts"]["rejected_by_reason"].get("nodata", 0) > 0 and m["counts"]["chips_kept"] > 0
     t = pq.read_table(tmp_path / "out" / "data", columns=["valid_fraction", "backscatter"]).to_pylist()
     assert all(r["valid_fraction"] >= 0.5 for r in t) and {r["backscatter"] for r in t} == {"gamma0"}
+
+
+def test_build_on_an_existing_scheduler(tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        r = cli(
+            "build", str(region_file(tmp_path)), "--no-progress", "--scheduler", cluster.scheduler_address
+        )
+        assert r.returncode == 0, r.stderr
+        m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+        assert m["counts"]["chips_kept"] > 40

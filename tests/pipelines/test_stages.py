@@ -136,3 +136,64 @@ def test_run_task_in_process_writes_shards_and_marker(cfg: RegionConfig, task: T
     assert marker["config_hash"] == cfg.config_hash() and marker["stats"]["tile"]["seen"] == 12
     rows = pq.read_table([out / f for f in res["written"]["files"] if f.startswith("data/")]).num_rows
     assert rows == sum(res["written"]["rows"].values())
+
+
+def test_area_from_a_vector_file_limits_the_windows(tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    # a small polygon around Port-Saint-Louis-du-Rhone, in UTM to exercise the reprojection
+    area = gpd.GeoDataFrame(geometry=[box(4.80, 43.375, 4.83, 43.395)], crs="EPSG:4326").to_crs("EPSG:32631")
+    area.to_file(tmp_path / "area.geojson", driver="GeoJSON")
+    cfg_all = load_region(DEMO, {"output.dir": str(tmp_path / "a")})
+    cfg_small = load_region(
+        DEMO, {"output.dir": str(tmp_path / "b"), "area": {"path": str(tmp_path / "area.geojson")}}
+    )
+    n_all = sum(len(t.windows) for t in plan(cfg_all).tasks)
+    p = plan(cfg_small)
+    n_small = sum(len(t.windows) for t in p.tasks)
+    assert 0 < n_small < n_all
+    assert [s.scene_id for s in p.scenes] == ["S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db"]
+    assert p.windows_outside_region > 0
+
+
+def test_labels_flow_into_facts_and_classification_qa(tmp_path: Path) -> None:
+    """xView3-style vessel points inside the port tile become objects, counting and classification QA,
+    and the text passes the consistency filter."""
+    import rasterio
+
+    from tests.conftest import PORT_TILE
+
+    with rasterio.open(PORT_TILE) as ds:
+        from pyproj import Transformer
+
+        tr = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
+        pts = [tr.transform(*ds.xy(r, c)) for r, c in [(20, 20), (24, 30), (100, 150)]]
+    lines = ["detect_lat,detect_lon,vessel_length_m,is_vessel,is_fishing"]
+    lines += [f"{lat},{lon},60,true,{str(i == 2).lower()}" for i, (lon, lat) in enumerate(pts)]
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    cfg = load_region(
+        DEMO, {"output.dir": str(tmp_path / "out"), "facts.labels": {"path": str(tmp_path / "labels.csv")}}
+    )
+    p = plan(cfg)
+    t = next(t for t in p.tasks if "20171210" in t.scene.scene_id)
+    res = run_task(t, cfg)
+    assert res["stats"]["filter"]["rejected"].get("inconsistent_text", 0) == 0
+    rows = pq.read_table(Path(cfg.output.dir) / "data").to_pylist()
+    with_objects = [r for r in rows if json.loads(r["facts"])["objects"]]
+    assert with_objects, "no chip holds a labelled vessel"
+    labels = {o["label"] for r in with_objects for o in json.loads(r["facts"])["objects"]}
+    assert labels <= {"vessel", "fishing vessel"} and "vessel" in labels
+    tasks = {q["task"] for r in with_objects for q in r["qa"]}
+    assert {"counting", "localization", "detection", "classification"} <= tasks
+
+
+def test_validate_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines", "validate", str(DEMO)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 scene(s), 96 window(s)" in r.stdout and "outside_dates" in r.stdout

@@ -4,7 +4,6 @@ scene, projected into chip pixels and checked against boxes worked out with rast
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,36 +14,15 @@ import rasterio
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
+from tests.conftest import port_scene
 from triplet_builder.facts.labels import LabelSet
 from triplet_builder.geo import scene_geo
-from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef, Window
+from triplet_builder.record import Window
 
 REAL = Path(__file__).parents[2] / "data" / "real"
 PORT = REAL / "spatialist" / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
 TO_LL = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True)
 FROM_LL = Transformer.from_crs("EPSG:4326", "EPSG:32631", always_xy=True)
-
-
-def port_scene() -> SceneRef:
-    return SceneRef(
-        scene_id="S1A__IW___D_20171210T054359",
-        bands=(BandRef(str(PORT), 1, "VV"),),
-        acquired=datetime(2017, 12, 10, 5, 43, 59, tzinfo=timezone.utc),
-        acquired_source="filename",
-        sensor="Sentinel-1A",
-        mode="IW",
-        orbit_direction="descending",
-        scale=Scale.DB,
-        scale_source="declared",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
-        crs="EPSG:32631",
-        width=268,
-        height=217,
-        pixel_size_m=20.0,
-        nodata=-99.0,
-        product="GRD",
-    )
 
 
 def footprint(window: Window) -> Polygon:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pyproj import Transformer
 from rasterio.windows import Window as RioWindow
 from shapely.geometry import Polygon
 
+from tests.conftest import port_scene
 from triplet_builder.facts.cfar import CfarParams, detect, detector_info
 from triplet_builder.facts.labels import LabelSet
 from triplet_builder.facts.places import nearest_place
@@ -25,33 +25,11 @@ from triplet_builder.facts.surface import surface_facts, water_mask
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.grid import grid_cell
 from triplet_builder.radiometry import to_db
-from triplet_builder.record import Backscatter, BandRef, Georef, GeorefKind, Scale, SceneRef, Window
+from triplet_builder.record import Georef, SceneRef, Window
 
 REAL = Path(__file__).parents[2] / "data" / "real"
 PORT = REAL / "spatialist" / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
 WIN = Window(col_off=100, row_off=120, width=64, height=64, out_width=64, out_height=64)
-
-
-def port_scene() -> SceneRef:
-    return SceneRef(
-        scene_id="S1A__IW___D_20171210T054359",
-        bands=(BandRef(str(PORT), 1, "VV"),),
-        acquired=datetime(2017, 12, 10, 5, 43, 59, tzinfo=timezone.utc),
-        acquired_source="filename",
-        sensor="Sentinel-1A",
-        mode="IW",
-        orbit_direction="descending",
-        scale=Scale.DB,
-        scale_source="declared",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
-        crs="EPSG:32631",
-        width=268,
-        height=217,
-        pixel_size_m=20.0,
-        nodata=-99.0,
-        product="GRD",
-    )
 
 
 def chip_georef(scene: SceneRef, window: Window) -> tuple[Georef, Polygon]:

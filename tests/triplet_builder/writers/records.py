@@ -11,7 +11,6 @@ Facts / caption / QA: derived from the chip's pixels in the shape of schemas/*.s
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,12 @@ import shapely
 from shapely.geometry import Polygon
 
 from schemas import CAPTION_FIELDS
+from tests.conftest import port_scene
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.record import (
     Anchors,
-    Backscatter,
-    BandRef,
     ChipRecord,
     Georef,
-    GeorefKind,
-    Scale,
     SceneRef,
     Window,
     chip_id_for,
@@ -46,27 +42,9 @@ GRID = 4  # anchors per side: S = 16
 
 def scene(dual_pol: bool = False) -> SceneRef:
     """The real tile as a SceneRef (dual_pol adds a second, synthetic-VH band reference)."""
-    bands = [BandRef(str(S1_TILE), 1, "VV")]
-    if dual_pol:
-        bands.append(BandRef(str(S1_TILE), 1, "VH"))
-    return SceneRef(
+    return port_scene(
+        dual_pol=dual_pol,
         scene_id="S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db" + ("_dualpol_test" if dual_pol else ""),
-        bands=tuple(bands),
-        acquired=datetime(2017, 12, 10, 5, 43, 59, tzinfo=timezone.utc),
-        acquired_source="filename",
-        sensor="Sentinel-1A",
-        mode="IW",
-        orbit_direction="descending",
-        scale=Scale.DB,
-        scale_source="filename",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
-        crs="EPSG:32631",
-        width=268,
-        height=217,
-        pixel_size_m=20.0,
-        nodata=-99.0,
-        product="GRD",
     )
 
 
