@@ -65,8 +65,9 @@ def read_safe(path: str | Path) -> SafeMetadata:
         def gdal_path(n: str) -> str:
             return f"/vsizip/{path}/{n}"
     else:
-        root_dir = path if path.is_dir() else path.parent
-        names = [str(p.relative_to(root_dir)) for p in root_dir.rglob("*") if p.is_file()]
+        safe_dir = path if path.is_dir() else path.parent  # the .SAFE folder (or manifest.safe inside it)
+        root_dir = safe_dir.parent  # names then start with "X.SAFE/", as inside a zip
+        names = [p.relative_to(root_dir).as_posix() for p in safe_dir.rglob("*") if p.is_file()]
 
         def read(n: str) -> bytes:
             return (root_dir / n).read_bytes()
