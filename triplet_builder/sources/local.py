@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from pyproj.exceptions import ProjError
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 
 from triplet_builder.config import SceneSourceConfig
 from triplet_builder.radiometry import detect_scale
@@ -377,7 +378,7 @@ def find_scenes(cfg: SceneSourceConfig) -> tuple[list[SceneRef], list[SceneFailu
     for s in group_scenes(described):
         try:
             px = scene_geo(s).native_pixel_size_m()
-        except Exception as e:  # a broken georeference must not stop the other scenes
+        except (ValueError, RuntimeError, OSError, RasterioError, ProjError) as e:  # the others go on
             failures.append(
                 SceneFailure(s.bands[0].uri, "bad_georeferencing", f"{s.scene_id}: cannot georeference ({e})")
             )
