@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(cfg.output.dir).resolve()
     print(f"  output: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     for f in manifest["failures"]:
-        print(f"error: {f.get('message') or f.get('error')}", file=sys.stderr)
+        print(f"error: {f['message']}", file=sys.stderr)
     if manifest["counts"]["chips_kept"] == 0 and not manifest["failures"]:
         print("error: no chip was kept: see rejected_by_reason in the manifest", file=sys.stderr)
         return 1

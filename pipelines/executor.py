@@ -26,7 +26,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
-from pipelines.stages import STAGE_NAMES, TaskSpec, run_task, task_marker
+from pipelines.stages import STAGE_NAMES, TaskFailed, TaskSpec, run_task, task_marker
 from schemas import COLUMN_DOCS, SCHEMA_VERSION
 from triplet_builder import __version__
 from triplet_builder.area import area_polygon
@@ -161,7 +161,7 @@ def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None) -> An
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
     )
     return Client(cluster)
 
@@ -229,12 +229,14 @@ def build(
                 try:
                     res = fut.result()
                 except Exception as e:  # a failed task is recorded; the others go on
-                    msg = str(e).splitlines()[0] if str(e) else ""
+                    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                     task_failures.append(
                         {
                             "task_id": t.task_id,
                             "scene_id": t.scene.scene_id,
-                            "error": f"{type(e).__name__}: {msg}",
+                            "uri": ", ".join(t.scene.uris),
+                            "reason": "task_failed",
+                            "message": msg if isinstance(e, TaskFailed) else f"{type(e).__name__}: {msg}",
                         }
                     )
                     continue

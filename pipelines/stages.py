@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 STAGE_NAMES = ("tile", "georeference", "embed", "facts", "text", "filter", "write")
 
 
+class TaskFailed(RuntimeError):
+    """One task could not finish; a one-line message naming the scene, its file and the cause."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What travels to a worker: no pixels."""
@@ -98,29 +102,38 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         stretch=Stretch(**cfg.output.stretch.model_dump()),
     )
     wst = stats["write"]
+    failure: str | None = None
     # GDAL's block cache defaults to 5 % of RAM per process; a task reads each window once, so keep it small
-    env = rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb * 1024 * 1024)
-    try:
-        env.__enter__()
-        for rec in run_stages(stages, _records(spec), stats):
+    with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb * 1024 * 1024):
+        try:
+            for rec in run_stages(stages, _records(spec), stats):
+                t1 = time.perf_counter()
+                if rec.rejected:
+                    writer.reject(rec)
+                else:
+                    writer.write(rec)
+                    wst.seen += 1
+                    wst.kept += 1
+                wst.seconds += time.perf_counter() - t1
             t1 = time.perf_counter()
-            if rec.rejected:
-                writer.reject(rec)
-            else:
-                writer.write(rec)
-                wst.seen += 1
-                wst.kept += 1
+            written = writer.close()
             wst.seconds += time.perf_counter() - t1
-        t1 = time.perf_counter()
-        written = writer.close()
-        wst.seconds += time.perf_counter() - t1
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        for st in stages:
-            st.close()
-        env.__exit__(None, None, None)
+        except Exception as e:
+            writer.abort()  # nothing of this task reaches a final name
+            cause = str(e).splitlines()[0] if str(e) else ""
+            failure = (
+                f"scene {spec.scene.scene_id} ({', '.join(spec.scene.uris)}), task {spec.task_id}: "
+                f"{type(e).__name__}: {cause}; if the file is corrupt or truncated, fetch it again or remove it"
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            for st in stages:
+                st.close()
+    if failure is not None:
+        # raised outside the handler: an exception context (e.g. a rasterio error) may not pickle
+        raise TaskFailed(failure)
     result = {
         "task_id": spec.task_id,
         "scene_id": spec.scene.scene_id,

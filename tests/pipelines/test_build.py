@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import rasterio
 import yaml
+from rasterio.transform import from_origin
 
 from schemas import SCHEMA_VERSION, json_schema, triplet_schema
 from tests.conftest import OPERA, PORT_TILE, ROOT
@@ -314,3 +315,29 @@ def test_build_on_an_existing_scheduler(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         m = json.loads((tmp_path / "out" / "manifest.json").read_text())
         assert m["counts"]["chips_kept"] > 40
+
+
+def test_a_scene_failing_mid_read_is_recorded_and_leaves_nothing(tmp_path: Path) -> None:
+    """A raster that opens but whose later blocks are cut off: its task fails, is recorded in the
+    manifest, publishes no file, and the good scene is still built."""
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    shutil.copy(PORT_TILE, scenes)
+    bad = scenes / "S1A__IW___D_20171210T054359_VV_truncated_db.tif"
+    with rasterio.open(bad, "w", driver="GTiff", width=256, height=256, count=1, dtype="float32",
+                       crs="EPSG:32631", transform=from_origin(640000, 4810000, 20, 20), tiled=True,
+                       blockxsize=64, blockysize=64, compress="deflate") as ds:
+        ds.write(np.random.default_rng(0).normal(-10, 3, (1, 256, 256)).astype("float32"))
+    with open(bad, "r+b") as f:
+        f.truncate(bad.stat().st_size // 2)
+    r = cli("build", str(region_file(tmp_path, **{"scenes.paths": [str(scenes / "*.tif")]})), "--no-progress")
+    _bad(r, "RasterioIOError", bad.name)
+    assert len(r.stderr.strip().splitlines()) == 1
+    out = tmp_path / "out"
+    m = json.loads((out / "manifest.json").read_text())
+    (failure,) = m["failures"]
+    assert failure["scene_id"] == bad.stem and m["counts"]["tasks_failed"] == 1
+    assert m["counts"]["chips_kept"] > 0
+    failed_task = failure["task_id"]
+    assert not [f for f in out.rglob("*") if f"-{failed_task:05d}" in f.name]
+    assert not list(out.rglob("*.tmp"))

@@ -399,7 +399,7 @@ class ShardWriter:
         self._rejects = _Series()
         self._finished.clear()
         self._closed = True
-        logger.warning("task %d: shard writer aborted; nothing was published", self.task_id)
+        logger.info("task %d: shard writer aborted; nothing was published", self.task_id)
 
     # -- internals ------------------------------------------------------------------------------------
     def _check_open(self) -> None:
