@@ -324,9 +324,21 @@ def test_a_scene_failing_mid_read_is_recorded_and_leaves_nothing(tmp_path: Path)
     scenes.mkdir()
     shutil.copy(PORT_TILE, scenes)
     bad = scenes / "S1A__IW___D_20171210T054359_VV_truncated_db.tif"
-    with rasterio.open(bad, "w", driver="GTiff", width=256, height=256, count=1, dtype="float32",
-                       crs="EPSG:32631", transform=from_origin(640000, 4810000, 20, 20), tiled=True,
-                       blockxsize=64, blockysize=64, compress="deflate") as ds:
+    with rasterio.open(
+        bad,
+        "w",
+        driver="GTiff",
+        width=256,
+        height=256,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32631",
+        transform=from_origin(640000, 4810000, 20, 20),
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+        compress="deflate",
+    ) as ds:
         ds.write(np.random.default_rng(0).normal(-10, 3, (1, 256, 256)).astype("float32"))
     with open(bad, "r+b") as f:
         f.truncate(bad.stat().st_size // 2)
