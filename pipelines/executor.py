@@ -33,7 +33,7 @@ from triplet_builder.area import area_polygon
 from triplet_builder.config import ConfigError, RegionConfig
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import SceneRef, Window
-from triplet_builder.sources.local import SceneFailure, find_scenes
+from triplet_builder.sources import SceneFailure, discover_scenes
 from triplet_builder.stages.base import Stats
 from triplet_builder.tiling import ChipTooLargeError, plan_windows
 from triplet_builder.writers.card import write_card
@@ -69,7 +69,7 @@ def plan(cfg: RegionConfig) -> Plan:
     """Find the scenes, keep those in the dates and the area, lay the windows, cut them into tasks."""
     region = area_polygon(cfg.area)
     shapely.prepare(region)
-    scenes, failures = find_scenes(cfg.scenes)
+    scenes, failures = discover_scenes(cfg)
     skipped: list[dict[str, str]] = []
     in_dates = []
     for s in scenes:

@@ -9,7 +9,7 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -68,6 +68,8 @@ class DateRange(_Model):
 
 
 class SceneSourceConfig(_Model):
+    """Local (or GDAL-readable remote) GeoTIFF / COG / SAFE files."""
+
     type: Literal["local"] = "local"
     paths: list[str] = Field(
         min_length=1, description="Files, folders or glob patterns of GeoTIFF/COG/SAFE scenes."
@@ -83,20 +85,144 @@ class SceneSourceConfig(_Model):
         return [v] if isinstance(v, str) else v
 
 
+LocalScenesConfig = SceneSourceConfig
+
+
+class _RemoteScenes(_Model):
+    """What every remote scene search shares: which scenes of the region and dates to keep."""
+
+    polarisations: list[str] = Field(
+        default_factory=lambda: ["VV", "VH"], min_length=1, description="Bands to read, e.g. [VV, VH]."
+    )
+    orbit_direction: Literal["ascending", "descending"] | None = None
+    min_coverage: float = Field(
+        0.5, ge=0, le=1, description="Keep scenes covering at least this fraction of the region area."
+    )
+    max_scenes: int | None = Field(
+        None, ge=1, description="At most this many scenes (best coverage first, then earliest)."
+    )
+
+    @field_validator("polarisations")
+    @classmethod
+    def _pols(cls, v: list[str]) -> list[str]:
+        out = [p.upper() for p in v]
+        bad = [p for p in out if p not in {"VV", "VH", "HH", "HV"}]
+        if bad:
+            raise ValueError(f"polarisations {bad} unknown: use VV, VH, HH or HV")
+        return out
+
+
+class EarthEngineScenesConfig(_RemoteScenes):
+    """Sentinel-1 GRD from Earth Engine (`COPERNICUS/S1_GRD`: sigma0 in dB, 10 m), read window by window
+    through computePixels on the chip grid (a UTM grid over the region)."""
+
+    type: Literal["earthengine"]
+    collection: str = "COPERNICUS/S1_GRD"
+    instrument_mode: str = "IW"
+    pixel_size_m: float = Field(10.0, gt=0, description="Grid of the exported windows (metres, UTM).")
+
+
+class StacScenesConfig(_RemoteScenes):
+    """Sentinel-1 RTC (or GRD) COGs found through a STAC API (pystac-client) and read by range requests."""
+
+    type: Literal["stac"]
+    url: str = Field(description="STAC API root, e.g. https://planetarycomputer.microsoft.com/api/stac/v1")
+    collection: str = Field(description="Collection id, e.g. sentinel-1-rtc")
+    assets: dict[str, str] | None = Field(
+        None, description="Polarisation -> asset key; default: the lower-case polarisation (vv, vh)."
+    )
+    query: dict[str, Any] | None = Field(None, description="Extra STAC query (the API's `query` extension).")
+    scale: Literal["db", "linear_power", "amplitude"] = "linear_power"
+    backscatter: Literal["sigma0", "gamma0", "beta0", "unknown"] = "gamma0"
+    max_items: int = Field(500, ge=1, description="Stop the search after this many items.")
+
+
+ScenesConfig = Annotated[
+    SceneSourceConfig | EarthEngineScenesConfig | StacScenesConfig, Field(discriminator="type")
+]
+
+
 class EmbeddingConfig(_Model):
-    type: Literal["cog"] = "cog"
-    root: str = Field(
-        description="Local folder, https:// or s3:// root in the layout of the public COG mirror."
+    """AlphaEarth: `cog` reads the public COG mirror layout (local folder, https:// or s3:// root);
+    `earthengine` reads `GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL` with computePixels."""
+
+    type: Literal["cog", "earthengine"] = "cog"
+    root: str | None = Field(
+        None, description="cog: local folder, https:// or s3:// root in the layout of the public COG mirror."
+    )
+    collection: str = Field(
+        "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL", description="earthengine: the annual embedding collection."
     )
     grid: int = Field(16, ge=1, le=64, description="G: anchors form a G x G grid over each chip.")
     synthetic: bool = Field(
         False, description="Set for the demo's synthetic stand-in; recorded in every row."
     )
 
+    @model_validator(mode="after")
+    def _root(self) -> EmbeddingConfig:
+        if self.type == "cog" and not self.root:
+            raise ValueError("embeddings.type cog needs root: a folder, https:// or s3:// mirror root")
+        return self
+
+
+class EarthEngineConfig(_Model):
+    """How to reach Earth Engine (used by every `earthengine` source). Credentials come from Application
+    Default Credentials or a service-account key file; the key file's content is never logged."""
+
+    project: str | None = Field(
+        None, description="Cloud project; default: $EE_PROJECT or $GOOGLE_CLOUD_PROJECT."
+    )
+    service_account_key: str | None = Field(
+        None, description="Path to a service-account JSON key; default: $EE_SERVICE_ACCOUNT_KEY, then ADC."
+    )
+    high_volume: bool = Field(
+        True, description="Use the high-volume endpoint (recommended for computePixels)."
+    )
+    url: str | None = Field(None, description="Override the API root (tests point it at a loopback server).")
+    max_concurrent: int = Field(8, ge=1, le=40, description="Requests in flight per worker process.")
+    timeout_s: float = Field(120.0, gt=0, description="Deadline per request.")
+    max_retries: int = Field(6, ge=0, le=20, description="Retries on 429 / 5xx / quota / deadline errors.")
+    backoff_s: float = Field(1.0, gt=0, description="Base of the jittered exponential backoff.")
+    max_backoff_s: float = Field(60.0, gt=0)
+
+
+class LlmConfig(_Model):
+    """An OpenAI or OpenAI-compatible server (vLLM, Ollama, llama.cpp). The key is read from the named
+    environment variable and never written anywhere."""
+
+    model: str = Field(
+        description="Model id as the server knows it, e.g. gpt-4o-mini or Qwen/Qwen2.5-7B-Instruct."
+    )
+    base_url: str | None = Field(
+        None, description="Server root, e.g. http://localhost:8000/v1; default: $OPENAI_BASE_URL or OpenAI."
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
+    vision: bool = Field(False, description="Also send the chip image (vision models only).")
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=16)
+    max_concurrent: int = Field(8, ge=1, le=256, description="Requests in flight per worker process.")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20, description="Retries on 429 / 5xx / timeouts / invalid JSON.")
+    backoff_s: float = Field(1.0, gt=0)
+    max_backoff_s: float = Field(30.0, gt=0)
+    repair_attempts: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="Re-asks, with the checker's findings, when the text contradicts the facts.",
+    )
+
 
 class TextConfig(_Model):
-    writer: Literal["offline"] = "offline"
+    writer: Literal["offline", "llm"] = "offline"
     negative_classes: list[str] = Field(default_factory=lambda: ["ship", "plane"])
+    llm: LlmConfig | None = None
+
+    @model_validator(mode="after")
+    def _llm(self) -> TextConfig:
+        if self.writer == "llm" and self.llm is None:
+            raise ValueError("text.writer llm needs a text.llm block (model, base_url, ...)")
+        return self
 
 
 class ChipConfig(_Model):
@@ -189,9 +315,15 @@ class RegionConfig(_Model):
     area: AreaConfig
     years: list[int] | None = None
     dates: DateRange | None = None
-    scenes: SceneSourceConfig
+    scenes: ScenesConfig
     embeddings: EmbeddingConfig
     text: TextConfig = TextConfig()
+    earthengine: EarthEngineConfig = EarthEngineConfig()
+    cache_dir: str | None = Field(
+        None,
+        description="Request caches of remote sources (Earth Engine, LLM, COG index); "
+        "default: $TRIPLET_BUILDER_CACHE or ~/.cache/triplet-builder.",
+    )
     chip: ChipConfig = ChipConfig()
     facts: FactsConfig = FactsConfig()
     filter: FilterConfig = FilterConfig()
@@ -233,6 +365,15 @@ class RegionConfig(_Model):
         assert self.dates is not None
         return self.dates.start <= d <= self.dates.end
 
+    def cache_root(self) -> Path:
+        """Where remote sources keep their request caches."""
+        import os
+
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        env = os.environ.get("TRIPLET_BUILDER_CACHE")
+        return Path(env) if env else Path.home() / ".cache" / "triplet-builder"
+
     def config_hash(self) -> str:
         """Hash of everything that changes the rows (not workers / scheduler / task size / output folder), taken on the
         file as written (paths relative to the region file), so it does not depend on where the repo lives."""
@@ -245,6 +386,26 @@ class RegionConfig(_Model):
                 "scheduler": True,
                 "chips_per_task": True,
                 "gdal_cache_mb": True,
+                "cache_dir": True,
+                "earthengine": {
+                    "max_concurrent",
+                    "timeout_s",
+                    "max_retries",
+                    "backoff_s",
+                    "max_backoff_s",
+                    "url",
+                    "service_account_key",
+                },
+                "text": {
+                    "llm": {
+                        "max_concurrent",
+                        "timeout_s",
+                        "max_retries",
+                        "backoff_s",
+                        "max_backoff_s",
+                        "api_key_env",
+                    }
+                },
                 "description": True,
                 "output": {"dir"},
             },
@@ -302,11 +463,21 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         if "://" not in ap and not Path(ap).exists():
             missing.append(f"area.path: {cfg.area.path} not found")
         upd["area"] = cfg.area.model_copy(update={"path": ap})
-    upd["scenes"] = cfg.scenes.model_copy(update={"paths": [_resolve(base, p) for p in cfg.scenes.paths]})
-    root = _resolve(base, cfg.embeddings.root)
-    if "://" not in root and not Path(root).is_dir():
-        missing.append(f"embeddings.root: folder {cfg.embeddings.root} not found")
-    upd["embeddings"] = cfg.embeddings.model_copy(update={"root": root})
+    if isinstance(cfg.scenes, SceneSourceConfig):
+        upd["scenes"] = cfg.scenes.model_copy(update={"paths": [_resolve(base, p) for p in cfg.scenes.paths]})
+    if cfg.embeddings.root is not None:
+        root = _resolve(base, cfg.embeddings.root)
+        if "://" not in root and not Path(root).is_dir():
+            missing.append(f"embeddings.root: folder {cfg.embeddings.root} not found")
+        upd["embeddings"] = cfg.embeddings.model_copy(update={"root": root})
+    sak = cfg.earthengine.service_account_key
+    if sak is not None:
+        kp = _resolve(base, sak)
+        if not Path(kp).is_file():
+            missing.append(f"earthengine.service_account_key: {sak} not found")
+        upd["earthengine"] = cfg.earthengine.model_copy(update={"service_account_key": kp})
+    if cfg.cache_dir is not None:
+        upd["cache_dir"] = _resolve(base, cfg.cache_dir)
     if cfg.facts.labels is not None:
         lp = _resolve(base, cfg.facts.labels.path)
         if "://" not in lp and not Path(lp).exists():

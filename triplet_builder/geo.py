@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 import rasterio
+from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from rasterio.transform import GCPTransformer, RPCTransformer
 
@@ -28,6 +29,13 @@ class SceneGeo:
     def __init__(self, scene: SceneRef) -> None:
         self.scene = scene
         self.kind = scene.georef
+        if scene.transform is not None:  # a virtual scene: the grid is in the SceneRef
+            self.affine = Affine(*scene.transform)
+            self.inverse = ~self.affine
+            self.crs = CRS.from_user_input(scene.crs or "EPSG:4326")
+            self._to_ll = Transformer.from_crs(self.crs, WGS84, always_xy=True)
+            self._from_ll = Transformer.from_crs(WGS84, self.crs, always_xy=True)
+            return
         uri = scene.bands[0].uri
         with rasterio.open(uri) as ds:
             if self.kind is GeorefKind.AFFINE:

@@ -68,6 +68,9 @@ class SceneRef:
     pixel_size_m: float  # native, approximate for GCP/RPC scenes
     nodata: float | None
     product: str | None = None  # product type, e.g. "GRD", "RTC"
+    # a virtual scene (no file, e.g. an Earth Engine image read on a grid): the affine (a, b, c, d, e, f)
+    # of its pixel grid in `crs`; georeferencing then opens no file
+    transform: tuple[float, float, float, float, float, float] | None = None
 
     @property
     def polarisations(self) -> tuple[str, ...]:
