@@ -5,15 +5,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 REGION ?= pipelines/regions/demo.yaml
+CONFIG ?= model/configs/tiny.yaml
+DATA   ?= out/demo
+CHECKPOINT ?=
 ARGS   ?=
 BASE   := $(VENV)/.installed-base
+TRAIN  := $(VENV)/.installed-train
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: build-dataset test test-quick lint bench clean help
+.PHONY: build-dataset train eval test test-quick lint bench bench-remote bench-train clean help
 
 help:
 	@echo "make build-dataset [REGION=pipelines/regions/<name>.yaml] [ARGS='--workers 4 --overwrite']"
-	@echo "make test | make test-quick | make bench | make clean"
+	@echo "make train [CONFIG=model/configs/tiny.yaml] [DATA=out/demo] [ARGS='--stage 2 --resume DIR']"
+	@echo "make eval CHECKPOINT=out/train/tiny/stage2/final [DATA=out/demo]"
+	@echo "make test | make test-quick | make bench | make bench-remote | make bench-train | make clean"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +30,28 @@ $(BASE): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
-$(STAMP): $(BASE)
-	$(BIN)/python -m pip install -q -e ".[test]"
+# The trainer's packages. torch==2.13.0 first unless a torch is already there (a CPU build where the
+# package index offers one, the CUDA build from PyPI elsewhere); then the rest of the [train] extra.
+$(TRAIN): $(BASE)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[train]"
+	@touch $@
+
+$(STAMP): $(TRAIN)
+	$(BIN)/python -m pip install -q -e ".[train,test]"
 	@touch $@
 
 build-dataset: $(BASE)
 	$(BIN)/triplet-builder build $(REGION) $(ARGS)
+
+# stage 1 then stage 2 on the shards in DATA (the demo's are built first when missing)
+train: $(TRAIN)
+	@test -f $(DATA)/manifest.json || [ "$(DATA)" != "out/demo" ] || $(MAKE) build-dataset
+	$(BIN)/python -m model.train --config $(CONFIG) --data $(DATA) $(ARGS)
+
+eval: $(TRAIN)
+	@test -n "$(CHECKPOINT)" || { echo "usage: make eval CHECKPOINT=DIR [DATA=out/demo]"; exit 2; }
+	$(BIN)/python -m model.eval --checkpoint $(CHECKPOINT) --data $(DATA) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,6 +66,17 @@ test-quick: $(STAMP)
 
 bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput
+
+# remote sources against loopback servers with 200 ms latency per request
+bench-remote: $(STAMP)
+	$(BIN)/python -m bench.remote_cog
+	$(BIN)/python -m bench.remote_earthengine
+	$(BIN)/python -m bench.remote_llm
+
+# the trainer on CPU: data reader against the step rate, TLM overhead
+bench-train: $(STAMP)
+	$(BIN)/python -m bench.train_data_reader
+	$(BIN)/python -m bench.train_tlm_overhead --threads 1 --repeats 40
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

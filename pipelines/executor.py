@@ -265,6 +265,14 @@ def build(
         rejected.update(st.rejected)
     years = sorted({s.year for s in p.scenes})
     synthetic = cfg.embeddings.synthetic
+    emb_source = (
+        cfg.embeddings.root if cfg.embeddings.type == "cog" else f"earthengine:{cfg.embeddings.collection}"
+    )
+    scene_source = {
+        "local": "local files",
+        "earthengine": f"Earth Engine {getattr(cfg.scenes, 'collection', '')}",
+        "stac": f"STAC {getattr(cfg.scenes, 'url', '')} {getattr(cfg.scenes, 'collection', '')}",
+    }[cfg.scenes.type]
     manifest: dict[str, Any] = {
         "name": cfg.name,
         "description": cfg.description,
@@ -313,9 +321,7 @@ def build(
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,
-        "embeddings_source": cfg.embeddings.root
-        if not synthetic
-        else f"SYNTHETIC stand-in at {cfg.embeddings.root}",
+        "embeddings_source": emb_source if not synthetic else f"SYNTHETIC stand-in at {emb_source}",
         "years": years,
         "licenses": ["cc-by-4.0"],
         "attributions": [],  # the card always adds the AlphaEarth and Copernicus attributions
@@ -325,7 +331,7 @@ def build(
         "region": {"name": cfg.name, "bbox": list(area_polygon(cfg.area).bounds)},
         "sources": [
             f"SAR scenes: {', '.join(sorted({s.sensor for s in p.scenes})) or 'none'} "
-            f"({len(p.scenes)} scene(s), local files)",
+            f"({len(p.scenes)} scene(s), {scene_source})",
             f"Embeddings: {'SYNTHETIC stand-in (not AlphaEarth)' if synthetic else 'AlphaEarth Satellite Embedding V1'}"
             f" via {cfg.embeddings.type} provider",
             "Text: offline deterministic writer"

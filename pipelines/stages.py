@@ -60,7 +60,10 @@ def build_stages(cfg: RegionConfig) -> list[Stage]:
             test=cfg.split.test,
             salt=cfg.split.salt,
         ),
-        Embed(make_provider(cfg.embeddings), grid=cfg.embeddings.grid),
+        Embed(
+            make_provider(cfg.embeddings, earthengine=cfg.earthengine, cache_dir=cfg.cache_root()),
+            grid=cfg.embeddings.grid,
+        ),
         Facts(cfg.facts),
         WriteText(cfg.text),
         Filter(

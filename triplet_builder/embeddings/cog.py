@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -99,8 +100,10 @@ class CogEmbeddingProvider:
         synthetic: bool = False,
         user_agent: str = "sar-triplets/0.1",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_dir: str | None = None,
     ) -> None:
         self.root = str(root)
+        self.cache_dir = cache_dir  # where a remote root's index is downloaded once (None: the default)
         self.synthetic = synthetic
         self.user_agent = user_agent
         self.cache_bytes = int(cache_bytes)
@@ -127,7 +130,7 @@ class CogEmbeddingProvider:
         self._cached_bytes = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("root", "synthetic", "user_agent", "cache_bytes", "description", "stats")
+        keep = ("root", "synthetic", "user_agent", "cache_bytes", "cache_dir", "description", "stats")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -167,6 +170,8 @@ class CogEmbeddingProvider:
             "GDAL_HTTP_MAX_RETRY": "4",
             "GDAL_HTTP_RETRY_DELAY": "1",
             "VSI_CACHE": "TRUE",
+            # GTiff fetches the blocks of one read (all 64 bands) with parallel range requests
+            "GDAL_NUM_THREADS": "ALL_CPUS",
         }
         if self.root.startswith(("s3://", "/vsis3/")):
             opts["AWS_NO_SIGN_REQUEST"] = "YES"
@@ -176,13 +181,23 @@ class CogEmbeddingProvider:
                 opts["AWS_REGION"] = m["region"]
         return opts
 
+    def _gdal_env(self) -> rasterio.Env:
+        """The GDAL options of this root. rasterio.Env sets them for the calling thread only, but GDAL
+        fetches blocks from its own threads (GDAL_NUM_THREADS), which would then send GDAL's default
+        User-Agent (refused by the mirror). GDAL falls back to environment variables, which rasterio
+        does not reset when an Env closes: a remote root's options also go there, for the process."""
+        opts = self.gdal_options()
+        for k, v in opts.items():
+            os.environ.setdefault(k, v)
+        return rasterio.Env(**opts)
+
     # --------------------------------------------------------------------------------- lookups
     def _year_tiles(self, year: int) -> _YearTiles:
         year = int(year)
         tiles = self._years.get(year)
         if tiles is not None:
             return tiles
-        gdf = load_index(self.root, year=year, user_agent=self.user_agent)
+        gdf = load_index(self.root, year=year, user_agent=self.user_agent, cache_dir=self.cache_dir)
         gdf = gdf[gdf["year"] == year]
         if len(gdf) == 0:
             raise ValueError(f"no AlphaEarth tiles for year {year} in the index of {self.root}")
@@ -308,7 +323,7 @@ class CogEmbeddingProvider:
         n = lon.size
         codes = np.full((n, N_BANDS), NODATA, dtype=np.int8)
         valid = np.zeros(n, dtype=bool)
-        with self._lock, rasterio.Env(**self.gdal_options()):
+        with self._lock, self._gdal_env():
             tiles = self._year_tiles(year)
             self.stats["calls"] += 1
             self.stats["points"] += n
@@ -361,7 +376,7 @@ class CogEmbeddingProvider:
         dst_transform = Affine((right - left) / width, 0.0, left, 0.0, -(top - bottom) / height, top)
         codes = np.full((N_BANDS, height, width), NODATA, dtype=np.int8)
         valid = np.zeros((height, width), dtype=bool)
-        with self._lock, rasterio.Env(**self.gdal_options()):
+        with self._lock, self._gdal_env():
             tiles = self._year_tiles(year)
             w, s, e, n = transform_bounds(crs, "EPSG:4326", left, bottom, right, top, densify_pts=21)
             cands = tiles.tree.query(shapely.box(w, s, e, n), predicate="intersects")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,6 +50,9 @@ class Embed(Stage):
             t0 = time.perf_counter()
             self._embed(todo)
             st.seconds += time.perf_counter() - t0
+            drain = getattr(self.provider, "drain_counters", None)  # remote providers count requests
+            if drain is not None:
+                st.extra.update(drain())
             for r in batch:
                 if id(r) in todo_ids:
                     self.account(st, r)
@@ -88,10 +92,23 @@ class Embed(Stage):
         self.provider.close()
 
 
-def make_provider(cfg: Any) -> EmbeddingProvider:
-    """The provider named by an EmbeddingConfig."""
+def make_provider(cfg: Any, *, earthengine: Any = None, cache_dir: Any = None) -> EmbeddingProvider:
+    """The provider named by an EmbeddingConfig. `earthengine` (the region's EarthEngineConfig) and
+    `cache_dir` (the region's cache root) configure the `earthengine` type; without them it uses the
+    defaults (project and credentials from the environment, the high-volume endpoint)."""
     if cfg.type == "cog":
         from triplet_builder.embeddings.cog import CogEmbeddingProvider
 
-        return CogEmbeddingProvider(cfg.root, synthetic=cfg.synthetic)
-    raise ValueError(f"embeddings.type {cfg.type!r} is not supported; use 'cog'")
+        return CogEmbeddingProvider(
+            cfg.root,
+            synthetic=cfg.synthetic,
+            cache_dir=None if cache_dir is None else str(Path(cache_dir) / "aef-index"),
+        )
+    if cfg.type == "earthengine":
+        from triplet_builder.config import EarthEngineConfig
+        from triplet_builder.earthengine import ClientSettings
+        from triplet_builder.embeddings.earthengine import EarthEngineEmbeddingProvider
+
+        settings = ClientSettings.from_config(earthengine or EarthEngineConfig(), cache_dir)
+        return EarthEngineEmbeddingProvider(settings, collection=cfg.collection)
+    raise ValueError(f"embeddings.type {cfg.type!r} is not supported; use 'cog' or 'earthengine'")
