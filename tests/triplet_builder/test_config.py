@@ -99,3 +99,14 @@ def test_missing_region_file_and_missing_folders(tmp_path: Path) -> None:
         load_region(_region(tmp_path, **{"embeddings.root": str(tmp_path / "no-such-folder")}))
     with pytest.raises(ConfigError, match=r"area\.path"):
         load_region(_region(tmp_path, **{"area": {"path": "missing.geojson"}}))
+
+
+@pytest.mark.parametrize(
+    "region", sorted((ROOT / "pipelines" / "regions").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_bundled_region_file_validates(region: Path) -> None:
+    """The example regions (remote sources included) are valid region files; their remote parts need
+    credentials only when the build runs."""
+    cfg = load_region(region)
+    assert cfg.name == region.stem
+    assert cfg.config_hash() and Path(cfg.output.dir).name == region.stem
