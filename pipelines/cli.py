@@ -1,4 +1,4 @@
-"""Command line: `triplet-builder build REGION` (what `make build-dataset` runs), `validate`, `scenes`.
+"""Command line: `triplet-builder build REGION` (what `make build-dataset` runs) and `validate REGION`.
 
 Bad input ends with one line on stderr naming the file or field and what to do, and a non-zero exit;
 pass --debug for the traceback of an unexpected error.
