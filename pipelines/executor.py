@@ -335,8 +335,8 @@ def build(
             f"Embeddings: {'SYNTHETIC stand-in (not AlphaEarth)' if synthetic else 'AlphaEarth Satellite Embedding V1'}"
             f" via {cfg.embeddings.type} provider",
             "Text: offline deterministic writer"
-            if cfg.text.writer == "offline"
-            else f"Text: {cfg.text.writer}",
+            if cfg.text.writer == "offline" or cfg.text.llm is None
+            else f"Text: LLM {cfg.text.llm.model} through an OpenAI-compatible API, checked against the fact sheets",
         ],
         "stretch": cfg.output.stretch.model_dump(mode="json"),
         "pretty_name": f"SAR triplets: {cfg.name}",

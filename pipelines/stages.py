@@ -65,7 +65,11 @@ def build_stages(cfg: RegionConfig) -> list[Stage]:
             grid=cfg.embeddings.grid,
         ),
         Facts(cfg.facts),
-        WriteText(cfg.text),
+        WriteText(
+            cfg.text,
+            cache_dir=cfg.cache_root() / "llm",
+            stretch=Stretch(**cfg.output.stretch.model_dump()),
+        ),
         Filter(
             min_std_db=cfg.filter.min_std_db,
             dedupe=cfg.filter.dedupe,

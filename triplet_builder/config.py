@@ -199,7 +199,7 @@ class LlmConfig(_Model):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key.")
     vision: bool = Field(False, description="Also send the chip image (vision models only).")
     temperature: float = Field(0.2, ge=0, le=2)
-    max_tokens: int = Field(1024, ge=16)
+    max_tokens: int = Field(2048, ge=16)
     max_concurrent: int = Field(8, ge=1, le=256, description="Requests in flight per worker process.")
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20, description="Retries on 429 / 5xx / timeouts / invalid JSON.")

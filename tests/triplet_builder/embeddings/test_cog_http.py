@@ -208,7 +208,9 @@ def test_demo_build_with_a_remote_root_equals_the_local_build(tmp_path: Path) ->
         build(srv.url, "remote2")
         assert len([r for r in srv.log if r.path.endswith(INDEX_NAME)]) == n_index == 1
         agents = {r.user_agent for r in srv.log}
-        assert all(a.startswith("sar-triplets/") for a in agents), [r for r in srv.log if "GDAL" in r.user_agent][:5]
+        assert all(a.startswith("sar-triplets/") for a in agents), [
+            r for r in srv.log if "GDAL" in r.user_agent
+        ][:5]
     assert m["counts"]["chips_kept"] > 0
     local, remote = anchors("local"), anchors("remote")
     assert local.keys() == remote.keys() and local == remote
