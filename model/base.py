@@ -115,6 +115,42 @@ def _token_ids(tok: PreTrainedTokenizerFast) -> dict[str, int]:
     return ids
 
 
+TINY_VISION: dict[str, Any] = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": TINY_TEXT_HIDDEN,
+    "patch_size": TINY_PATCH,
+    "spatial_merge_size": TINY_MERGE,
+    "temporal_patch_size": 2,
+}
+
+
+def _tiny_text(tok: PreTrainedTokenizerFast, ids: dict[str, int]) -> dict[str, Any]:
+    """The text-model sizes both tiny families share."""
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": TINY_TEXT_HIDDEN,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+    }
+
+
+def _special_ids(ids: dict[str, int]) -> dict[str, Any]:
+    return {
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }
+
+
 def _tiny_qwen2_5_vl(tok: PreTrainedTokenizerFast) -> PreTrainedModel:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -122,34 +158,16 @@ def _tiny_qwen2_5_vl(tok: PreTrainedTokenizerFast) -> PreTrainedModel:
     head_dim = 16  # hidden 64 / 4 heads; mRoPE sections (t, h, w) must sum to head_dim / 2
     cfg = Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tok),
-            "hidden_size": TINY_TEXT_HIDDEN,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **_tiny_text(tok, ids),
             "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": TINY_TEXT_HIDDEN,
-            "patch_size": TINY_PATCH,
-            "spatial_merge_size": TINY_MERGE,
-            "temporal_patch_size": 2,
+            **TINY_VISION,
             "window_size": 56,
             "fullatt_block_indexes": [1],
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_special_ids(ids),
     )
     assert head_dim * 4 == TINY_TEXT_HIDDEN
     return Qwen2_5_VLForConditionalGeneration(cfg)
@@ -161,12 +179,7 @@ def _tiny_qwen3_vl(tok: PreTrainedTokenizerFast) -> PreTrainedModel:
     ids = _token_ids(tok)
     cfg = Qwen3VLConfig(
         text_config={
-            "vocab_size": len(tok),
-            "hidden_size": TINY_TEXT_HIDDEN,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **_tiny_text(tok, ids),
             "head_dim": 16,
             "max_position_embeddings": 4096,
             "rope_parameters": {
@@ -175,26 +188,13 @@ def _tiny_qwen3_vl(tok: PreTrainedTokenizerFast) -> PreTrainedModel:
                 "mrope_section": [2, 3, 3],
                 "mrope_interleaved": True,
             },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": TINY_TEXT_HIDDEN,
-            "patch_size": TINY_PATCH,
-            "spatial_merge_size": TINY_MERGE,
-            "temporal_patch_size": 2,
+            **TINY_VISION,
             "num_position_embeddings": 144,
             "deepstack_visual_indexes": [0],
         },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_special_ids(ids),
     )
     return Qwen3VLForConditionalGeneration(cfg)
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -28,6 +29,16 @@ def serve(handler: type[BaseHTTPRequestHandler], **attrs: object) -> Iterator[Lo
     server = LoopbackServer(("127.0.0.1", 0), handler)
     for k, v in attrs.items():
         setattr(server, k, v)
+    with running(server):
+        yield server
+
+
+S = TypeVar("S", bound=ThreadingHTTPServer)
+
+
+@contextmanager
+def running(server: S) -> Iterator[S]:
+    """Serve an already built server in a thread for the length of a `with`, then shut it down."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers import LoopbackServer
+from tests.servers import LoopbackServer, running
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
 
@@ -314,11 +314,5 @@ def openai_server(
     server = OpenAICompatServer(
         faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens
     )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
