@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 N_BANDS = 64
 DEFAULT_CACHE_BYTES = 256 * 2**20
+EDGE_EPS = 1e-6  # pixels (10 um): float noise of a lon/lat round trip is ~1e-9 m
 _SOURCE_COOP_BUCKET = re.compile(r"^(?P<region>[a-z]{2}-[a-z]+-\d)\.opendata\.source\.coop$")
 _ZONE = re.compile(r"^(?P<zone>\d{1,2})(?P<hemi>[NS])$")
 
@@ -276,8 +277,11 @@ class CogEmbeddingProvider:
         x, y = self._to_crs(ds.crs).transform(lon, lat)
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         inv = ~ds.transform  # the inverse affine: right for the bottom-up (positive y) files too
-        col = np.floor(inv.a * x + inv.b * y + inv.c)
-        row = np.floor(inv.d * x + inv.e * y + inv.f)
+        # EDGE_EPS: a point on a pixel edge to within float noise (anchors of 256 px chips at 16 x 16 lie
+        # exactly on 10 m edges) goes to the pixel east / north of it (the files are bottom-up), the
+        # same as the Earth Engine provider decides
+        col = np.floor(inv.a * x + inv.b * y + inv.c + EDGE_EPS)
+        row = np.floor(inv.d * x + inv.e * y + inv.f + EDGE_EPS)
         inside = (row >= 0) & (row < ds.height) & (col >= 0) & (col < ds.width)
         out = np.full((lon.size, N_BANDS), NODATA, dtype=np.int8)
         idx = np.flatnonzero(inside)

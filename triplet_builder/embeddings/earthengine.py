@@ -4,9 +4,11 @@ Same protocol as CogEmbeddingProvider: `sample(lon, lat, year) -> (codes (N, 64)
 
 How: the annual collection filtered to the year is mosaicked, its 64 bands selected and masked pixels
 unmasked to a sentinel (masked pixels would otherwise come back as 0.0, a plausible-looking vector).
-Points are grouped by UTM zone; in each zone the pixels holding the points are fetched on the
-product's own 10 m grid (edges on multiples of 10 m, so no resampling happens anywhere) through
-computePixels. The points of many chips (the Embed stage passes up to 64 chips per call) are clustered
+Points are grouped by UTM zone; in each zone the pixels holding the points are fetched through
+computePixels on a grid whose pixel centres are the centres of the product's own 10 m pixels (edges on
+multiples of 10 m): the coarsest lattice of those pixels that holds every point (anchors of chips on
+one scene grid are every n-th pixel), so nearest resampling returns exactly the pixels a point read
+of the COG files would, and nothing between anchors is fetched. The points of many chips (the Embed stage passes up to 64 chips per call) are clustered
 into as few grids as the limits allow: a cluster's bounding grid is cut in two along its longer side
 while it is over the request limit (48 MiB, 32768 px per side) or mostly empty (two chips far apart
 are two small requests, not one huge one). The float values are quantized with schemas.aef.quantize,
@@ -31,7 +33,7 @@ from triplet_builder.earthengine import (
     PixelRequest,
     band_stack,
 )
-from triplet_builder.embeddings.cog import point_zone_codes
+from triplet_builder.embeddings.cog import EDGE_EPS, point_zone_codes
 from triplet_builder.embeddings.quantize import NODATA, quantize
 
 COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
@@ -91,6 +93,13 @@ def cluster_points(
                 continue
         stack.extend([b, a])
     return out
+
+
+def lattice(i: np.ndarray) -> tuple[int, int]:
+    """(origin, step): the coarsest regular lattice origin + k * step holding every integer in `i`."""
+    origin = int(i.min())
+    step = int(np.gcd.reduce(np.unique(i) - origin)) if i.size > 1 else 0
+    return origin, max(step, 1)
 
 
 class EarthEngineEmbeddingProvider:
@@ -167,17 +176,27 @@ class EarthEngineEmbeddingProvider:
             pts = np.flatnonzero(zone == code)
             epsg = (32700 if code % 2 else 32600) + int(code) // 2
             x, y = self._to_utm(epsg).transform(lon[pts], lat[pts])
-            ix = np.floor(np.asarray(x) / PIXEL_M).astype(np.int64)
-            iy = np.floor(np.asarray(y) / PIXEL_M).astype(np.int64)
-            for c in cluster_points(ix, iy, max_pixels=max_pixels, min_fill=self.min_fill):
+            # a point on a pixel edge (to within float noise) goes east / north, as in the COG provider
+            ix = np.floor(np.asarray(x) / PIXEL_M + EDGE_EPS).astype(np.int64)
+            iy = np.floor(np.asarray(y) / PIXEL_M + EDGE_EPS).astype(np.int64)
+            # The anchors of chips on one scene grid fall on a lattice of 10 m pixels (every 16th pixel
+            # for 256 px chips and 16 x 16 anchors): request that lattice, with its pixel centres on the
+            # centres of the 10 m pixels holding the points, so nearest resampling returns exactly those
+            # pixels and nothing between them is fetched. Scattered points give steps of 1: the dense grid.
+            ox, dx = lattice(ix)
+            oy, dy = lattice(iy)
+            lx, ly = (ix - ox) // dx, (iy - oy) // dy
+            for c in cluster_points(lx, ly, max_pixels=max_pixels, min_fill=self.min_fill):
+                left = (ox + c.ix0 * dx + 0.5 - dx / 2) * PIXEL_M
+                top = (oy + c.iy1 * dy + 0.5 + dy / 2) * PIXEL_M
                 grid = Grid(
                     f"EPSG:{epsg}",
-                    (PIXEL_M, 0.0, c.ix0 * PIXEL_M, 0.0, -PIXEL_M, (c.iy1 + 1) * PIXEL_M),
+                    (dx * PIXEL_M, 0.0, left, 0.0, -dy * PIXEL_M, top),
                     c.width,
                     c.height,
                 )
-                rows = c.iy1 - iy[c.members]  # north-up: row 0 holds the largest northing
-                cols = ix[c.members] - c.ix0
+                rows = c.iy1 - ly[c.members]  # north-up: row 0 holds the largest northing
+                cols = lx[c.members] - c.ix0
                 out.append((PixelRequest(image, grid), pts[c.members], np.column_stack([rows, cols])))
         return out
 

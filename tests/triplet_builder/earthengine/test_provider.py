@@ -14,7 +14,7 @@ from tests.servers import LoopbackServer
 from tests.servers.earthengine import pixel_requests
 from tests.triplet_builder.earthengine.conftest import YEAR, settings_for, window_pixel_centres
 from triplet_builder.embeddings.cog import CogEmbeddingProvider
-from triplet_builder.embeddings.earthengine import EarthEngineEmbeddingProvider, cluster_points
+from triplet_builder.embeddings.earthengine import EarthEngineEmbeddingProvider, cluster_points, lattice
 from triplet_builder.embeddings.quantize import NODATA, dequantize
 from triplet_builder.record import (
     Anchors,
@@ -165,3 +165,45 @@ def test_a_year_without_images_is_all_invalid(server: LoopbackServer, tmp_path: 
     lon, lat, _ = window_pixel_centres()
     codes, valid = EarthEngineEmbeddingProvider(settings_for(server, tmp_path)).sample(lon, lat, year)
     assert not valid.any() and (codes == NODATA).all()
+
+
+def test_lattice_is_the_coarsest_regular_step() -> None:
+    assert lattice(np.array([5, 21, 37, 21])) == (5, 16)
+    assert lattice(np.array([5, 21, 38])) == (5, 1)  # one point off the lattice: the dense grid
+    assert lattice(np.array([7])) == (7, 1)
+
+
+def test_anchors_of_aligned_chips_are_fetched_as_a_lattice_not_a_dense_grid(tmp_path: Path) -> None:
+    """16 x 16 anchors of 2 x 2 chips of 256 px on a 10 m UTM grid lie every 16th pixel (on pixel edges):
+    one request of the 32 x 32 lattice, pixel centres on the 10 m pixels holding the anchors."""
+    from pyproj import Transformer
+
+    from triplet_builder.stages.embed import anchor_positions
+
+    pos = anchor_positions(16)
+    x0, y0 = 600_000.0, 4_800_000.0  # a chip-grid origin on 10 m edges (UTM 31N)
+    xs, ys = [], []
+    for r in range(2):
+        for c in range(2):
+            xs.append(x0 + (c * 256 + pos[:, 1] * 256) * 10)
+            ys.append(y0 - (r * 256 + pos[:, 0] * 256) * 10)
+    lon, lat = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform(
+        np.concatenate(xs), np.concatenate(ys)
+    )
+    from types import SimpleNamespace
+
+    server = SimpleNamespace(url="http://127.0.0.1:9")  # planning makes no request
+    provider = EarthEngineEmbeddingProvider(settings_for(server, tmp_path))  # type: ignore[arg-type]
+    plan = provider.plan(np.asarray(lon), np.asarray(lat), YEAR)
+    assert len(plan) == 1
+    req, idx, rc = plan[0]
+    assert (req.grid.width, req.grid.height) == (32, 32) and idx.size == 1024
+    a, _, left, _, e, top = req.grid.transform
+    assert (a, e) == (160.0, -160.0)
+    # every requested pixel centre is the centre of a 10 m pixel, and each anchor's 10 m pixel is
+    # the one east / north of its edge
+    assert ((left + a / 2) - 5) % 10 == 0 and ((top + e / 2) - 5) % 10 == 0
+    cx = left + (rc[:, 1] + 0.5) * a
+    cy = top + (rc[:, 0] + 0.5) * e
+    ax, ay = np.concatenate(xs)[idx], np.concatenate(ys)[idx]
+    assert np.all((cx - ax > 0) & (cx - ax < 10)) and np.all((cy - ay > 0) & (cy - ay < 10))
