@@ -16,6 +16,7 @@ import yaml
 
 from pipelines.executor import BuildError, build, plan, summary
 from triplet_builder.config import ConfigError, load_region
+from triplet_builder.sources import SourceError
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted; finished tasks are kept and a rerun resumes", file=sys.stderr)
         return 130

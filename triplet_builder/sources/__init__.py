@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from triplet_builder.config import EarthEngineScenesConfig, SceneSourceConfig, StacScenesConfig
-from triplet_builder.sources.local import SceneFailure, find_scenes
+
+class SourceError(RuntimeError):
+    """A scene source that cannot answer (e.g. a STAC search that keeps failing); one actionable line."""
+
+
+from triplet_builder.config import EarthEngineScenesConfig, SceneSourceConfig, StacScenesConfig  # noqa: E402
+from triplet_builder.sources.local import SceneFailure, find_scenes  # noqa: E402
 
 if TYPE_CHECKING:
     from triplet_builder.config import RegionConfig
@@ -35,4 +40,4 @@ def discover_scenes(cfg: RegionConfig) -> tuple[list[SceneRef], list[SceneFailur
     raise ValueError(f"scenes.type {src.type!r} is not supported")
 
 
-__all__ = ["SceneFailure", "discover_scenes"]
+__all__ = ["SceneFailure", "SourceError", "discover_scenes"]

@@ -40,7 +40,14 @@ class ReadChips(Stage):
 
     def _ds(self, uri: str) -> Any:
         if uri not in self._open:
-            self._open[uri] = rasterio.open(uri)
+            if uri.startswith("/vsi"):
+                # remote scenes (e.g. STAC assets): our User-Agent, no directory listing or sidecar probes
+                from triplet_builder.sources.stac import gdal_env
+
+                with gdal_env():
+                    self._open[uri] = rasterio.open(uri)
+            else:
+                self._open[uri] = rasterio.open(uri)
         return self._open[uri]
 
     def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
