@@ -27,7 +27,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from triplet_builder.cache import DiskCache
 
 logger = logging.getLogger(__name__)
 
@@ -343,44 +344,7 @@ class PixelRequest:
 
 
 # ---------------------------------------------------------------------------------------------- cache
-class PixelCache:
-    """Responses on disk, one file per request hash: a SHA-256 of the payload, then the payload.
-
-    Writes go to a temporary file renamed into place (a crash leaves no half entry); an entry whose
-    digest does not match (truncated, corrupted) is deleted and refetched, never trusted.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npy.cache"
-
-    def get(self, key: str) -> bytes | None:
-        p = self.path(key)
-        try:
-            blob = p.read_bytes()
-        except OSError:
-            return None
-        digest, payload = blob[:32], blob[32:]
-        if len(blob) < 32 or hashlib.sha256(payload).digest() != digest:
-            logger.warning("Earth Engine cache entry %s is corrupt; fetching it again", p)
-            p.unlink(missing_ok=True)
-            return None
-        return payload
-
-    def put(self, key: str, payload: bytes) -> None:
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(hashlib.sha256(payload).digest())
-                f.write(payload)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+PixelCache = DiskCache  # responses of computePixels, one entry per request hash
 
 
 def default_cache_dir() -> Path:

@@ -17,6 +17,8 @@ nothing. `provider.stats` counts the reads.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import logging
 import os
@@ -24,6 +26,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from triplet_builder.cache import DiskCache
 from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
 
@@ -315,6 +319,31 @@ class CogEmbeddingProvider:
     # ------------------------------------------------------------------------------ public API
     def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes (N, 64) int8 (-128 where invalid) and validity (N,) bool of N WGS84 points in `year`.
+
+        For a remote root with a `cache_dir`, the answer is kept on disk keyed by the root, the year and
+        the points, so a rerun (after a crash, or into another output folder) makes no request at all.
+        """
+        lon = np.asarray(lon, dtype=np.float64).reshape(-1)
+        lat = np.asarray(lat, dtype=np.float64).reshape(-1)
+        if self.cache_dir is None or not is_remote(self.root) or lon.shape != lat.shape:
+            return self._sample(lon, lat, year)
+        key = hashlib.sha256(
+            f"{self.root}|{int(year)}|".encode() + lon.tobytes() + b"|" + lat.tobytes()
+        ).hexdigest()
+        cache = DiskCache(Path(self.cache_dir) / "points")
+        hit = cache.get(key)
+        if hit is not None:
+            with np.load(io.BytesIO(hit)) as z:
+                self.stats["point_cache_hits"] = self.stats.get("point_cache_hits", 0) + 1
+                return z["codes"], z["valid"]
+        codes, valid = self._sample(lon, lat, year)
+        buf = io.BytesIO()
+        np.savez(buf, codes=codes, valid=valid)
+        cache.put(key, buf.getvalue())
+        return codes, valid
+
+    def _sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
+        """`sample` without the on-disk cache.
 
         Each point is served by the tiles of `year` whose WGS84 box contains it, its own UTM zone's tile
         first; a tile that does not hold the point (or holds -128 there) hands it to the next one.

@@ -102,7 +102,7 @@ def make_provider(cfg: Any, *, earthengine: Any = None, cache_dir: Any = None) -
         return CogEmbeddingProvider(
             cfg.root,
             synthetic=cfg.synthetic,
-            cache_dir=None if cache_dir is None else str(Path(cache_dir) / "aef-index"),
+            cache_dir=None if cache_dir is None else str(Path(cache_dir) / "cog"),
         )
     if cfg.type == "earthengine":
         from triplet_builder.config import EarthEngineConfig

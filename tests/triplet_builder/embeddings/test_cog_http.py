@@ -176,8 +176,8 @@ def test_bottom_up_real_window_over_http(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_build_with_a_remote_root_equals_the_local_build(tmp_path: Path) -> None:
-    """`make build-dataset` with embeddings.root = the loopback server: identical anchors, and a rerun of
-    another output folder fetches no index again."""
+    """`make build-dataset` with embeddings.root = the loopback server: identical anchors, and a rerun into
+    another output folder makes no request at all."""
     region = yaml.safe_load((ROOT / "pipelines/regions/demo.yaml").read_text())
     region["scenes"]["paths"] = [str(ROOT / "data/demo/spatialist/*.tif")]
     region["workers"] = 1
@@ -205,8 +205,10 @@ def test_demo_build_with_a_remote_root_equals_the_local_build(tmp_path: Path) ->
     with serve(RangeHandler, **range_server_attrs(DEMO_AEF)) as srv:
         m = build(srv.url, "remote")
         n_index = len([r for r in srv.log if r.path.endswith(INDEX_NAME)])
-        build(srv.url, "remote2")
-        assert len([r for r in srv.log if r.path.endswith(INDEX_NAME)]) == n_index == 1
+        n_requests = len(srv.log)
+        m2 = build(srv.url, "remote2")  # a rerun into another folder: index and anchors from the cache
+        assert n_index == 1 and len(srv.log) == n_requests
+        assert m2["counts"]["chips_kept"] == m["counts"]["chips_kept"]
         agents = {r.user_agent for r in srv.log}
         assert all(a.startswith("sar-triplets/") for a in agents), [
             r for r in srv.log if "GDAL" in r.user_agent
@@ -214,3 +216,22 @@ def test_demo_build_with_a_remote_root_equals_the_local_build(tmp_path: Path) ->
     assert m["counts"]["chips_kept"] > 0
     local, remote = anchors("local"), anchors("remote")
     assert local.keys() == remote.keys() and local == remote
+
+
+def test_a_rerun_makes_zero_requests_and_a_corrupt_entry_is_refetched(tmp_path: Path) -> None:
+    lon, lat = _demo_points(60, seed=5)
+    with serve(RangeHandler, **range_server_attrs(DEMO_AEF)) as srv:
+        first = CogEmbeddingProvider(srv.url, synthetic=True, user_agent=UA, cache_dir=str(tmp_path))
+        codes, valid = first.sample(lon, lat, 2017)
+        n = len(srv.log)
+        again = CogEmbeddingProvider(srv.url, synthetic=True, user_agent=UA, cache_dir=str(tmp_path))
+        codes2, valid2 = again.sample(lon, lat, 2017)
+        assert len(srv.log) == n and again.stats["point_cache_hits"] == 1
+        np.testing.assert_array_equal(codes2, codes)
+        np.testing.assert_array_equal(valid2, valid)
+        entry = next((tmp_path / "points").rglob("*.cache"))
+        entry.write_bytes(entry.read_bytes()[:-7])  # truncated by a crash or a full disk
+        third = CogEmbeddingProvider(srv.url, synthetic=True, user_agent=UA, cache_dir=str(tmp_path))
+        codes3, _ = third.sample(lon, lat, 2017)
+        assert len(srv.log) > n and third.stats.get("point_cache_hits", 0) == 0
+    np.testing.assert_array_equal(codes3, codes)
