@@ -102,8 +102,52 @@ def threshold_map(
     return thr, mean, ring_n.astype(np.int32)
 
 
+def _window_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """Sums over size x size windows centred on (ys, xs) from a zero-padded summed-area table;
+    outside the array counts as 0 (like _box_sum)."""
+    h, w = table.shape[0] - 1, table.shape[1] - 1
+    r = size // 2
+    y0, y1 = np.clip(ys - r, 0, h), np.clip(ys + r + 1, 0, h)
+    x0, x1 = np.clip(xs - r, 0, w), np.clip(xs + r + 1, 0, w)
+    return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
+
+
+def _summed_area(a: np.ndarray) -> np.ndarray:
+    t = np.zeros((a.shape[0] + 1, a.shape[1] + 1), dtype=np.float64)
+    np.cumsum(np.cumsum(a, axis=0, dtype=np.float64), axis=1, out=t[1:, 1:])
+    return t
+
+
 def detection_mask(db_band: np.ndarray, valid: np.ndarray, params: CfarParams) -> np.ndarray:
-    """(H, W) bool: pixels above the CFAR threshold and the absolute floor."""
+    """(H, W) bool: pixels above the CFAR threshold and the absolute floor.
+
+    With a floor (min_db), only the pixels above it can be detections, and in SAR chips they are few:
+    their ring statistics come from summed-area tables at those pixels alone (the same sums as
+    threshold_map's box filters), so a chip with no bright pixel costs one comparison."""
+    if params.min_db is None:
+        return _detection_mask_dense(db_band, valid, params)
+    ok = valid & np.isfinite(db_band)
+    with np.errstate(invalid="ignore"):
+        cand = ok & (db_band >= params.min_db)
+    hit = np.zeros(db_band.shape, dtype=bool)
+    ys, xs = np.nonzero(cand)
+    if ys.size == 0:
+        return hit
+    power = np.where(ok, db_to_linear_power(np.where(ok, db_band, 0.0)), 0.0).astype(np.float64)
+    p_tab, n_tab = _summed_area(power), _summed_area(ok.astype(np.float64))
+    ring_sum = _window_sums(p_tab, ys, xs, params.outer) - _window_sums(p_tab, ys, xs, params.inner)
+    ring_n = np.rint(_window_sums(n_tab, ys, xs, params.outer) - _window_sums(n_tab, ys, xs, params.inner))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(ring_n > 0, np.maximum(ring_sum, 0.0) / np.maximum(ring_n, 1.0), np.nan)
+        thr = np.where(
+            ring_n >= params.min_train_fraction * params.n_train, alpha_for(params.pfa, ring_n) * mean, np.inf
+        )
+        hit[ys, xs] = power[ys, xs] > thr
+    return hit
+
+
+def _detection_mask_dense(db_band: np.ndarray, valid: np.ndarray, params: CfarParams) -> np.ndarray:
+    """detection_mask over the whole chip (no floor): box filters for every pixel."""
     thr, _, _ = threshold_map(db_band, valid, params)
     ok = valid & np.isfinite(db_band)
     with np.errstate(invalid="ignore", over="ignore"):

@@ -158,3 +158,22 @@ def test_real_port_scene() -> None:
         assert d["peak_db"] >= 0.0 and d["length_m"] > 0
         assert d["peak_db"] == pytest.approx(float(np.nanmax(db[y1:y2, x1:x2])), abs=0.01)
     assert items == sorted(items, key=lambda d: (d["bbox"][1], d["bbox"][0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_floor_fast_path_equals_the_dense_mask(seed: int) -> None:
+    """detection_mask with a floor (summed-area tables at the bright pixels only) gives the mask of the
+    box-filter threshold map restricted to the floor, on speckled chips with targets, edges and nodata."""
+    from triplet_builder.facts.cfar import _detection_mask_dense, detection_mask
+
+    rng = np.random.default_rng(seed)
+    db = (10 * np.log10(rng.exponential(0.1, (96, 80)))).astype(np.float32)
+    db[rng.random(db.shape) < 0.01] = 12.0  # bright targets
+    db[:3, :] = 15.0  # a bright edge band
+    valid = rng.random(db.shape) > 0.05
+    db[~valid] = np.nan
+    params = CfarParams(pfa=1e-4, min_db=-3.0)
+    fast = detection_mask(db, valid, params)
+    dense = _detection_mask_dense(db, valid, params)
+    assert fast.any()
+    np.testing.assert_array_equal(fast, dense)
