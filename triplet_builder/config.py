@@ -205,12 +205,25 @@ class LlmConfig(_Model):
     max_retries: int = Field(5, ge=0, le=20, description="Retries on 429 / 5xx / timeouts / invalid JSON.")
     backoff_s: float = Field(1.0, gt=0)
     max_backoff_s: float = Field(30.0, gt=0)
+    prompt: str = Field(
+        "fusar_geovl_v1.yaml",
+        description="Prompt file of triplet_builder/text/prompts/ (a new prompt version is a new file).",
+    )
     repair_attempts: int = Field(
         1,
         ge=0,
         le=5,
         description="Re-asks, with the checker's findings, when the text contradicts the facts.",
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_exists(cls, v: str) -> str:
+        folder = Path(__file__).parent / "text" / "prompts"
+        if not (folder / v).is_file():
+            have = sorted(p.name for p in folder.glob("*.yaml"))
+            raise ValueError(f"prompt {v!r} is not in triplet_builder/text/prompts/ (have {have})")
+        return v
 
 
 class TextConfig(_Model):

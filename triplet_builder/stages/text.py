@@ -39,7 +39,12 @@ def make_writer(cfg: TextConfig, cache_dir: Path | None = None) -> TextWriter:
         from triplet_builder.text.llm import LlmWriter
 
         assert cfg.llm is not None  # TextConfig enforces it
-        return LlmWriter(cfg.llm, cache_dir=cache_dir, negative_classes=tuple(cfg.negative_classes))
+        return LlmWriter(
+            cfg.llm,
+            cache_dir=cache_dir,
+            negative_classes=tuple(cfg.negative_classes),
+            prompt_file=cfg.llm.prompt,
+        )
     raise ValueError(f"text.writer {cfg.writer!r} is not supported; use 'offline' or 'llm'")
 
 
