@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -125,6 +126,17 @@ def plan(cfg: RegionConfig) -> Plan:
     return Plan(kept, tasks, failures, skipped, outside, per_scene)
 
 
+def preflight(cfg: RegionConfig) -> None:
+    """What the workers would only find out task by task: say it once, before any work."""
+    llm = cfg.text.llm
+    if cfg.text.writer == "llm" and llm is not None:
+        if not os.environ.get(llm.api_key_env) and not (llm.base_url or os.environ.get("OPENAI_BASE_URL")):
+            raise ConfigError(
+                f"text.llm: environment variable {llm.api_key_env} is not set; export your API key there, "
+                "or set text.llm.base_url to a local server that needs none"
+            )
+
+
 def _prepare_output(cfg: RegionConfig, overwrite: bool) -> Path:
     out = Path(cfg.output.dir)
     old = read_manifest(out)
@@ -178,6 +190,7 @@ def build(
     """Build the dataset of a region; returns the manifest (also written to output.dir/manifest.json)."""
     t_start = time.perf_counter()
     started = datetime.now(timezone.utc)
+    preflight(cfg)
     out = _prepare_output(cfg, overwrite)
     p = plan(cfg)
     todo, done = [], []

@@ -197,3 +197,25 @@ def test_validate_command(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "2 scene(s), 96 window(s)" in r.stdout and "outside_dates" in r.stdout
+
+
+def test_an_llm_writer_without_key_or_server_stops_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.executor import build
+    from triplet_builder.config import ConfigError, load_region
+
+    monkeypatch.delenv("MY_LLM_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cfg = load_region(
+        ROOT / "pipelines/regions/demo.yaml",
+        {
+            "text.writer": "llm",
+            "text.llm.model": "gpt-4o-mini",
+            "text.llm.api_key_env": "MY_LLM_KEY",
+            "output.dir": str(tmp_path / "out"),
+        },
+    )
+    with pytest.raises(ConfigError, match="MY_LLM_KEY is not set"):
+        build(cfg, progress=False)
+    assert not (tmp_path / "out").exists()
