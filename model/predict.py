@@ -40,7 +40,7 @@ from model.checkpoint import ADAPTER_CONFIG, CONFIG_JSON, CheckpointError, load_
 from model.collate import Collator
 from model.config import TrainConfig, parse_config
 from model.data import Sample, read_release_anchors, resize_image, to_rgb
-from model.tlm import TLM, FusarGPT
+from model.tlm import FusarGPT
 
 logger = logging.getLogger("model.predict")
 
@@ -54,28 +54,14 @@ def load_for_inference(
     checkpoint: str | Path, *, base: str | None = None, device: torch.device | None = None
 ) -> tuple[FusarGPT, Any, TrainConfig]:
     """(model in eval mode, processor, config) of a trained or release checkpoint, loaded strictly."""
-    from model.base import build_tiny_base, hidden_size, load_base
-    from model.lora import apply_lora
+    from model.train import build_model  # the same assembly as training, with the checkpoint's TLM
 
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():
         raise CheckpointError(f"checkpoint folder {ckpt} does not exist")
     cfg = _config(ckpt, base)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.tiny_family is not None:
-        model_base, processor = build_tiny_base(cfg.tiny_family, seed=cfg.seed)
-    else:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model_base, processor = load_base(cfg.base, dtype=dtype, attn_implementation=cfg.attn_implementation)
-    tlm_cfg = load_tlm_config(ckpt)
-    tlm = TLM(tlm_cfg, hidden_size(model_base)) if tlm_cfg is not None else None
-    model = apply_lora(
-        FusarGPT(model_base, tlm),
-        r=cfg.lora.r,
-        alpha=cfg.lora.alpha,
-        dropout=cfg.lora.dropout,
-        targets=cfg.lora.targets,
-    )
+    model, processor = build_model(cfg, device, tlm_config=load_tlm_config(ckpt))
     load_weights(ckpt, model)
     return model.to(device).eval(), processor, cfg
 

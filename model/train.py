@@ -95,8 +95,13 @@ def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractConte
 
 
 # == the model ======================================================================================
-def build_model(cfg: TrainConfig, device: torch.device | None = None) -> tuple[FusarGPT, Any]:
-    """Base (tiny / hub id / folder) + TLM (if enabled) + LoRA, seeded by cfg.seed; all base weights frozen."""
+def build_model(
+    cfg: TrainConfig, device: torch.device | None = None, *, tlm_config: TLMConfig | str | None = "config"
+) -> tuple[FusarGPT, Any]:
+    """Base (tiny / hub id / folder) + TLM + LoRA, seeded by cfg.seed; all base weights frozen.
+
+    tlm_config: "config" builds the TLM the training config describes (if enabled); a TLMConfig (e.g.
+    a checkpoint's tlm_config.json) builds that one; None builds no TLM."""
     from model.base import build_tiny_base, hidden_size, load_base
     from model.lora import apply_lora
 
@@ -108,16 +113,20 @@ def build_model(cfg: TrainConfig, device: torch.device | None = None) -> tuple[F
     else:
         dtype = torch.bfloat16 if (device.type == "cuda" and cfg.bf16) else torch.float32
         base, processor = load_base(cfg.base, dtype=dtype, attn_implementation=cfg.attn_implementation)
-    tlm = None
-    if cfg.tlm.enabled:
-        tlm_cfg = TLMConfig(
-            sigma=cfg.tlm.sigma,
-            hidden_mult=cfg.tlm.hidden_mult,
-            image_size=cfg.image_size,
-            identity_init=cfg.tlm.identity_init,
-            patch_centres=cfg.tlm.patch_centres,
+    if isinstance(tlm_config, str):
+        tlm_config = (
+            TLMConfig(
+                sigma=cfg.tlm.sigma,
+                hidden_mult=cfg.tlm.hidden_mult,
+                image_size=cfg.image_size,
+                identity_init=cfg.tlm.identity_init,
+                patch_centres=cfg.tlm.patch_centres,
+            )
+            if cfg.tlm.enabled
+            else None
         )
-        tlm = TLM(tlm_cfg, hidden_size(base))  # float32 even on a bf16 base: it is trained
+    # float32 even on a bf16 base: it is trained
+    tlm = TLM(tlm_config, hidden_size(base)) if tlm_config is not None else None
     model = apply_lora(
         FusarGPT(base, tlm),
         r=cfg.lora.r,
