@@ -12,6 +12,13 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def default_cache_root() -> Path:
+    """Where request caches live without a region's `cache_dir`: $TRIPLET_BUILDER_CACHE, else
+    ~/.cache/triplet-builder (each source uses a subfolder: earthengine/, llm/, cog/)."""
+    env = os.environ.get("TRIPLET_BUILDER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "triplet-builder"
+
+
 class DiskCache:
     """Responses on disk, one file per request hash: a SHA-256 of the payload, then the payload.
 

@@ -380,12 +380,9 @@ class RegionConfig(_Model):
 
     def cache_root(self) -> Path:
         """Where remote sources keep their request caches."""
-        import os
+        from triplet_builder.cache import default_cache_root
 
-        if self.cache_dir is not None:
-            return Path(self.cache_dir)
-        env = os.environ.get("TRIPLET_BUILDER_CACHE")
-        return Path(env) if env else Path.home() / ".cache" / "triplet-builder"
+        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_root()
 
     def config_hash(self) -> str:
         """Hash of everything that changes the rows (not workers / scheduler / task size / output folder), taken on the

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from triplet_builder.cache import DiskCache
+from triplet_builder.cache import DiskCache, default_cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -348,9 +348,7 @@ PixelCache = DiskCache  # responses of computePixels, one entry per request hash
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("TRIPLET_BUILDER_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "triplet-builder"
-    return base / "earthengine"
+    return default_cache_root() / "earthengine"
 
 
 # --------------------------------------------------------------------------------------------- errors

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from schemas import CAPTION_FIELDS, json_schema, validate
+from triplet_builder.cache import default_cache_root
 from triplet_builder.config import LlmConfig
 from triplet_builder.text.base import TextResult, render_caption, validate_text
 from triplet_builder.text.consistency import (
@@ -288,12 +289,6 @@ class RequestCache:
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({**entry, "key": key}, sort_keys=True), encoding="utf-8")
         os.replace(tmp, p)
-
-
-def default_cache_root() -> Path:
-    """RegionConfig.cache_root() without a region: $TRIPLET_BUILDER_CACHE or ~/.cache/triplet-builder."""
-    env = os.environ.get("TRIPLET_BUILDER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "triplet-builder"
 
 
 # == parsing =======================================================================================
