@@ -21,7 +21,6 @@ import hashlib
 import io
 import itertools
 import logging
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -43,6 +42,7 @@ from rasterio.windows import Window
 from triplet_builder.cache import DiskCache
 from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
+from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class CogEmbeddingProvider:
         root: str,
         *,
         synthetic: bool = False,
-        user_agent: str = "sar-triplets/0.1",
+        user_agent: str = USER_AGENT,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_dir: str | None = None,
     ) -> None:
@@ -167,13 +167,10 @@ class CogEmbeddingProvider:
         if not is_remote(self.root):
             return {}
         opts = {
+            **HTTP_GDAL_OPTIONS,
             "GDAL_HTTP_USERAGENT": self.user_agent,
-            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff",
-            "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
             "GDAL_HTTP_MULTIPLEX": "YES",
-            "GDAL_HTTP_MAX_RETRY": "4",
-            "GDAL_HTTP_RETRY_DELAY": "1",
             "VSI_CACHE": "TRUE",
             # GTiff fetches the blocks of one read (all 64 bands) with parallel range requests
             "GDAL_NUM_THREADS": "ALL_CPUS",
@@ -187,14 +184,9 @@ class CogEmbeddingProvider:
         return opts
 
     def _gdal_env(self) -> rasterio.Env:
-        """The GDAL options of this root. rasterio.Env sets them for the calling thread only, but GDAL
-        fetches blocks from its own threads (GDAL_NUM_THREADS), which would then send GDAL's default
-        User-Agent (refused by the mirror). GDAL falls back to environment variables, which rasterio
-        does not reset when an Env closes: a remote root's options also go there, for the process."""
+        """The GDAL options of this root (see triplet_builder.remote.gdal_env)."""
         opts = self.gdal_options()
-        for k, v in opts.items():
-            os.environ.setdefault(k, v)
-        return rasterio.Env(**opts)
+        return gdal_env(**opts) if opts else rasterio.Env()
 
     # --------------------------------------------------------------------------------- lookups
     def _year_tiles(self, year: int) -> _YearTiles:

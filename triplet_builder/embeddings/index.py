@@ -29,6 +29,8 @@ import rasterio
 import shapely
 from pyproj import CRS, Transformer
 
+from triplet_builder.remote import USER_AGENT
+
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "aef_index.parquet"
@@ -49,7 +51,7 @@ INDEX_COLUMNS = (
     "utm_north",
     "geom",
 )
-DEFAULT_USER_AGENT = "sar-triplets/0.1 (+https://github.com/)"
+DEFAULT_USER_AGENT = USER_AGENT
 CACHE_DIR = Path("~/.cache/sar-triplets/aef")
 
 _YEAR_DIR = re.compile(r"^\d{4}$")

@@ -27,9 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -41,11 +39,11 @@ from rasterio.errors import RasterioError
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from triplet_builder import __version__
 from triplet_builder.area import area_polygon
 from triplet_builder.config import StacScenesConfig
 from triplet_builder.geo import SceneGeo, utm_crs_for
 from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef
+from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env, gdal_path
 from triplet_builder.sources import SourceError
 from triplet_builder.sources.local import SceneFailure
 
@@ -56,7 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = f"sar-triplets/{__version__}"
 SEARCH_TIMEOUT_S = 60.0
 # transient answers of a STAC API, retried with bounded jittered exponential backoff (Retry-After obeyed);
 # anything else (4xx, bad JSON) fails at once
@@ -64,15 +61,7 @@ TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 SEARCH_RETRIES = 4
 SEARCH_BACKOFF_S = 1.0
 SEARCH_MAX_BACKOFF_S = 30.0
-# GDAL settings for reading remote COG assets: our User-Agent, no directory listing on open (one request
-# per file instead of a listing plus sidecar probes), merged ranges, bounded retries of transient errors
-GDAL_OPTIONS = {
-    "GDAL_HTTP_USERAGENT": USER_AGENT,
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MAX_RETRY": "3",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-}
+GDAL_OPTIONS = HTTP_GDAL_OPTIONS
 Modifier = Callable[[Any], None]
 
 
@@ -81,30 +70,6 @@ class StacSearchError(SourceError):
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def gdal_path(href: str) -> str:
-    """An asset href as a path GDAL opens: http(s) through /vsicurl/, s3:// and gs:// through /vsis3/ and
-    /vsigs/, file:// and local paths as they are."""
-    if href.startswith(("http://", "https://")):
-        return f"/vsicurl/{href}"
-    if href.startswith("s3://"):
-        return "/vsis3/" + href.removeprefix("s3://")
-    if href.startswith("gs://"):
-        return "/vsigs/" + href.removeprefix("gs://")
-    if href.startswith("file://"):
-        return href.removeprefix("file://")
-    return href
-
-
-@contextmanager
-def gdal_env() -> Iterator[None]:
-    """rasterio.Env with our GDAL options. The User-Agent also goes into the process environment
-    (setdefault: a value the user set wins) so GDAL's worker threads and the Dask workers started after
-    the search send it too; the other options stay in the Env (they would change local reads)."""
-    os.environ.setdefault("GDAL_HTTP_USERAGENT", USER_AGENT)
-    with rasterio.Env(**GDAL_OPTIONS):
-        yield
-
-
 def _reproject(tr: Transformer, geom: BaseGeometry) -> BaseGeometry:
     """`geom` through the transformer (lon/lat -> UTM metres)."""
     return shapely.transform(geom, lambda x, y: tr.transform(x, y), interleaved=False)
@@ -410,4 +375,4 @@ def find_stac_scenes(
     return scenes, failures
 
 
-__all__ = ["USER_AGENT", "StacSearchError", "find_stac_scenes", "gdal_path"]
+__all__ = ["USER_AGENT", "StacSearchError", "find_stac_scenes", "gdal_env", "gdal_path"]

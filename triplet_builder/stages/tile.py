@@ -42,7 +42,7 @@ class ReadChips(Stage):
         if uri not in self._open:
             if uri.startswith("/vsi"):
                 # remote scenes (e.g. STAC assets): our User-Agent, no directory listing or sidecar probes
-                from triplet_builder.sources.stac import gdal_env
+                from triplet_builder.remote import gdal_env
 
                 with gdal_env():
                     self._open[uri] = rasterio.open(uri)

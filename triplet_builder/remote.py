@@ -1,0 +1,51 @@
+"""What every remote read shares: our User-Agent, the GDAL path of a URL, and the GDAL settings of HTTP /
+cloud reads (used by the STAC scene source, the tile stage and the AlphaEarth COG provider)."""
+
+from __future__ import annotations
+
+import os
+
+import rasterio
+
+from triplet_builder import __version__
+
+USER_AGENT = f"sar-triplets/{__version__}"
+
+# our User-Agent (some hosts, e.g. the AlphaEarth mirror, refuse the default ones), no directory listing
+# on open (one request per file instead of a listing plus sidecar probes), merged ranges, bounded retries
+HTTP_GDAL_OPTIONS = {
+    "GDAL_HTTP_USERAGENT": USER_AGENT,
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MAX_RETRY": "4",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+}
+
+
+def gdal_path(href: str) -> str:
+    """A URL as a path GDAL opens: http(s) through /vsicurl/, s3:// and gs:// through /vsis3/ and /vsigs/,
+    file:// and local paths as they are."""
+    if href.startswith(("http://", "https://")):
+        return f"/vsicurl/{href}"
+    if href.startswith("s3://"):
+        return "/vsis3/" + href.removeprefix("s3://")
+    if href.startswith("gs://"):
+        return "/vsigs/" + href.removeprefix("gs://")
+    if href.startswith("file://"):
+        return href.removeprefix("file://")
+    return href
+
+
+def gdal_env(**options: str) -> rasterio.Env:
+    """rasterio.Env with HTTP_GDAL_OPTIONS updated by `options`.
+
+    rasterio.Env sets options for the calling thread only, and GDAL fetches blocks from its own threads
+    (GDAL_NUM_THREADS) and Dask starts workers later: the User-Agent also goes into the process
+    environment (setdefault: a value the user set wins), the only option safe to set process-wide (the
+    others would change how local files, or other remote ones, are read)."""
+    opts = {**HTTP_GDAL_OPTIONS, **options}
+    os.environ.setdefault("GDAL_HTTP_USERAGENT", opts["GDAL_HTTP_USERAGENT"])
+    return rasterio.Env(**opts)
+
+
+__all__ = ["HTTP_GDAL_OPTIONS", "USER_AGENT", "gdal_env", "gdal_path"]
