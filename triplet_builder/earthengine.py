@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from triplet_builder.cache import DiskCache, default_cache_root
+from triplet_builder.remote import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -375,11 +376,6 @@ def classify(exc: BaseException) -> str:
     if status in (None, 400) and _TRANSIENT_MESSAGE.search(message):  # e.g. "Computation timed out." (400)
         return "transient"
     return "fatal"
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Jittered exponential backoff: uniform in [0.5, 1] x min(max_s, base_s * 2**attempt)."""
-    return min(max_s, base_s * 2.0**attempt) * rng.uniform(0.5, 1.0)
 
 
 # --------------------------------------------------------------------------------------------- runner

@@ -4,6 +4,7 @@ cloud reads (used by the STAC scene source, the tile stage and the AlphaEarth CO
 from __future__ import annotations
 
 import os
+import random
 
 import rasterio
 
@@ -48,4 +49,20 @@ def gdal_env(**options: str) -> rasterio.Env:
     return rasterio.Env(**opts)
 
 
-__all__ = ["HTTP_GDAL_OPTIONS", "USER_AGENT", "gdal_env", "gdal_path"]
+def backoff_delay(
+    attempt: int,
+    base_s: float,
+    max_s: float,
+    rng: random.Random | None = None,
+    retry_after: float | None = None,
+) -> float:
+    """Jittered exponential backoff of every remote client here: uniform in [0.5, 1] x
+    min(max_s, base_s * 2**attempt) for attempt 0, 1, ...; at least the server's Retry-After (also
+    bounded by max_s)."""
+    delay = min(max_s, base_s * 2.0**attempt) * (rng or random).uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(max_s, retry_after))
+    return delay
+
+
+__all__ = ["HTTP_GDAL_OPTIONS", "USER_AGENT", "backoff_delay", "gdal_env", "gdal_path"]

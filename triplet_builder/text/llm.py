@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -50,6 +49,7 @@ import yaml
 from schemas import CAPTION_FIELDS, json_schema, validate
 from triplet_builder.cache import default_cache_root
 from triplet_builder.config import LlmConfig
+from triplet_builder.remote import backoff_delay
 from triplet_builder.text.base import TextResult, render_caption, validate_text
 from triplet_builder.text.consistency import (
     BRIGHT_PRESENT,
@@ -598,7 +598,7 @@ class LlmWriter:
                     f"{part}: {error}; gave up after {attempt} attempts (text.llm.max_retries={cfg.max_retries})",
                 )
             self._count(retries=1)
-            delay = _backoff(attempt, cfg.backoff_s, cfg.max_backoff_s, retry_after)
+            delay = backoff_delay(attempt - 1, cfg.backoff_s, cfg.max_backoff_s, retry_after=retry_after)
             log.warning(
                 "LLM %s request failed (%s); retry %d/%d in %.2f s",
                 part,
@@ -672,16 +672,6 @@ def _retry_after(e: Exception) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _backoff(attempt: int, base: float, cap: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter in [0.5, 1] of the step, bounded by `cap`; at least the server's
-    Retry-After (also bounded by `cap`)."""
-    step = min(cap, base * 2 ** (attempt - 1))
-    delay = step * (0.5 + 0.5 * random.random())
-    if retry_after is not None:
-        delay = max(delay, min(cap, retry_after))
-    return delay
 
 
 __all__ = [
