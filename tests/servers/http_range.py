@@ -56,6 +56,7 @@ class RangeHandler(BaseHTTPRequestHandler):
             )
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self._record(status, len(body) if self.command != "HEAD" else 0)  # before the answer: no race
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -63,7 +64,6 @@ class RangeHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self._record(status, len(body) if self.command != "HEAD" else 0)
 
     def _fault(self) -> bool:
         srv = self.server

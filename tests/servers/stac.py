@@ -133,18 +133,18 @@ class StacHandler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, params: dict[str, Any], ctype: str = "application/json"
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
         srv = self.server
-        with srv.lock:  # type: ignore[attr-defined]
+        with srv.lock:  # recorded BEFORE the answer: a client that gives up early is still counted
             srv.log.append(  # type: ignore[attr-defined]
                 StacRequest(
                     self.command, urlsplit(self.path).path, params, status, self.headers.get("User-Agent", "")
                 )
             )
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _json(self, obj: Any, params: dict[str, Any] | None = None, status: int = 200) -> None:
         ctype = "application/geo+json" if obj.get("type") == "FeatureCollection" else "application/json"
