@@ -1,6 +1,15 @@
-"""Object labels from a vector file (GeoJSON, GeoPackage, shapefile: points or polygons with a class
-column) or a CSV of points (xView3 `detect_lat` / `detect_lon`, or `lat` / `lon`, `latitude` /
-`longitude`), projected into the OUTPUT pixels of a chip as facts "objects" items.
+"""Object labels from a vector file (GeoJSON, GeoPackage, shapefile: points or polygons) or a CSV of
+points, matched to the scene they belong to and projected into the OUTPUT pixels of a chip as facts
+"objects" items.
+
+Columns (lat, lon, class, length in metres, time, scene id) come from the region file or are recognised
+by their common names (triplet_builder.facts.label_columns). A label is used for a chip only if it
+belongs to the chip's scene (triplet_builder.facts.scene_match: by scene / product id, by time within a
+tolerance, or `none` for timeless labels such as fixed infrastructure) AND falls in the chip.
+
+Boxes: a polygon's box is its outline's. A point's box is a square of the object's length (it holds
+an object of that length whatever its heading, which no recognised column gives); without a length it
+is `point_box_m` (default 3 pixels) and the item says `box_from: nominal`, `length_m: null`.
 
 Load a `LabelSet` once per task; it keeps the labels in EPSG:4326 with a spatial index, so each chip
 only projects the labels that intersect its footprint.
@@ -10,33 +19,33 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
+from triplet_builder.facts.label_columns import COMMON_NAMES, LabelColumns, resolve_columns
+from triplet_builder.facts.scene_match import DEFAULT_TIME_TOLERANCE_S, id_matches, scene_names
 from triplet_builder.facts.surface import cell_of
-from triplet_builder.geo import SceneGeo
-from triplet_builder.record import Window
+from triplet_builder.geo import scene_geo
+from triplet_builder.record import SceneRef, Window
+
+if TYPE_CHECKING:
+    from triplet_builder.config import LabelsConfig
 
 logger = logging.getLogger(__name__)
 
-LAT_LON_COLUMNS = (("detect_lat", "detect_lon"), ("lat", "lon"), ("latitude", "longitude"))
-CLASS_COLUMNS = ("class", "label", "category", "class_name", "type", "name")
-LENGTH_COLUMNS = ("vessel_length_m", "length_m")
-XVIEW3_CLASS = "xview3"  # pseudo class column: is_vessel / is_fishing
+Match = Literal["auto", "scene_id", "time", "none"]
 DEFAULT_POINT_BOX_PX = 3
 _EPS = 1e-6  # pixel tolerance when rounding projected edges
-
-
-def _find_column(columns: list[str], wanted: str) -> str | None:
-    lower = {c.lower(): c for c in columns}
-    return lower.get(wanted.lower())
+_FOOTPRINT_PER_EDGE = 8  # as the georeference stage densifies chip footprints
 
 
 def _truthy(v: Any) -> bool | None:
@@ -73,32 +82,44 @@ def _json_safe(v: Any) -> Any:
     return str(v)
 
 
-def _read(path: Path) -> tuple[gpd.GeoDataFrame, tuple[str, str] | None]:
-    """Read a label file as a GeoDataFrame in EPSG:4326, and the lat/lon columns of a CSV."""
+def _numbers(where: str, df: pd.DataFrame, col: str) -> pd.Series:
+    """A column as floats (NaN where empty); a value that is not a number is an error."""
+    raw = df[col]
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+    if bad.any():
+        raise ValueError(
+            f"{where}: column {col!r} holds {int(bad.sum())} value(s) that are not numbers "
+            f"(first: {raw[bad].iloc[0]!r}); fix the file or facts.labels.columns"
+        )
+    return num.astype(float)
+
+
+def _times(where: str, df: pd.DataFrame, col: str) -> np.ndarray:
+    """A column as UTC datetime64[ns] (NaT where empty; zone-less times are UTC); bad text is an error."""
+    raw = df[col]
+    try:
+        t = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{where}: column {col!r} is not a time ({e}); use ISO 8601, e.g. 2017-03-09T05:43:56Z"
+        ) from None
+    bad = t.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+    if bad.any():
+        raise ValueError(
+            f"{where}: column {col!r} holds {int(bad.sum())} value(s) that are not times "
+            f"(first: {raw[bad].iloc[0]!r}); use ISO 8601, e.g. 2017-03-09T05:43:56Z"
+        )
+    return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, bool]:
+    """The label file as a (Geo)DataFrame, and whether it has geometry (else a CSV of lat/lon)."""
     if path.suffix.lower() in (".csv", ".txt"):
         try:
-            df = pd.read_csv(path)
+            return pd.read_csv(path), False
         except (OSError, ValueError, pd.errors.ParserError) as e:
             raise ValueError(f"label file {path}: cannot read it as CSV ({e}); check the file") from e
-        cols = [str(c) for c in df.columns]
-        for lat_name, lon_name in LAT_LON_COLUMNS:
-            lat_c, lon_c = _find_column(cols, lat_name), _find_column(cols, lon_name)
-            if lat_c and lon_c:
-                lat = pd.to_numeric(df[lat_c], errors="coerce")
-                lon = pd.to_numeric(df[lon_c], errors="coerce")
-                bad = ~(np.isfinite(lat) & np.isfinite(lon))
-                if bad.any():
-                    logger.warning(
-                        "label file %s: %d rows without numeric lat/lon skipped", path, int(bad.sum())
-                    )
-                df = df.loc[~bad]
-                geom = gpd.points_from_xy(lon.loc[~bad], lat.loc[~bad])
-                return gpd.GeoDataFrame(df, geometry=geom, crs="EPSG:4326"), (lat_c, lon_c)
-        pairs = ", ".join(f"{a}/{b}" for a, b in LAT_LON_COLUMNS)
-        raise ValueError(
-            f"label file {path}: no latitude/longitude columns found (looked for {pairs}; "
-            f"columns are {cols}); rename them or convert the file to GeoJSON"
-        )
     try:
         gdf = gpd.read_file(path)
     except (OSError, ValueError, RuntimeError) as e:  # pyogrio's DataSourceError etc. are RuntimeErrors
@@ -112,11 +133,36 @@ def _read(path: Path) -> tuple[gpd.GeoDataFrame, tuple[str, str] | None]:
     if gdf.crs is None:
         logger.warning("label file %s has no CRS; assuming lon/lat (EPSG:4326)", path)
         gdf = gdf.set_crs("EPSG:4326")
-    return gdf.to_crs("EPSG:4326"), None
+    return gdf.to_crs("EPSG:4326"), True
+
+
+def _resolve_match(where: str, match: Match, cols: LabelColumns) -> Literal["scene_id", "time", "none"]:
+    if match == "scene_id" and cols.scene_id is None:
+        raise ValueError(
+            f"{where}: match: scene_id but no scene id column (looked for {list(COMMON_NAMES['scene_id'])}); "
+            "set facts.labels.columns.scene_id"
+        )
+    if match == "time" and cols.time is None:
+        raise ValueError(
+            f"{where}: match: time but no time column (looked for {list(COMMON_NAMES['time'])}); "
+            "set facts.labels.columns.time"
+        )
+    if match != "auto":
+        return match
+    if cols.scene_id is not None:
+        return "scene_id"
+    if cols.time is not None:
+        return "time"
+    raise ValueError(
+        f"{where}: no scene id column (looked for {list(COMMON_NAMES['scene_id'])}) and no time column "
+        f"(looked for {list(COMMON_NAMES['time'])}), so its labels cannot be matched to a scene; set "
+        "facts.labels.columns.scene_id or .time, or match: none if the labels hold at every date "
+        "(e.g. fixed infrastructure)"
+    )
 
 
 class LabelSet:
-    """Labelled objects of one label file, in EPSG:4326, with a spatial index."""
+    """Labelled objects of one label file, in EPSG:4326, with a spatial index and their scene / time."""
 
     def __init__(
         self,
@@ -126,6 +172,11 @@ class LabelSet:
         lengths: list[float | None],
         attributes: list[dict[str, Any]],
         point_box_m: float | None = None,
+        *,
+        match: Literal["scene_id", "time", "none"] = "none",
+        scene_ids: list[str] | None = None,
+        times: np.ndarray | None = None,
+        time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
     ) -> None:
         self.gdf = gdf.reset_index(drop=True)  # EPSG:4326
         self.source = source
@@ -133,7 +184,12 @@ class LabelSet:
         self.lengths = lengths
         self.attributes = attributes
         self.point_box_m = point_box_m
+        self.match = match
+        self.scene_ids = scene_ids if scene_ids is not None else [""] * len(labels)
+        self.times = times if times is not None else np.full(len(labels), np.datetime64("NaT"), "M8[ns]")
+        self.time_tolerance_s = time_tolerance_s
         self.sindex = self.gdf.sindex  # built once here
+        self._masks: dict[SceneRef, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.gdf)
@@ -145,93 +201,156 @@ class LabelSet:
         class_column: str | None = None,
         default_label: str = "object",
         point_box_m: float | None = None,
+        *,
+        columns: Mapping[str, str | None] | None = None,
+        match: Match = "auto",
+        time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
     ) -> LabelSet:
-        """Load a label file. class_column None: xView3 (is_vessel / is_fishing) or a column named
-        class / label / category / class_name / type / name; if none exists every object gets
-        default_label. point_box_m: box size of point labels (default: their length, else 3 pixels)."""
+        """Load and check a label file (columns present, values parse); raise ValueError in one line.
+
+        class_column (same as columns["class"]) None: a column of a common class name, else xView3's
+        is_vessel / is_fishing, else every object is default_label. point_box_m: box size of point
+        labels without a length (default 3 pixels). match: see triplet_builder.facts.scene_match."""
         p = Path(path)
+        where = f"label file {p}"
         if not p.is_file():
-            raise ValueError(f"label file {p} not found; fix facts.labels.path")
+            raise ValueError(f"{where} not found; fix facts.labels.path")
         if point_box_m is not None and not point_box_m > 0:
-            raise ValueError(f"label file {p}: point_box_m must be > 0, got {point_box_m}")
-        gdf, latlon = _read(p)
-        gdf = gdf.loc[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-        cols = [str(c) for c in gdf.columns if c != gdf.geometry.name]
-
+            raise ValueError(f"{where}: point_box_m must be > 0, got {point_box_m}")
+        if time_tolerance_s < 0:
+            raise ValueError(f"{where}: time_tolerance_s must be >= 0, got {time_tolerance_s}")
+        mapping = dict(columns or {})
         if class_column is not None:
-            found = _find_column(cols, class_column)
-            if found is None:
-                raise ValueError(
-                    f"label file {p}: class column {class_column!r} not found (columns are {cols}); "
-                    "fix facts.labels.class_column"
-                )
-            cls_col: str | None = found
-        elif _find_column(cols, "is_vessel"):
-            cls_col = XVIEW3_CLASS
+            mapping["class"] = class_column
+        df, has_geometry = _read(p)
+        names = [str(c) for c in df.columns if not (has_geometry and c == df.geometry.name)]
+        cols = resolve_columns(where, names, mapping, need_latlon=not has_geometry)
+        how = _resolve_match(where, match, cols)
+        if has_geometry:
+            gdf = df
         else:
-            cls_col = next((c for name in CLASS_COLUMNS if (c := _find_column(cols, name))), None)
-            if cls_col is None:
-                logger.warning("label file %s: no class column found; every object is %r", p, default_label)
-
-        len_col = next((c for name in LENGTH_COLUMNS if (c := _find_column(cols, name))), None)
-        used = {c for c in (cls_col, len_col, *(latlon or ())) if c}
-        if cls_col == XVIEW3_CLASS:
-            used |= {c for c in (_find_column(cols, "is_vessel"), _find_column(cols, "is_fishing")) if c}
-        attr_cols = [c for c in cols if c not in used]
-
+            lat, lon = _numbers(where, df, cols.lat or ""), _numbers(where, df, cols.lon or "")
+            gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+            gdf = gdf.loc[np.isfinite(lat.to_numpy()) & np.isfinite(lon.to_numpy())]
+        keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
+        if not keep.all():
+            logger.warning("%s: %d rows without a position skipped", where, int((~keep).sum()))
+        gdf = gdf.loc[keep].reset_index(drop=True)
+        lengths: list[float | None] = [None] * len(gdf)
+        if cols.length_m is not None:
+            num = _numbers(where, gdf, cols.length_m).to_numpy()
+            lengths = [float(v) if math.isfinite(v) and v > 0 else None for v in num]
+        scene_ids = (
+            ["" if v is None else str(v) for v in map(_json_safe, gdf[cols.scene_id])]
+            if cols.scene_id is not None
+            else None
+        )
+        times = _times(where, gdf, cols.time) if cols.time is not None else None
         records = gdf.to_dict("records")
-        labels = [_label_of(r, cls_col, cols, default_label) for r in records]
-        lengths: list[float | None] = []
-        for r in records:
-            v = _json_safe(r[len_col]) if len_col else None
-            try:
-                lengths.append(float(v) if v is not None and float(v) > 0 else None)
-            except (TypeError, ValueError):
-                lengths.append(None)
-        attributes = [{c: _json_safe(r[c]) for c in attr_cols} for r in records]
-        logger.info("label file %s: %d objects, class column %s", p, len(records), cls_col)
-        return cls(gdf, p.name, labels, lengths, attributes, point_box_m)
+        labels = [_label_of(r, cols, default_label) for r in records]
+        attributes = [_attributes_of(r, cols) for r in records]
+        if cols.klass is None and cols.xview3_flags[0] is None:
+            logger.warning("%s: no class column found; every object is %r", where, default_label)
+        logger.info("%s: %d objects, matched to scenes by %s", where, len(records), how)
+        return cls(
+            gdf,
+            p.name,
+            labels,
+            lengths,
+            attributes,
+            point_box_m,
+            match=how,
+            scene_ids=scene_ids,
+            times=times,
+            time_tolerance_s=time_tolerance_s,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: LabelsConfig) -> LabelSet:
+        """Load the label file of a region's `facts.labels`."""
+        return cls.from_file(
+            cfg.path,
+            class_column=cfg.class_column,
+            default_label=cfg.default_label,
+            point_box_m=cfg.point_box_m,
+            columns=cfg.columns.mapping(),
+            match=cfg.match,
+            time_tolerance_s=cfg.time_tolerance_s,
+        )
+
+    def matches(self, scene: SceneRef) -> np.ndarray:
+        """(N,) bool: which labels belong to `scene` (cached per scene)."""
+        if scene not in self._masks:
+            if self.match == "none":
+                mask = np.ones(len(self), dtype=bool)
+            elif self.match == "time":
+                t0 = pd.Timestamp(scene.acquired)
+                t0 = t0.tz_convert("UTC").tz_localize(None) if t0.tzinfo is not None else t0
+                delta = np.abs(self.times - np.datetime64(t0.to_datetime64(), "ns"))
+                mask = delta <= np.timedelta64(round(self.time_tolerance_s * 1e9), "ns")
+            else:
+                names, keys = scene_names(scene)
+                memo: dict[str, bool] = {}
+                mask = np.array(
+                    [memo.setdefault(s, id_matches(s, names, keys)) for s in self.scene_ids], dtype=bool
+                )
+            self._masks[scene] = mask
+        return self._masks[scene]
 
     def objects_in_chip(
-        self, geo: SceneGeo, window: Window, footprint: BaseGeometry, pixel_size_m: float | None = None
+        self,
+        scene: SceneRef,
+        window: Window,
+        footprint: BaseGeometry,
+        pixel_size_m: float | None = None,
+        used: set[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Facts "objects" items for the labels intersecting `footprint` (lon/lat), ordered by (y1, x1).
+        """Facts "objects" items for the labels of `scene` intersecting `footprint` (lon/lat), ordered
+        by (y1, x1); the indices of the labels placed are added to `used`.
 
         pixel_size_m is the chip's (output) pixel size, used to size point boxes; by default it is
         derived from the scene and the window's resampling."""
         hits = self.sindex.query(footprint, predicate="intersects")
-        if len(hits) == 0:
+        mask = self.matches(scene)
+        hits = [int(k) for k in hits if mask[int(k)]]
+        if not hits:
             return []
+        geo = scene_geo(scene)
         if pixel_size_m is None:
             pixel_size_m = geo.native_pixel_size_m() * window.width / window.out_width
         w, h = window.out_width, window.out_height
         out: list[dict[str, Any]] = []
-        for i in sorted(int(k) for k in hits):
+        for i in sorted(hits):
             geom = self.gdf.geometry.iloc[i]
             length = self.lengths[i]
             if geom.geom_type == "Point":
                 y, x = geo.lonlat_to_chip_pixel(window, np.array([geom.x]), np.array([geom.y]))
-                size_m = self.point_box_m or length
+                size_m = length or self.point_box_m
                 half = (size_m / pixel_size_m if size_m else DEFAULT_POINT_BOX_PX) / 2.0
                 xc, yc = float(x[0]), float(y[0])
                 x1, x2 = math.floor(xc - half + 0.5), math.floor(xc + half + 0.5)
                 y1, y2 = math.floor(yc - half + 0.5), math.floor(yc + half + 0.5)
                 x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+                box_from = "length" if length else "nominal"
             else:
                 xy = np.asarray(_coords(geom))  # (K, 2) lon, lat
                 y, x = geo.lonlat_to_chip_pixel(window, xy[:, 0], xy[:, 1])
                 x1, x2 = math.floor(float(x.min()) + _EPS), math.ceil(float(x.max()) - _EPS)
                 y1, y2 = math.floor(float(y.min()) + _EPS), math.ceil(float(y.max()) - _EPS)
+                box_from = "outline"
             x1, x2 = max(x1, 0), min(x2, w)
             y1, y2 = max(y1, 0), min(y2, h)
             if x2 <= x1 or y2 <= y1:
                 continue
+            if used is not None:
+                used.add(i)
             out.append(
                 {
                     "label": self.labels[i],
                     "bbox": [int(x1), int(y1), int(x2), int(y2)],
                     "cell": cell_of((x1 + x2) / 2.0, (y1 + y2) / 2.0, w, h),
                     "length_m": length,
+                    "box_from": box_from,
                     "source": self.source,
                     "attributes": dict(self.attributes[i]),
                 }
@@ -239,21 +358,73 @@ class LabelSet:
         out.sort(key=lambda d: (d["bbox"][1], d["bbox"][0]))
         return out
 
+    def account(self, scene_windows: Iterable[tuple[SceneRef, Iterable[Window]]]) -> dict[str, Any]:
+        """Every label counted once for a build: matched to no scene of it (`unmatched`, never used),
+        matched and inside one of its scene's chip windows (`in_chips`), or matched but outside them all."""
+        matched = np.zeros(len(self), dtype=bool)
+        inside = np.zeros(len(self), dtype=bool)
+        by_scene: dict[SceneRef, list[Window]] = {}
+        for scene, windows in scene_windows:
+            by_scene.setdefault(scene, []).extend(windows)
+        for scene, windows in by_scene.items():
+            mask = self.matches(scene)
+            matched |= mask
+            if not mask.any() or not windows:
+                continue
+            geo = scene_geo(scene)
+            polys = []
+            for win in windows:
+                lon, lat = geo.window_outline(win, _FOOTPRINT_PER_EDGE)
+                polys.append(Polygon(np.column_stack([lon, lat])))
+            hits = self.sindex.query(shapely.union_all(polys), predicate="intersects")
+            hit = np.zeros(len(self), dtype=bool)
+            hit[np.asarray(hits, dtype=int)] = True
+            inside |= hit & mask
+        out: dict[str, Any] = {
+            "file": self.source,
+            "match": self.match,
+            "total": len(self),
+            "matched": int(matched.sum()),
+            "unmatched": int((~matched).sum()),
+            "in_chips": int(inside.sum()),
+            "matched_outside_chips": int((matched & ~inside).sum()),
+        }
+        if self.match == "time":
+            out["time_tolerance_s"] = self.time_tolerance_s
+        if self.match == "none":
+            out["note"] = (
+                "match: none - the labels are declared timeless and used on every scene they overlap"
+            )
+        return out
 
-def _label_of(rec: dict[str, Any], cls_col: str | None, cols: list[str], default: str) -> str:
-    if cls_col is None:
+
+def _label_of(rec: dict[str, Any], cols: LabelColumns, default: str) -> str:
+    if cols.klass is not None:
+        v = _json_safe(rec.get(cols.klass))
+        return str(v) if v not in (None, "") else default
+    vessel_col, fishing_col = cols.xview3_flags
+    if vessel_col is None:
         return default
-    if cls_col == XVIEW3_CLASS:
-        vessel = _truthy(rec.get(_find_column(cols, "is_vessel") or ""))
-        fishing_col = _find_column(cols, "is_fishing")
-        fishing = _truthy(rec.get(fishing_col)) if fishing_col else None
-        if vessel is False:
-            return "non-vessel object"
-        if fishing:
-            return "fishing vessel"
-        return "vessel" if vessel else default
-    v = _json_safe(rec.get(cls_col))
-    return str(v) if v not in (None, "") else default
+    vessel = _truthy(rec.get(vessel_col))
+    fishing = _truthy(rec.get(fishing_col)) if fishing_col else None
+    if vessel is False:
+        return "non-vessel object"
+    if fishing:
+        return "fishing vessel"
+    return "vessel" if vessel else default
+
+
+def _attributes_of(rec: dict[str, Any], cols: LabelColumns) -> dict[str, Any]:
+    """The small whitelist copied into a fact: id, the class as the file writes it, confidence / score."""
+    out: dict[str, Any] = {}
+    if cols.klass is not None:
+        out["source_class"] = _json_safe(rec.get(cols.klass))
+    for flag in cols.xview3_flags:
+        if flag is not None:
+            out[flag.lower()] = _truthy(rec.get(flag))
+    for name, col in cols.attributes.items():
+        out[name] = _json_safe(rec.get(col))
+    return out
 
 
 def _coords(geom: BaseGeometry) -> list[tuple[float, float]]:
