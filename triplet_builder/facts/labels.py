@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +31,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from triplet_builder.facts.label_columns import COMMON_NAMES, LabelColumns, resolve_columns
+from triplet_builder.facts.label_file import json_safe, parse_numbers, parse_times, read_label_file, truthy
 from triplet_builder.facts.scene_match import DEFAULT_TIME_TOLERANCE_S, id_matches, scene_names
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.geo import scene_geo
@@ -46,94 +46,6 @@ Match = Literal["auto", "scene_id", "time", "none"]
 DEFAULT_POINT_BOX_PX = 3
 _EPS = 1e-6  # pixel tolerance when rounding projected edges
 _FOOTPRINT_PER_EDGE = 8  # as the georeference stage densifies chip footprints
-
-
-def _truthy(v: Any) -> bool | None:
-    """xView3 booleans come as True/False, 1/0, 'True'/'False' or empty (unknown)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return None
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if s in ("true", "t", "1", "yes"):
-            return True
-        if s in ("false", "f", "0", "no"):
-            return False
-        return None
-    return bool(v)
-
-
-def _json_safe(v: Any) -> Any:
-    """A column value as a JSON value: numpy scalars unwrapped, NaN / NaT -> None, dates as ISO text."""
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, (datetime, date, pd.Timestamp)):
-        return v.isoformat()
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _numbers(where: str, df: pd.DataFrame, col: str) -> pd.Series:
-    """A column as floats (NaN where empty); a value that is not a number is an error."""
-    raw = df[col]
-    num = pd.to_numeric(raw, errors="coerce")
-    bad = num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-    if bad.any():
-        raise ValueError(
-            f"{where}: column {col!r} holds {int(bad.sum())} value(s) that are not numbers "
-            f"(first: {raw[bad].iloc[0]!r}); fix the file or facts.labels.columns"
-        )
-    return num.astype(float)
-
-
-def _times(where: str, df: pd.DataFrame, col: str) -> np.ndarray:
-    """A column as UTC datetime64[ns] (NaT where empty; zone-less times are UTC); bad text is an error."""
-    raw = df[col]
-    try:
-        t = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"{where}: column {col!r} is not a time ({e}); use ISO 8601, e.g. 2017-03-09T05:43:56Z"
-        ) from None
-    bad = t.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-    if bad.any():
-        raise ValueError(
-            f"{where}: column {col!r} holds {int(bad.sum())} value(s) that are not times "
-            f"(first: {raw[bad].iloc[0]!r}); use ISO 8601, e.g. 2017-03-09T05:43:56Z"
-        )
-    return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-
-
-def _read(path: Path) -> tuple[pd.DataFrame, bool]:
-    """The label file as a (Geo)DataFrame, and whether it has geometry (else a CSV of lat/lon)."""
-    if path.suffix.lower() in (".csv", ".txt"):
-        try:
-            return pd.read_csv(path), False
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            raise ValueError(f"label file {path}: cannot read it as CSV ({e}); check the file") from e
-    try:
-        gdf = gpd.read_file(path)
-    except (OSError, ValueError, RuntimeError) as e:  # pyogrio's DataSourceError etc. are RuntimeErrors
-        raise ValueError(
-            f"label file {path}: cannot read it ({type(e).__name__}: {e}); check the format"
-        ) from e
-    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
-        raise ValueError(
-            f"label file {path}: has no geometry column; use a vector file or a CSV with lat/lon"
-        )
-    if gdf.crs is None:
-        logger.warning("label file %s has no CRS; assuming lon/lat (EPSG:4326)", path)
-        gdf = gdf.set_crs("EPSG:4326")
-    return gdf.to_crs("EPSG:4326"), True
 
 
 def _resolve_match(where: str, match: Match, cols: LabelColumns) -> Literal["scene_id", "time", "none"]:
@@ -222,14 +134,14 @@ class LabelSet:
         mapping = dict(columns or {})
         if class_column is not None:
             mapping["class"] = class_column
-        df, has_geometry = _read(p)
+        df, has_geometry = read_label_file(p)
         names = [str(c) for c in df.columns if not (has_geometry and c == df.geometry.name)]
         cols = resolve_columns(where, names, mapping, need_latlon=not has_geometry)
         how = _resolve_match(where, match, cols)
         if has_geometry:
             gdf = df
         else:
-            lat, lon = _numbers(where, df, cols.lat or ""), _numbers(where, df, cols.lon or "")
+            lat, lon = parse_numbers(where, df, cols.lat or ""), parse_numbers(where, df, cols.lon or "")
             gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
             gdf = gdf.loc[np.isfinite(lat.to_numpy()) & np.isfinite(lon.to_numpy())]
         keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
@@ -238,14 +150,14 @@ class LabelSet:
         gdf = gdf.loc[keep].reset_index(drop=True)
         lengths: list[float | None] = [None] * len(gdf)
         if cols.length_m is not None:
-            num = _numbers(where, gdf, cols.length_m).to_numpy()
+            num = parse_numbers(where, gdf, cols.length_m).to_numpy()
             lengths = [float(v) if math.isfinite(v) and v > 0 else None for v in num]
         scene_ids = (
-            ["" if v is None else str(v) for v in map(_json_safe, gdf[cols.scene_id])]
+            ["" if v is None else str(v) for v in map(json_safe, gdf[cols.scene_id])]
             if cols.scene_id is not None
             else None
         )
-        times = _times(where, gdf, cols.time) if cols.time is not None else None
+        label_times = parse_times(where, gdf, cols.time) if cols.time is not None else None
         records = gdf.to_dict("records")
         labels = [_label_of(r, cols, default_label) for r in records]
         attributes = [_attributes_of(r, cols) for r in records]
@@ -261,7 +173,7 @@ class LabelSet:
             point_box_m,
             match=how,
             scene_ids=scene_ids,
-            times=times,
+            times=label_times,
             time_tolerance_s=time_tolerance_s,
         )
 
@@ -326,11 +238,10 @@ class LabelSet:
             if geom.geom_type == "Point":
                 y, x = geo.lonlat_to_chip_pixel(window, np.array([geom.x]), np.array([geom.y]))
                 size_m = length or self.point_box_m
-                half = (size_m / pixel_size_m if size_m else DEFAULT_POINT_BOX_PX) / 2.0
-                xc, yc = float(x[0]), float(y[0])
-                x1, x2 = math.floor(xc - half + 0.5), math.floor(xc + half + 0.5)
-                y1, y2 = math.floor(yc - half + 0.5), math.floor(yc + half + 0.5)
-                x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+                n = max(1, round(size_m / pixel_size_m)) if size_m else DEFAULT_POINT_BOX_PX  # side, px
+                x1 = math.floor(float(x[0]) - n / 2.0 + 0.5)  # nearest pixel edge, half up
+                y1 = math.floor(float(y[0]) - n / 2.0 + 0.5)
+                x2, y2 = x1 + n, y1 + n
                 box_from = "length" if length else "nominal"
             else:
                 xy = np.asarray(_coords(geom))  # (K, 2) lon, lat
@@ -400,13 +311,13 @@ class LabelSet:
 
 def _label_of(rec: dict[str, Any], cols: LabelColumns, default: str) -> str:
     if cols.klass is not None:
-        v = _json_safe(rec.get(cols.klass))
+        v = json_safe(rec.get(cols.klass))
         return str(v) if v not in (None, "") else default
     vessel_col, fishing_col = cols.xview3_flags
     if vessel_col is None:
         return default
-    vessel = _truthy(rec.get(vessel_col))
-    fishing = _truthy(rec.get(fishing_col)) if fishing_col else None
+    vessel = truthy(rec.get(vessel_col))
+    fishing = truthy(rec.get(fishing_col)) if fishing_col else None
     if vessel is False:
         return "non-vessel object"
     if fishing:
@@ -418,12 +329,12 @@ def _attributes_of(rec: dict[str, Any], cols: LabelColumns) -> dict[str, Any]:
     """The small whitelist copied into a fact: id, the class as the file writes it, confidence / score."""
     out: dict[str, Any] = {}
     if cols.klass is not None:
-        out["source_class"] = _json_safe(rec.get(cols.klass))
+        out["source_class"] = json_safe(rec.get(cols.klass))
     for flag in cols.xview3_flags:
         if flag is not None:
-            out[flag.lower()] = _truthy(rec.get(flag))
+            out[flag.lower()] = truthy(rec.get(flag))
     for name, col in cols.attributes.items():
-        out[name] = _json_safe(rec.get(col))
+        out[name] = json_safe(rec.get(col))
     return out
 
 

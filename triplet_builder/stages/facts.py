@@ -101,7 +101,11 @@ class Facts(Stage):
         labels = self._label_set()
         objects = (
             labels.objects_in_chip(
-                r.scene, r.window, shapely.from_wkb(r.georef.footprint_wkb), used=self._labels_used
+                r.scene,
+                r.window,
+                shapely.from_wkb(r.georef.footprint_wkb),
+                r.georef.pixel_size_m,
+                used=self._labels_used,
             )
             if labels is not None
             else []

@@ -5,6 +5,7 @@ boxes worked out independently with rasterio's index() and plain arithmetic."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def test_point_boxes_follow_resampling_and_point_box_m(tmp_path: Path) -> None:
     assert o["length_m"] is None and o["box_from"] == "nominal"
 
 
-@pytest.mark.parametrize(("length_m", "window"), [(100.0, WIN), (200.0, WIN_HALF), (60.0, WIN), (340.0, WIN)])
+@pytest.mark.parametrize(
+    ("length_m", "window"), [(100.0, WIN), (200.0, WIN_HALF), (160.0, WIN_HALF), (60.0, WIN), (340.0, WIN)]
+)
 def test_length_sets_the_box_size_in_chip_pixels(tmp_path: Path, length_m: float, window: Window) -> None:
     """A square of the object's length: side = length / chip pixel size, centred on the point; the
     length wins over point_box_m, which only sizes objects of unknown length."""
@@ -138,7 +141,7 @@ def test_length_sets_the_box_size_in_chip_pixels(tmp_path: Path, length_m: float
     scale = window.out_width / window.width
     xc, yc = (c - window.col_off + 0.5) * scale, (r - window.row_off + 0.5) * scale
     side = length_m / px
-    x1, y1 = round(xc - side / 2), round(yc - side / 2)
+    x1, y1 = math.floor(xc - side / 2 + 0.5), math.floor(yc - side / 2 + 0.5)  # nearest edge, half up
     assert o["bbox"] == [x1, y1, x1 + round(side), y1 + round(side)]
     assert o["bbox"][2] - o["bbox"][0] == round(length_m / px)
     assert o["length_m"] == length_m and o["box_from"] == "length"
