@@ -261,7 +261,7 @@ class CfarConfig(_Model):
 class LabelColumnsConfig(_Model):
     """Column names of a label file; each absent one is recognised by its common names."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
     lat: str | None = None
     lon: str | None = None

@@ -46,6 +46,7 @@ def test_columns_match_and_tolerance_load(gfw_csv: Path, tmp_path: Path) -> None
     lc = cfg.facts.labels
     assert lc is not None and lc.match == "auto" and lc.time_tolerance_s == 60
     assert lc.columns.mapping()["time"] == "timestamp" and Path(lc.path) == gfw_csv
+    assert cfg.model_dump(mode="json")["facts"]["labels"]["columns"]["class"] is None  # as the file spells it
     default = load_region(region(tmp_path, {"path": str(gfw_csv)})).facts.labels
     assert default is not None and default.time_tolerance_s == 600.0
     # a different tolerance is a different dataset
@@ -78,3 +79,12 @@ def test_bad_label_config_is_one_line_before_any_work(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing planned, read or written
+
+
+def test_validate_counts_the_labels(gfw_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """11 s after the port scene's start: matched by time to the port scene, inside its chips."""
+    assert main(["validate", str(region(tmp_path, {"path": str(gfw_csv)}))]) == 0
+    out = capsys.readouterr().out
+    assert "labels gfw.csv: 1, 1 in chips, 0 matched outside the chips, 0 unmatched (match: time)" in out
+    assert main(["validate", str(region(tmp_path, {"path": str(gfw_csv), "time_tolerance_s": 10}))]) == 0
+    assert "labels gfw.csv: 1, 0 in chips, 0 matched outside the chips, 1 unmatched" in capsys.readouterr().out
