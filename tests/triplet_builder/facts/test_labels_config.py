@@ -81,10 +81,14 @@ def test_bad_label_config_is_one_line_before_any_work(
     assert not (tmp_path / "out").exists()  # nothing planned, read or written
 
 
-def test_validate_counts_the_labels(gfw_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_counts_the_labels(
+    gfw_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """11 s after the port scene's start: matched by time to the port scene, inside its chips."""
     assert main(["validate", str(region(tmp_path, {"path": str(gfw_csv)}))]) == 0
     out = capsys.readouterr().out
     assert "labels gfw.csv: 1, 1 in chips, 0 matched outside the chips, 0 unmatched (match: time)" in out
     assert main(["validate", str(region(tmp_path, {"path": str(gfw_csv), "time_tolerance_s": 10}))]) == 0
-    assert "labels gfw.csv: 1, 0 in chips, 0 matched outside the chips, 1 unmatched" in capsys.readouterr().out
+    assert (
+        "labels gfw.csv: 1, 0 in chips, 0 matched outside the chips, 1 unmatched" in capsys.readouterr().out
+    )
