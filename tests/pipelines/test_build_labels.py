@@ -35,6 +35,7 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
         ("later-1", LATER_SAFE, pts[0], False),  # the port 12 days later: no scene of the build
         ("later-2", f"{LATER_SAFE}.zip", pts[1], False),
         ("old", SKIPPED_2015, pts[1], False),
+        ("lost", PORT_ID, (float("nan"), float("nan")), True),  # no position: skipped, counted
     ]
     pd.DataFrame(
         {
@@ -55,7 +56,8 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
     assert m["counts"]["labels"] == {
         "file": "labels.csv",
         "match": "scene_id",
-        "total": 6,
+        "total": 7,
+        "no_position": 1,
         "matched": 3,
         "unmatched": 3,
         "in_chips": 2,

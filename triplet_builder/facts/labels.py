@@ -89,6 +89,7 @@ class LabelSet:
         scene_ids: list[str] | None = None,
         times: np.ndarray | None = None,
         time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
+        no_position: int = 0,
     ) -> None:
         self.gdf = gdf.reset_index(drop=True)  # EPSG:4326
         self.source = source
@@ -100,6 +101,7 @@ class LabelSet:
         self.scene_ids = scene_ids if scene_ids is not None else [""] * len(labels)
         self.times = times if times is not None else np.full(len(labels), np.datetime64("NaT"), "M8[ns]")
         self.time_tolerance_s = time_tolerance_s
+        self.no_position = no_position  # rows of the file skipped for want of a position
         self.sindex = self.gdf.sindex  # built once here
         self._masks: dict[SceneRef, np.ndarray] = {}
 
@@ -140,13 +142,14 @@ class LabelSet:
         how = _resolve_match(where, match, cols)
         if has_geometry:
             gdf = df
+            keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
         else:
             lat, lon = parse_numbers(where, df, cols.lat or ""), parse_numbers(where, df, cols.lon or "")
             gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
-            gdf = gdf.loc[np.isfinite(lat.to_numpy()) & np.isfinite(lon.to_numpy())]
-        keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
-        if not keep.all():
-            logger.warning("%s: %d rows without a position skipped", where, int((~keep).sum()))
+            keep = pd.Series(np.isfinite(lat.to_numpy()) & np.isfinite(lon.to_numpy()), index=gdf.index)
+        no_position = int((~keep).sum())
+        if no_position:
+            logger.warning("%s: %d rows without a position skipped", where, no_position)
         gdf = gdf.loc[keep].reset_index(drop=True)
         lengths: list[float | None] = [None] * len(gdf)
         if cols.length_m is not None:
@@ -175,6 +178,7 @@ class LabelSet:
             scene_ids=scene_ids,
             times=label_times,
             time_tolerance_s=time_tolerance_s,
+            no_position=no_position,
         )
 
     @classmethod
@@ -270,8 +274,9 @@ class LabelSet:
         return out
 
     def account(self, scene_windows: Iterable[tuple[SceneRef, Iterable[Window]]]) -> dict[str, Any]:
-        """Every label counted once for a build: matched to no scene of it (`unmatched`, never used),
-        matched and inside one of its scene's chip windows (`in_chips`), or matched but outside them all."""
+        """Every row of the file counted once for a build: without a position (`no_position`), matched
+        to no scene of it (`unmatched`, never used), matched and inside one of its scene's chip windows
+        (`in_chips`), or matched but outside them all (`matched_outside_chips`)."""
         matched = np.zeros(len(self), dtype=bool)
         inside = np.zeros(len(self), dtype=bool)
         by_scene: dict[SceneRef, list[Window]] = {}
@@ -294,7 +299,8 @@ class LabelSet:
         out: dict[str, Any] = {
             "file": self.source,
             "match": self.match,
-            "total": len(self),
+            "total": len(self) + self.no_position,
+            "no_position": self.no_position,
             "matched": int(matched.sum()),
             "unmatched": int((~matched).sum()),
             "in_chips": int(inside.sum()),
