@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             for sk in p.skipped:
                 print(f"  skipped {sk['scene_id']}: {sk['reason']}")
+            if cfg.facts.labels is not None:
+                from triplet_builder.facts.labels import LabelSet
+
+                lc = LabelSet.from_config(cfg.facts.labels).account((t.scene, t.windows) for t in p.tasks)
+                print(
+                    f"  labels {lc['file']}: {lc['total']}, {lc['in_chips']} in chips, {lc['matched_outside_chips']} "
+                    f"matched outside the chips, {lc['unmatched']} unmatched (match: {lc['match']})"
+                )
             for f in p.failures:
                 print(f"error: {f.message}", file=sys.stderr)
             return 1 if p.failures else 0

@@ -193,6 +193,12 @@ def build(
     preflight(cfg)
     out = _prepare_output(cfg, overwrite)
     p = plan(cfg)
+    label_counts = None
+    if cfg.facts.labels is not None:  # each label once: in a chip, matched outside them, or unmatched
+        from triplet_builder.facts.labels import LabelSet
+
+        label_set = LabelSet.from_config(cfg.facts.labels)
+        label_counts = label_set.account((t.scene, t.windows) for t in p.tasks)
     todo, done = [], []
     for t in p.tasks:
         m = task_marker(out, t.task_id)
@@ -329,6 +335,7 @@ def build(
             "rows_per_split": dict(sorted(rows_per_split.items())),
             "shards": len(data_files),
             "bytes": bytes_written,
+            **({"labels": label_counts} if label_counts is not None else {}),
         },
         "stages": stats.to_dict(),
         "files": sorted(data_files),
@@ -372,6 +379,12 @@ def summary(manifest: dict[str, Any]) -> str:
         lines.append("  splits:   " + ", ".join(f"{k} {v}" for k, v in c["rows_per_split"].items()))
     for s in manifest["scenes_skipped"]:
         lines.append(f"  skipped {s['scene_id']}: {s['reason'].replace('_', ' ')}")
+    if "labels" in c:
+        lc = c["labels"]
+        lines.append(
+            f"  labels:   {lc['in_chips']} in chips, {lc['matched_outside_chips']} matched outside the chips, "
+            f"{lc['unmatched']} unmatched (match: {lc['match']})"
+        )
     if c["tasks_reused"]:
         lines.append(f"  reused {c['tasks_reused']} finished task(s) from an earlier run")
     if manifest["synthetic_embeddings"]:

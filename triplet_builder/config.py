@@ -258,11 +258,46 @@ class CfarConfig(_Model):
     max_area_px: int = Field(400, ge=1)
 
 
+class LabelColumnsConfig(_Model):
+    """Column names of a label file; each absent one is recognised by its common names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    lat: str | None = None
+    lon: str | None = None
+    class_: str | None = Field(None, alias="class")
+    length_m: str | None = None
+    time: str | None = None
+    scene_id: str | None = None
+
+    def mapping(self) -> dict[str, str | None]:
+        """role -> column name, as triplet_builder.facts.label_columns takes it."""
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "class": self.class_,
+            "length_m": self.length_m,
+            "time": self.time,
+            "scene_id": self.scene_id,
+        }
+
+
 class LabelsConfig(_Model):
     path: str
     class_column: str | None = None
     default_label: str = "object"
     point_box_m: float | None = Field(None, gt=0)
+    columns: LabelColumnsConfig = LabelColumnsConfig()
+    # auto: by the scene id column if there is one, else by the time column; none: timeless labels
+    match: Literal["auto", "scene_id", "time", "none"] = "auto"
+    # one Sentinel-1 pass (products start minutes apart), never the next (hours to days later)
+    time_tolerance_s: float = Field(600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_class_column(self) -> LabelsConfig:
+        if self.class_column is not None and self.columns.class_ is not None:
+            raise ValueError("set the class column once: columns.class or class_column, not both")
+        return self
 
 
 class FactsConfig(_Model):
@@ -495,6 +530,13 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         upd["facts"] = cfg.facts.model_copy(
             update={"labels": cfg.facts.labels.model_copy(update={"path": lp})}
         )
+        if Path(lp).is_file():  # read and check the label file now, not in the workers after tiling
+            from triplet_builder.facts.labels import LabelSet
+
+            try:
+                LabelSet.from_config(upd["facts"].labels)
+            except ValueError as e:
+                missing.append(f"facts.labels: {e}")
     upd["output"] = cfg.output.model_copy(update={"dir": _resolve(base, cfg.output.dir)})
     if missing:
         raise ConfigError(f"region file {path} is invalid: " + "; ".join(missing))

@@ -159,7 +159,8 @@ def test_area_from_a_vector_file_limits_the_windows(tmp_path: Path) -> None:
 
 def test_labels_flow_into_facts_and_classification_qa(tmp_path: Path) -> None:
     """xView3-style vessel points inside the port tile become objects, counting and classification QA,
-    and the text passes the consistency filter."""
+    and the text passes the consistency filter; objects of another acquisition at the same places
+    never reach the port scene's facts, and the task counts them."""
     import rasterio
 
     from tests.conftest import PORT_TILE
@@ -169,8 +170,11 @@ def test_labels_flow_into_facts_and_classification_qa(tmp_path: Path) -> None:
 
         tr = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
         pts = [tr.transform(*ds.xy(r, c)) for r, c in [(20, 20), (24, 30), (100, 150)]]
-    lines = ["detect_lat,detect_lon,vessel_length_m,is_vessel,is_fishing"]
-    lines += [f"{lat},{lon},60,true,{str(i == 2).lower()}" for i, (lon, lat) in enumerate(pts)]
+    port_id = "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db"
+    other_id = "S1A_IW_GRDH_1SDV_20171222T054358_20171222T054423_019723_0218C5_1A2B.SAFE"
+    lines = ["scene_id,detect_lat,detect_lon,vessel_length_m,is_vessel,is_fishing"]
+    lines += [f"{port_id},{lat},{lon},60,true,{str(i == 2).lower()}" for i, (lon, lat) in enumerate(pts)]
+    lines += [f"{other_id},{lat},{lon},,false,false" for lon, lat in pts[:2]]  # 12 days later
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     cfg = load_region(
         DEMO, {"output.dir": str(tmp_path / "out"), "facts.labels": {"path": str(tmp_path / "labels.csv")}}
@@ -183,7 +187,10 @@ def test_labels_flow_into_facts_and_classification_qa(tmp_path: Path) -> None:
     with_objects = [r for r in rows if json.loads(r["facts"])["objects"]]
     assert with_objects, "no chip holds a labelled vessel"
     labels = {o["label"] for r in with_objects for o in json.loads(r["facts"])["objects"]}
-    assert labels <= {"vessel", "fishing vessel"} and "vessel" in labels
+    assert labels <= {"vessel", "fishing vessel"} and "vessel" in labels  # no "non-vessel object"
+    extra = res["stats"]["facts"]["extra"]
+    assert (extra["labels_matched"], extra["labels_unmatched"]) == (3, 2)
+    assert extra["labels_in_chips"] + extra["labels_outside_chips"] == 3 and extra["labels_in_chips"] >= 1
     tasks = {q["task"] for r in with_objects for q in r["qa"]}
     assert {"counting", "localization", "detection", "classification"} <= tasks
 

@@ -1,6 +1,15 @@
-"""Object labels from a vector file (GeoJSON, GeoPackage, shapefile: points or polygons with a class
-column) or a CSV of points (xView3 `detect_lat` / `detect_lon`, or `lat` / `lon`, `latitude` /
-`longitude`), projected into the OUTPUT pixels of a chip as facts "objects" items.
+"""Object labels from a vector file (GeoJSON, GeoPackage, shapefile: points or polygons) or a CSV of
+points, matched to the scene they belong to and projected into the OUTPUT pixels of a chip as facts
+"objects" items.
+
+Columns (lat, lon, class, length in metres, time, scene id) come from the region file or are recognised
+by their common names (triplet_builder.facts.label_columns). A label is used for a chip only if it
+belongs to the chip's scene (triplet_builder.facts.scene_match: by scene / product id, by time within a
+tolerance, or `none` for timeless labels such as fixed infrastructure) AND falls in the chip.
+
+Boxes: a polygon's box is its outline's. A point's box is a square of the object's length (it holds
+an object of that length whatever its heading, which no recognised column gives); without a length it
+is `point_box_m` (default 3 pixels) and the item says `box_from: nominal`, `length_m: null`.
 
 Load a `LabelSet` once per task; it keeps the labels in EPSG:4326 with a spatial index, so each chip
 only projects the labels that intersect its footprint.
@@ -10,113 +19,62 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import date, datetime
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
+from triplet_builder.facts.label_columns import COMMON_NAMES, LabelColumns, resolve_columns
+from triplet_builder.facts.label_file import json_safe, parse_numbers, parse_times, read_label_file, truthy
+from triplet_builder.facts.scene_match import DEFAULT_TIME_TOLERANCE_S, id_matches, scene_names
 from triplet_builder.facts.surface import cell_of
-from triplet_builder.geo import SceneGeo
-from triplet_builder.record import Window
+from triplet_builder.geo import scene_geo
+from triplet_builder.record import SceneRef, Window
+
+if TYPE_CHECKING:
+    from triplet_builder.config import LabelsConfig
 
 logger = logging.getLogger(__name__)
 
-LAT_LON_COLUMNS = (("detect_lat", "detect_lon"), ("lat", "lon"), ("latitude", "longitude"))
-CLASS_COLUMNS = ("class", "label", "category", "class_name", "type", "name")
-LENGTH_COLUMNS = ("vessel_length_m", "length_m")
-XVIEW3_CLASS = "xview3"  # pseudo class column: is_vessel / is_fishing
+Match = Literal["auto", "scene_id", "time", "none"]
 DEFAULT_POINT_BOX_PX = 3
 _EPS = 1e-6  # pixel tolerance when rounding projected edges
+_FOOTPRINT_PER_EDGE = 8  # as the georeference stage densifies chip footprints
 
 
-def _find_column(columns: list[str], wanted: str) -> str | None:
-    lower = {c.lower(): c for c in columns}
-    return lower.get(wanted.lower())
-
-
-def _truthy(v: Any) -> bool | None:
-    """xView3 booleans come as True/False, 1/0, 'True'/'False' or empty (unknown)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return None
-    if isinstance(v, str):
-        s = v.strip().lower()
-        if s in ("true", "t", "1", "yes"):
-            return True
-        if s in ("false", "f", "0", "no"):
-            return False
-        return None
-    return bool(v)
-
-
-def _json_safe(v: Any) -> Any:
-    """A column value as a JSON value: numpy scalars unwrapped, NaN / NaT -> None, dates as ISO text."""
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, (datetime, date, pd.Timestamp)):
-        return v.isoformat()
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _read(path: Path) -> tuple[gpd.GeoDataFrame, tuple[str, str] | None]:
-    """Read a label file as a GeoDataFrame in EPSG:4326, and the lat/lon columns of a CSV."""
-    if path.suffix.lower() in (".csv", ".txt"):
-        try:
-            df = pd.read_csv(path)
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            raise ValueError(f"label file {path}: cannot read it as CSV ({e}); check the file") from e
-        cols = [str(c) for c in df.columns]
-        for lat_name, lon_name in LAT_LON_COLUMNS:
-            lat_c, lon_c = _find_column(cols, lat_name), _find_column(cols, lon_name)
-            if lat_c and lon_c:
-                lat = pd.to_numeric(df[lat_c], errors="coerce")
-                lon = pd.to_numeric(df[lon_c], errors="coerce")
-                bad = ~(np.isfinite(lat) & np.isfinite(lon))
-                if bad.any():
-                    logger.warning(
-                        "label file %s: %d rows without numeric lat/lon skipped", path, int(bad.sum())
-                    )
-                df = df.loc[~bad]
-                geom = gpd.points_from_xy(lon.loc[~bad], lat.loc[~bad])
-                return gpd.GeoDataFrame(df, geometry=geom, crs="EPSG:4326"), (lat_c, lon_c)
-        pairs = ", ".join(f"{a}/{b}" for a, b in LAT_LON_COLUMNS)
+def _resolve_match(where: str, match: Match, cols: LabelColumns) -> Literal["scene_id", "time", "none"]:
+    if match == "scene_id" and cols.scene_id is None:
         raise ValueError(
-            f"label file {path}: no latitude/longitude columns found (looked for {pairs}; "
-            f"columns are {cols}); rename them or convert the file to GeoJSON"
+            f"{where}: match: scene_id but no scene id column (looked for {list(COMMON_NAMES['scene_id'])}); "
+            "set facts.labels.columns.scene_id"
         )
-    try:
-        gdf = gpd.read_file(path)
-    except (OSError, ValueError, RuntimeError) as e:  # pyogrio's DataSourceError etc. are RuntimeErrors
+    if match == "time" and cols.time is None:
         raise ValueError(
-            f"label file {path}: cannot read it ({type(e).__name__}: {e}); check the format"
-        ) from e
-    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry is None:
-        raise ValueError(
-            f"label file {path}: has no geometry column; use a vector file or a CSV with lat/lon"
+            f"{where}: match: time but no time column (looked for {list(COMMON_NAMES['time'])}); "
+            "set facts.labels.columns.time"
         )
-    if gdf.crs is None:
-        logger.warning("label file %s has no CRS; assuming lon/lat (EPSG:4326)", path)
-        gdf = gdf.set_crs("EPSG:4326")
-    return gdf.to_crs("EPSG:4326"), None
+    if match != "auto":
+        return match
+    if cols.scene_id is not None:
+        return "scene_id"
+    if cols.time is not None:
+        return "time"
+    raise ValueError(
+        f"{where}: no scene id column (looked for {list(COMMON_NAMES['scene_id'])}) and no time column "
+        f"(looked for {list(COMMON_NAMES['time'])}), so its labels cannot be matched to a scene; set "
+        "facts.labels.columns.scene_id or .time, or match: none if the labels hold at every date "
+        "(e.g. fixed infrastructure)"
+    )
 
 
 class LabelSet:
-    """Labelled objects of one label file, in EPSG:4326, with a spatial index."""
+    """Labelled objects of one label file, in EPSG:4326, with a spatial index and their scene / time."""
 
     def __init__(
         self,
@@ -126,6 +84,12 @@ class LabelSet:
         lengths: list[float | None],
         attributes: list[dict[str, Any]],
         point_box_m: float | None = None,
+        *,
+        match: Literal["scene_id", "time", "none"] = "none",
+        scene_ids: list[str] | None = None,
+        times: np.ndarray | None = None,
+        time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
+        no_position: int = 0,
     ) -> None:
         self.gdf = gdf.reset_index(drop=True)  # EPSG:4326
         self.source = source
@@ -133,7 +97,13 @@ class LabelSet:
         self.lengths = lengths
         self.attributes = attributes
         self.point_box_m = point_box_m
+        self.match = match
+        self.scene_ids = scene_ids if scene_ids is not None else [""] * len(labels)
+        self.times = times if times is not None else np.full(len(labels), np.datetime64("NaT"), "M8[ns]")
+        self.time_tolerance_s = time_tolerance_s
+        self.no_position = no_position  # rows of the file skipped for want of a position
         self.sindex = self.gdf.sindex  # built once here
+        self._masks: dict[SceneRef, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.gdf)
@@ -145,93 +115,157 @@ class LabelSet:
         class_column: str | None = None,
         default_label: str = "object",
         point_box_m: float | None = None,
+        *,
+        columns: Mapping[str, str | None] | None = None,
+        match: Match = "auto",
+        time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
     ) -> LabelSet:
-        """Load a label file. class_column None: xView3 (is_vessel / is_fishing) or a column named
-        class / label / category / class_name / type / name; if none exists every object gets
-        default_label. point_box_m: box size of point labels (default: their length, else 3 pixels)."""
+        """Load and check a label file (columns present, values parse); raise ValueError in one line.
+
+        class_column (same as columns["class"]) None: a column of a common class name, else xView3's
+        is_vessel / is_fishing, else every object is default_label. point_box_m: box size of point
+        labels without a length (default 3 pixels). match: see triplet_builder.facts.scene_match."""
         p = Path(path)
+        where = f"label file {p}"
         if not p.is_file():
-            raise ValueError(f"label file {p} not found; fix facts.labels.path")
+            raise ValueError(f"{where} not found; fix facts.labels.path")
         if point_box_m is not None and not point_box_m > 0:
-            raise ValueError(f"label file {p}: point_box_m must be > 0, got {point_box_m}")
-        gdf, latlon = _read(p)
-        gdf = gdf.loc[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-        cols = [str(c) for c in gdf.columns if c != gdf.geometry.name]
-
+            raise ValueError(f"{where}: point_box_m must be > 0, got {point_box_m}")
+        if time_tolerance_s < 0:
+            raise ValueError(f"{where}: time_tolerance_s must be >= 0, got {time_tolerance_s}")
+        mapping = dict(columns or {})
         if class_column is not None:
-            found = _find_column(cols, class_column)
-            if found is None:
-                raise ValueError(
-                    f"label file {p}: class column {class_column!r} not found (columns are {cols}); "
-                    "fix facts.labels.class_column"
-                )
-            cls_col: str | None = found
-        elif _find_column(cols, "is_vessel"):
-            cls_col = XVIEW3_CLASS
+            mapping["class"] = class_column
+        df, has_geometry = read_label_file(p)
+        names = [str(c) for c in df.columns if not (has_geometry and c == df.geometry.name)]
+        cols = resolve_columns(where, names, mapping, need_latlon=not has_geometry)
+        how = _resolve_match(where, match, cols)
+        if has_geometry:
+            gdf = df
+            keep = gdf.geometry.notna() & ~gdf.geometry.is_empty
         else:
-            cls_col = next((c for name in CLASS_COLUMNS if (c := _find_column(cols, name))), None)
-            if cls_col is None:
-                logger.warning("label file %s: no class column found; every object is %r", p, default_label)
-
-        len_col = next((c for name in LENGTH_COLUMNS if (c := _find_column(cols, name))), None)
-        used = {c for c in (cls_col, len_col, *(latlon or ())) if c}
-        if cls_col == XVIEW3_CLASS:
-            used |= {c for c in (_find_column(cols, "is_vessel"), _find_column(cols, "is_fishing")) if c}
-        attr_cols = [c for c in cols if c not in used]
-
+            lat, lon = parse_numbers(where, df, cols.lat or ""), parse_numbers(where, df, cols.lon or "")
+            gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+            keep = pd.Series(np.isfinite(lat.to_numpy()) & np.isfinite(lon.to_numpy()), index=gdf.index)
+        no_position = int((~keep).sum())
+        if no_position:
+            logger.warning("%s: %d rows without a position skipped", where, no_position)
+        gdf = gdf.loc[keep].reset_index(drop=True)
+        lengths: list[float | None] = [None] * len(gdf)
+        if cols.length_m is not None:
+            num = parse_numbers(where, gdf, cols.length_m).to_numpy()
+            lengths = [float(v) if math.isfinite(v) and v > 0 else None for v in num]
+        scene_ids = (
+            ["" if v is None else str(v) for v in map(json_safe, gdf[cols.scene_id])]
+            if cols.scene_id is not None
+            else None
+        )
+        label_times = parse_times(where, gdf, cols.time) if cols.time is not None else None
         records = gdf.to_dict("records")
-        labels = [_label_of(r, cls_col, cols, default_label) for r in records]
-        lengths: list[float | None] = []
-        for r in records:
-            v = _json_safe(r[len_col]) if len_col else None
-            try:
-                lengths.append(float(v) if v is not None and float(v) > 0 else None)
-            except (TypeError, ValueError):
-                lengths.append(None)
-        attributes = [{c: _json_safe(r[c]) for c in attr_cols} for r in records]
-        logger.info("label file %s: %d objects, class column %s", p, len(records), cls_col)
-        return cls(gdf, p.name, labels, lengths, attributes, point_box_m)
+        labels = [_label_of(r, cols, default_label) for r in records]
+        attributes = [_attributes_of(r, cols) for r in records]
+        if cols.klass is None and cols.xview3_flags[0] is None:
+            logger.warning("%s: no class column found; every object is %r", where, default_label)
+        logger.info("%s: %d objects, matched to scenes by %s", where, len(records), how)
+        return cls(
+            gdf,
+            p.name,
+            labels,
+            lengths,
+            attributes,
+            point_box_m,
+            match=how,
+            scene_ids=scene_ids,
+            times=label_times,
+            time_tolerance_s=time_tolerance_s,
+            no_position=no_position,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: LabelsConfig) -> LabelSet:
+        """Load the label file of a region's `facts.labels`."""
+        return cls.from_file(
+            cfg.path,
+            class_column=cfg.class_column,
+            default_label=cfg.default_label,
+            point_box_m=cfg.point_box_m,
+            columns=cfg.columns.mapping(),
+            match=cfg.match,
+            time_tolerance_s=cfg.time_tolerance_s,
+        )
+
+    def matches(self, scene: SceneRef) -> np.ndarray:
+        """(N,) bool: which labels belong to `scene` (cached per scene)."""
+        if scene not in self._masks:
+            if self.match == "none":
+                mask = np.ones(len(self), dtype=bool)
+            elif self.match == "time":
+                t0 = pd.Timestamp(scene.acquired)
+                t0 = t0.tz_convert("UTC").tz_localize(None) if t0.tzinfo is not None else t0
+                delta = np.abs(self.times - np.datetime64(t0.to_datetime64(), "ns"))
+                mask = delta <= np.timedelta64(round(self.time_tolerance_s * 1e9), "ns")
+            else:
+                names, keys = scene_names(scene)
+                memo: dict[str, bool] = {}
+                mask = np.array(
+                    [memo.setdefault(s, id_matches(s, names, keys)) for s in self.scene_ids], dtype=bool
+                )
+            self._masks[scene] = mask
+        return self._masks[scene]
 
     def objects_in_chip(
-        self, geo: SceneGeo, window: Window, footprint: BaseGeometry, pixel_size_m: float | None = None
+        self,
+        scene: SceneRef,
+        window: Window,
+        footprint: BaseGeometry,
+        pixel_size_m: float | None = None,
+        used: set[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Facts "objects" items for the labels intersecting `footprint` (lon/lat), ordered by (y1, x1).
+        """Facts "objects" items for the labels of `scene` intersecting `footprint` (lon/lat), ordered
+        by (y1, x1); the indices of the labels placed are added to `used`.
 
         pixel_size_m is the chip's (output) pixel size, used to size point boxes; by default it is
         derived from the scene and the window's resampling."""
         hits = self.sindex.query(footprint, predicate="intersects")
-        if len(hits) == 0:
+        mask = self.matches(scene)
+        hits = [int(k) for k in hits if mask[int(k)]]
+        if not hits:
             return []
+        geo = scene_geo(scene)
         if pixel_size_m is None:
             pixel_size_m = geo.native_pixel_size_m() * window.width / window.out_width
         w, h = window.out_width, window.out_height
         out: list[dict[str, Any]] = []
-        for i in sorted(int(k) for k in hits):
+        for i in sorted(hits):
             geom = self.gdf.geometry.iloc[i]
             length = self.lengths[i]
             if geom.geom_type == "Point":
                 y, x = geo.lonlat_to_chip_pixel(window, np.array([geom.x]), np.array([geom.y]))
-                size_m = self.point_box_m or length
-                half = (size_m / pixel_size_m if size_m else DEFAULT_POINT_BOX_PX) / 2.0
-                xc, yc = float(x[0]), float(y[0])
-                x1, x2 = math.floor(xc - half + 0.5), math.floor(xc + half + 0.5)
-                y1, y2 = math.floor(yc - half + 0.5), math.floor(yc + half + 0.5)
-                x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+                size_m = length or self.point_box_m
+                n = max(1, round(size_m / pixel_size_m)) if size_m else DEFAULT_POINT_BOX_PX  # side, px
+                x1 = math.floor(float(x[0]) - n / 2.0 + 0.5)  # nearest pixel edge, half up
+                y1 = math.floor(float(y[0]) - n / 2.0 + 0.5)
+                x2, y2 = x1 + n, y1 + n
+                box_from = "length" if length else "nominal"
             else:
                 xy = np.asarray(_coords(geom))  # (K, 2) lon, lat
                 y, x = geo.lonlat_to_chip_pixel(window, xy[:, 0], xy[:, 1])
                 x1, x2 = math.floor(float(x.min()) + _EPS), math.ceil(float(x.max()) - _EPS)
                 y1, y2 = math.floor(float(y.min()) + _EPS), math.ceil(float(y.max()) - _EPS)
+                box_from = "outline"
             x1, x2 = max(x1, 0), min(x2, w)
             y1, y2 = max(y1, 0), min(y2, h)
             if x2 <= x1 or y2 <= y1:
                 continue
+            if used is not None:
+                used.add(i)
             out.append(
                 {
                     "label": self.labels[i],
                     "bbox": [int(x1), int(y1), int(x2), int(y2)],
                     "cell": cell_of((x1 + x2) / 2.0, (y1 + y2) / 2.0, w, h),
                     "length_m": length,
+                    "box_from": box_from,
                     "source": self.source,
                     "attributes": dict(self.attributes[i]),
                 }
@@ -239,21 +273,75 @@ class LabelSet:
         out.sort(key=lambda d: (d["bbox"][1], d["bbox"][0]))
         return out
 
+    def account(self, scene_windows: Iterable[tuple[SceneRef, Iterable[Window]]]) -> dict[str, Any]:
+        """Every row of the file counted once for a build: without a position (`no_position`), matched
+        to no scene of it (`unmatched`, never used), matched and inside one of its scene's chip windows
+        (`in_chips`), or matched but outside them all (`matched_outside_chips`)."""
+        matched = np.zeros(len(self), dtype=bool)
+        inside = np.zeros(len(self), dtype=bool)
+        by_scene: dict[SceneRef, list[Window]] = {}
+        for scene, windows in scene_windows:
+            by_scene.setdefault(scene, []).extend(windows)
+        for scene, windows in by_scene.items():
+            mask = self.matches(scene)
+            matched |= mask
+            if not mask.any() or not windows:
+                continue
+            geo = scene_geo(scene)
+            polys = []
+            for win in windows:
+                lon, lat = geo.window_outline(win, _FOOTPRINT_PER_EDGE)
+                polys.append(Polygon(np.column_stack([lon, lat])))
+            hits = self.sindex.query(shapely.union_all(polys), predicate="intersects")
+            hit = np.zeros(len(self), dtype=bool)
+            hit[np.asarray(hits, dtype=int)] = True
+            inside |= hit & mask
+        out: dict[str, Any] = {
+            "file": self.source,
+            "match": self.match,
+            "total": len(self) + self.no_position,
+            "no_position": self.no_position,
+            "matched": int(matched.sum()),
+            "unmatched": int((~matched).sum()),
+            "in_chips": int(inside.sum()),
+            "matched_outside_chips": int((matched & ~inside).sum()),
+        }
+        if self.match == "time":
+            out["time_tolerance_s"] = self.time_tolerance_s
+        if self.match == "none":
+            out["note"] = (
+                "match: none - the labels are declared timeless and used on every scene they overlap"
+            )
+        return out
 
-def _label_of(rec: dict[str, Any], cls_col: str | None, cols: list[str], default: str) -> str:
-    if cls_col is None:
+
+def _label_of(rec: dict[str, Any], cols: LabelColumns, default: str) -> str:
+    if cols.klass is not None:
+        v = json_safe(rec.get(cols.klass))
+        return str(v) if v not in (None, "") else default
+    vessel_col, fishing_col = cols.xview3_flags
+    if vessel_col is None:
         return default
-    if cls_col == XVIEW3_CLASS:
-        vessel = _truthy(rec.get(_find_column(cols, "is_vessel") or ""))
-        fishing_col = _find_column(cols, "is_fishing")
-        fishing = _truthy(rec.get(fishing_col)) if fishing_col else None
-        if vessel is False:
-            return "non-vessel object"
-        if fishing:
-            return "fishing vessel"
-        return "vessel" if vessel else default
-    v = _json_safe(rec.get(cls_col))
-    return str(v) if v not in (None, "") else default
+    vessel = truthy(rec.get(vessel_col))
+    fishing = truthy(rec.get(fishing_col)) if fishing_col else None
+    if vessel is False:
+        return "non-vessel object"
+    if fishing:
+        return "fishing vessel"
+    return "vessel" if vessel else default
+
+
+def _attributes_of(rec: dict[str, Any], cols: LabelColumns) -> dict[str, Any]:
+    """The small whitelist copied into a fact: id, the class as the file writes it, confidence / score."""
+    out: dict[str, Any] = {}
+    if cols.klass is not None:
+        out["source_class"] = json_safe(rec.get(cols.klass))
+    for flag in cols.xview3_flags:
+        if flag is not None:
+            out[flag.lower()] = truthy(rec.get(flag))
+    for name, col in cols.attributes.items():
+        out[name] = json_safe(rec.get(col))
+    return out
 
 
 def _coords(geom: BaseGeometry) -> list[tuple[float, float]]:

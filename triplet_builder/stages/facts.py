@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import shapely
 
 from triplet_builder.config import FactsConfig
@@ -16,9 +17,8 @@ from triplet_builder.facts.cfar import CfarParams, detect, detector_info
 from triplet_builder.facts.places import nearest_places
 from triplet_builder.facts.sheet import build_fact_sheet
 from triplet_builder.facts.surface import reference_band, surface_facts, water_mask
-from triplet_builder.geo import scene_geo
-from triplet_builder.record import ChipRecord
-from triplet_builder.stages.base import Stage, Stats
+from triplet_builder.record import ChipRecord, SceneRef
+from triplet_builder.stages.base import Stage, StageStats, Stats
 
 
 class Facts(Stage):
@@ -37,6 +37,8 @@ class Facts(Stage):
             max_area_px=c.max_area_px,
         )
         self._labels: Any = None
+        self._scenes: set[SceneRef] = set()  # the task's scenes, for the label counts
+        self._labels_used: set[int] = set()  # labels placed in at least one of the task's chips
 
     def _label_set(self) -> Any:
         if self.cfg.labels is None:
@@ -44,17 +46,12 @@ class Facts(Stage):
         if self._labels is None:
             from triplet_builder.facts.labels import LabelSet
 
-            lc = self.cfg.labels
-            self._labels = LabelSet.from_file(
-                lc.path,
-                class_column=lc.class_column,
-                default_label=lc.default_label,
-                point_box_m=lc.point_box_m,
-            )
+            self._labels = LabelSet.from_config(self.cfg.labels)
         return self._labels
 
     def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
         st = stats[self.name]
+        self._scenes, self._labels_used = set(), set()
         it = iter(records)
         while batch := list(itertools.islice(it, self.batch)):
             todo = [r for r in batch if not r.rejected]
@@ -68,7 +65,25 @@ class Facts(Stage):
                 self._facts(r, place)
                 self.account(st, r)
             st.seconds += time.perf_counter() - t0
+            self._scenes.update(r.scene for r in batch)
             yield from batch
+        self._count_labels(st)
+
+    def _count_labels(self, st: StageStats) -> None:
+        """Per task: labels of the file matched to the task's scene(s) or not, and of the matched those
+        placed in one of the task's chips or in none (`stages.facts.extra`; summed over tasks, a label
+        counts once per task)."""
+        labels = self._label_set()
+        if labels is None:
+            return
+        matched = np.zeros(len(labels), dtype=bool)
+        for scene in self._scenes:
+            matched |= labels.matches(scene)
+        n = int(matched.sum())
+        st.extra["labels_matched"] += n
+        st.extra["labels_unmatched"] += len(labels) - n
+        st.extra["labels_in_chips"] += len(self._labels_used)
+        st.extra["labels_outside_chips"] += n - len(self._labels_used)
 
     def _facts(self, r: ChipRecord, place: dict[str, Any] | None) -> None:
         assert r.db is not None and r.valid is not None and r.georef is not None
@@ -85,7 +100,13 @@ class Facts(Stage):
         detections = detect(r.db[reference_band(pols)], r.valid, water[0], r.georef.pixel_size_m, self.cfar)
         labels = self._label_set()
         objects = (
-            labels.objects_in_chip(scene_geo(r.scene), r.window, shapely.from_wkb(r.georef.footprint_wkb))
+            labels.objects_in_chip(
+                r.scene,
+                r.window,
+                shapely.from_wkb(r.georef.footprint_wkb),
+                r.georef.pixel_size_m,
+                used=self._labels_used,
+            )
             if labels is not None
             else []
         )

@@ -71,7 +71,7 @@ def real_sheet(tmp_path: Path) -> dict[str, Any]:
     pd.DataFrame(
         {"detect_lat": [lat], "detect_lon": [lon], "is_vessel": [True], "is_fishing": [False]}
     ).to_csv(csv, index=False)
-    objects = LabelSet.from_file(csv).objects_in_chip(scene_geo(scene), WIN, fp)
+    objects = LabelSet.from_file(csv, match="none").objects_in_chip(scene, WIN, fp)
     return build_fact_sheet(
         scene=scene,
         window=WIN,

@@ -1,0 +1,83 @@
+"""End to end with a label file: the demo region through the real CLI; every label is counted once in
+the manifest (in a chip, matched but outside every chip, or unmatched) and unmatched labels reach no
+row's facts or text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+from pyproj import Transformer
+
+from tests.conftest import PORT_TILE
+from tests.pipelines.test_build import cli, region_file
+
+pytestmark = pytest.mark.slow
+
+PORT_ID = "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db"  # in the build
+CAMARGUE_SAFE = "S1A_IW_GRDH_1SDV_20170309T054356_20170309T054421_015623_019B1B_6D00.SAFE"  # in the build
+LATER_SAFE = "S1A_IW_GRDH_1SDV_20171222T054358_20171222T054423_019723_0218C5_1A2B"  # not in the build
+SKIPPED_2015 = "S1A__IW___A_20150309T173017_VV_grd_mli_geo_norm_db"  # outside the dates: skipped
+
+
+def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) -> None:
+    with rasterio.open(PORT_TILE) as ds:
+        tr = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
+        pts = [tr.transform(*ds.xy(r, c)) for r, c in [(100, 150), (120, 60)]]
+    rows = [
+        ("own-1", PORT_ID, pts[0], True),
+        ("own-2", f"{PORT_ID}.tif", pts[1], True),
+        ("camargue", CAMARGUE_SAFE, pts[0], False),  # a scene of the build, but not at this place
+        ("later-1", LATER_SAFE, pts[0], False),  # the port 12 days later: no scene of the build
+        ("later-2", f"{LATER_SAFE}.zip", pts[1], False),
+        ("old", SKIPPED_2015, pts[1], False),
+        ("lost", PORT_ID, (float("nan"), float("nan")), True),  # no position: skipped, counted
+    ]
+    pd.DataFrame(
+        {
+            "detect_id": [r[0] for r in rows],
+            "scene_id": [r[1] for r in rows],
+            "detect_lon": [r[2][0] for r in rows],
+            "detect_lat": [r[2][1] for r in rows],
+            "is_vessel": [r[3] for r in rows],
+            "is_fishing": [False] * len(rows),
+            "vessel_length_m": [80.0] * len(rows),
+        }
+    ).to_csv(tmp_path / "labels.csv", index=False)
+    r = cli("build", str(region_file(tmp_path, **{"facts.labels": {"path": "labels.csv"}})), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "labels:   2 in chips, 1 matched outside the chips, 3 unmatched (match: scene_id)" in r.stdout
+    out = tmp_path / "out"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["labels"] == {
+        "file": "labels.csv",
+        "match": "scene_id",
+        "total": 7,
+        "no_position": 1,
+        "matched": 3,
+        "unmatched": 3,
+        "in_chips": 2,
+        "matched_outside_chips": 1,
+    }
+    extra = m["stages"]["facts"]["extra"]  # the per-task counts, summed over the tasks
+    tasks = [json.loads(p.read_text()) for p in sorted((out / "_tasks").glob("task-*.json"))]
+    per_task = [t["stats"]["facts"].get("extra", {}) for t in tasks]
+    for key in ("labels_matched", "labels_unmatched", "labels_in_chips", "labels_outside_chips"):
+        assert extra[key] == sum(e[key] for e in per_task), key
+    port_tasks = [e for t, e in zip(tasks, per_task, strict=True) if t["scene_id"] == PORT_ID]
+    assert sum(e["labels_in_chips"] for e in port_tasks) >= 2
+    ids = set()
+    table = pq.read_table(out / "data", columns=["scene_id", "facts", "caption", "qa"]).to_pylist()
+    for row in table:
+        for o in json.loads(row["facts"])["objects"]:
+            assert row["scene_id"] == PORT_ID and o["label"] == "vessel", o
+            x1, y1, x2, y2 = o["bbox"]
+            if 0 < x1 and x2 < 64 and 0 < y1 and y2 < 64:  # not clipped at the chip edge
+                assert (x2 - x1, y2 - y1) == (4, 4)  # 80 m at 20 m
+            ids.add(o["attributes"]["id"])
+        assert "non-vessel" not in row["caption"] and all("non-vessel" not in q["answer"] for q in row["qa"])
+    assert ids == {"own-1", "own-2"}
