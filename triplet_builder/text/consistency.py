@@ -659,6 +659,7 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
     f = ctx.facts
     chip, place, loc = f["chip"], f.get("place"), f["location"]
     metres = [chip["width_m"], chip["height_m"], chip["pixel_size_m"]]
+    metres += [chip[k] for k in ("pixel_size_x_m", "pixel_size_y_m") if k in chip]
     metres += [o["length_m"] for o in ctx.objects if o.get("length_m") is not None]
     metres += [d["length_m"] for d in ctx.detections]
     if place:
