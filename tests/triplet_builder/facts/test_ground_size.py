@@ -105,6 +105,10 @@ def test_geographic_chip_has_its_ground_size_per_axis(geographic_scene: SceneRef
     mean = f"{(width + height) / 2:.0f}"
     wrong = dict(fields, terrain=f"The chip covers {mean} m × {mean} m.")
     assert any("length / distance" in p for p in check_caption(facts, wrong))
+    # ... and a swapped pair: width and height are each some length of the facts, but not in that order
+    swapped = dict(fields, terrain=f"The chip covers {h0} m × {w0} m.")
+    assert [p for p in check_caption(facts, swapped) if "size" in p] != []
+    assert check_caption(facts, dict(fields, terrain=f"The chip covers {wk} km by {hk} km.")) == []
 
 
 def test_projected_chip_keeps_one_pixel_size() -> None:
