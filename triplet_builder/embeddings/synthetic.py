@@ -309,7 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write SYNTHETIC (not AlphaEarth) embedding COGs in the mirror layout for the area of SAR scenes.",
     )
     parser.add_argument("--out", required=True, type=Path, help="output root (the 'annual' folder)")
-    parser.add_argument("--scenes", required=True, nargs="+", type=Path, help="SAR GeoTIFFs in dB")
+    parser.add_argument(
+        "--scenes",
+        required=True,
+        nargs="+",
+        type=Path,
+        help="SAR GeoTIFFs (only their CRS, bounds and date are read)",
+    )
     parser.add_argument("--years", required=True, nargs="+", type=int, help="years to generate, e.g. 2017")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--margin-m", type=float, default=500.0, help="margin around the scenes (m)")
