@@ -125,6 +125,19 @@ class SceneGeo:
         x = (cols - window.col_off) * (window.out_width / window.width)
         return y, x
 
+    def window_ground_size_m(self, window: Window) -> tuple[float, float]:
+        """(width, height) of the window on the ground in metres, per axis: the geodesic (WGS84) length
+        of its middle row from the left edge to the right edge, and of its middle column from the top
+        edge to the bottom edge (edge midpoints of the footprint). In a geographic CRS the two differ by
+        cos(latitude) for square degree pixels."""
+        r0, c0 = float(window.row_off), float(window.col_off)
+        r1, c1 = r0 + window.height, c0 + window.width
+        rm, cm = (r0 + r1) / 2.0, (c0 + c1) / 2.0
+        lon, lat = self.pixel_to_lonlat(np.array([rm, rm, r0, r1]), np.array([c0, c1, cm, cm]))
+        _, _, width = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+        _, _, height = _GEOD.inv(lon[2], lat[2], lon[3], lat[3])
+        return float(width), float(height)
+
     def native_pixel_size_m(self) -> float:
         """Ground distance between neighbouring pixel centres at the scene centre (mean of both axes)."""
         r = self.scene.height / 2.0

@@ -121,6 +121,10 @@ class Georef:
     pixel_size_m: float  # of the chip (after resampling)
     grid_cell: str  # Major TOM 10 km cell, e.g. "433U_874R"
     utm_crs: str  # the UTM zone of the centre, e.g. "EPSG:32631"
+    # ground size per axis in metres, geodesic (SceneGeo.window_ground_size_m): the georeference stage
+    # always sets both; None only in records made by hand, which the fact sheet refuses
+    width_m: float | None = None
+    height_m: float | None = None
 
 
 @dataclass(slots=True, eq=False)

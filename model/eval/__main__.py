@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from model.checkpoint import CheckpointError, read_json
-    from model.eval.run import EvalSettings, run_eval
+    from model.eval.run import SYNTHETIC_ANCHORS_WARNING, EvalSettings, run_eval, synthetic_anchors
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report_table(results), end="")
+    if synthetic_anchors(settings.data):
+        print(SYNTHETIC_ANCHORS_WARNING)
     return 0
 
 

@@ -5,7 +5,9 @@ weights without AlphaEarth), plus an optional baseline checkpoint (e.g. a model 
     python -m model.eval --checkpoint DIR [--data DIR] [--split test] [--baseline DIR] [--limit N]
 
 Writes <out>/predictions.jsonl (id, task, model, prediction, reference), <out>/results.json and
-<out>/report.md (model.eval.metrics.report_table), and prints the table. <out> defaults to <checkpoint>/eval-<split>.
+<out>/report.md (model.eval.metrics.report_table), and prints the table. When the data's anchors are the
+demo's SYNTHETIC stand-in (`synthetic_anchors`), it says that TLM vs no-TLM differences mean nothing
+(a warning line, a line of report.md, and `"anchors_synthetic": true` in results.json). <out> defaults to <checkpoint>/eval-<split>.
 Greedy decoding; samples are read in a fixed order (no shuffling), so two runs are identical.
 """
 
@@ -18,12 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from model.collate import reference_answer
-from model.data import ReleaseDataset, Sample, ShardDataset
+from model.data import ReleaseDataset, Sample, ShardDataset, _resolve_files
 from model.eval.metrics import evaluate, report_table
 from model.predict import generate, load_for_inference
 
 logger = logging.getLogger("model.eval")
+
+SYNTHETIC_ANCHORS_WARNING = (
+    "anchors are SYNTHETIC (demo stand-in): TLM vs no-TLM differences on this data mean nothing"
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,21 @@ def eval_samples(s: EvalSettings, image_size: int) -> Iterator[Sample]:
             if s.limit is not None and i >= s.limit:
                 break
             yield sample
+
+
+def synthetic_anchors(data: str) -> bool:
+    """Whether the anchors of `data` are a synthetic stand-in: a shard row with `aef_synthetic` true, or a
+    dataset folder whose manifest.json says `synthetic_embeddings`. A release .jsonl carries no flag."""
+    if data.endswith(".jsonl"):
+        return False
+    manifest = Path(data) / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("synthetic_embeddings") is True:
+        return True
+    for f in _resolve_files(data):
+        if "aef_synthetic" in pq.read_schema(f).names:
+            if pc.any(pq.read_table(f, columns=["aef_synthetic"])["aef_synthetic"]).as_py():
+                return True
+    return False
 
 
 def predict_records(
@@ -136,9 +160,15 @@ def run_eval(
         results[name] = evaluate(recs)
         records += recs
     table = report_table(results)
+    synthetic = synthetic_anchors(s.data)
+    if synthetic:
+        logger.warning(SYNTHETIC_ANCHORS_WARNING)
+        table = f"**{SYNTHETIC_ANCHORS_WARNING}**\n\n{table}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out_dir / "results.json").write_text(
+        json.dumps({**results, "anchors_synthetic": synthetic}, indent=2, sort_keys=True) + "\n"
+    )
     (out_dir / "report.md").write_text(f"Checkpoint `{ckpt}`, data `{s.data}`, split `{s.split}`.\n\n{table}")
     logger.info("wrote %s", out_dir)
     return results

@@ -194,3 +194,31 @@ def test_eval_reads_the_release_format(checkpoint: Path, tmp_path: Path) -> None
     )
     results = json.loads((out / "results.json").read_text())
     assert results["TLM"]["detection"]["n"] == 2 and set(results["TLM"]) == {"detection"}
+
+
+def test_eval_says_synthetic_anchors_mean_nothing(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows with aef_synthetic = true: the run prints the warning line and flags results.json and report.md."""
+    import pyarrow.parquet as pq
+
+    from model.eval.__main__ import main as eval_main
+    from model.eval.run import SYNTHETIC_ANCHORS_WARNING, synthetic_anchors
+
+    data = write_dataset(
+        tmp_path / "shards", ["test", "train"], rows_per_file=2
+    )  # fixture rows are synthetic
+    out = tmp_path / "eval"
+    args = ["--checkpoint", str(checkpoint), "--data", str(data), "--tasks", "counting", "--out", str(out)]
+    assert eval_main([*args, "--limit", "1"]) == 0
+    assert SYNTHETIC_ANCHORS_WARNING in capsys.readouterr().out.splitlines()
+    assert json.loads((out / "results.json").read_text())["anchors_synthetic"] is True
+    assert SYNTHETIC_ANCHORS_WARNING in (out / "report.md").read_text()
+    # the same rows marked real: no warning
+    (shard,) = (data / "data").glob("*.parquet")
+    table = pq.read_table(shard)
+    i = table.schema.get_field_index("aef_synthetic")
+    pq.write_table(table.set_column(i, table.schema.field(i), [[False] * table.num_rows]), shard)
+    assert not synthetic_anchors(str(data))
+    (data / "manifest.json").write_text(json.dumps({"synthetic_embeddings": True}))
+    assert synthetic_anchors(str(data))

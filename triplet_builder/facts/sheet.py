@@ -17,6 +17,7 @@ from schemas import validate
 from triplet_builder.record import Georef, SceneRef, Window
 
 FACTS_VERSION = "1.0"
+ANISOTROPY_TOLERANCE = 0.01  # pixel sizes per axis are stated when the axes differ by more than this
 _NORTH_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring"}
 _NORTH_SEASONS |= {6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
 _SOUTH_OF = {"winter": "summer", "summer": "winter", "spring": "autumn", "autumn": "spring"}
@@ -63,6 +64,28 @@ def _orbit(direction: str | None) -> str | None:
     return {"asc": "ascending", "a": "ascending", "desc": "descending", "d": "descending"}.get(d)
 
 
+def chip_size_facts(georef: Georef, width_px: int, height_px: int, scene_id: str = "") -> dict[str, Any]:
+    """The fact sheet's "chip": pixels, ground width and height in metres per axis (geodesic, from the
+    georeference), the pixel size, and the pixel size per axis where the two axes differ by more than
+    1 % (e.g. square degree pixels of a geographic CRS away from the equator)."""
+    if georef.width_m is None or georef.height_m is None:
+        raise ValueError(
+            f"{scene_id}: the georeference has no ground width_m / height_m; run the georeference stage"
+        )
+    px_x, px_y = georef.width_m / width_px, georef.height_m / height_px
+    chip: dict[str, Any] = {
+        "width_px": int(width_px),
+        "height_px": int(height_px),
+        "pixel_size_m": round(float(georef.pixel_size_m), 2),
+        "width_m": round(float(georef.width_m), 1),
+        "height_m": round(float(georef.height_m), 1),
+    }
+    if abs(px_x - px_y) > ANISOTROPY_TOLERANCE * max(px_x, px_y):
+        chip["pixel_size_x_m"] = round(px_x, 2)
+        chip["pixel_size_y_m"] = round(px_y, 2)
+    return chip
+
+
 def build_fact_sheet(
     *,
     scene: SceneRef,
@@ -92,16 +115,9 @@ def build_fact_sheet(
     acquired = scene.acquired
     if acquired.tzinfo is not None:
         acquired = acquired.astimezone(timezone.utc)
-    px = float(georef.pixel_size_m)
     facts: dict[str, Any] = {
         "version": FACTS_VERSION,
-        "chip": {
-            "width_px": int(w),
-            "height_px": int(h),
-            "pixel_size_m": round(px, 2),
-            "width_m": round(w * px, 1),
-            "height_m": round(h * px, 1),
-        },
+        "chip": chip_size_facts(georef, w, h, scene.scene_id),
         "acquisition": {
             "sensor": scene.sensor,
             "mode": scene.mode,

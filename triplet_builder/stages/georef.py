@@ -1,5 +1,6 @@
 """Georeference stage: per chip its densified lon/lat footprint, bbox, centre, native CRS and chip affine,
-pixel size in metres, Major TOM grid cell, UTM zone, and its spatially blocked split."""
+pixel size in metres, ground width and height in metres (geodesic, per axis), Major TOM grid cell, UTM
+zone, and its spatially blocked split."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class Georeference(Stage):
             np.array([w.row_off + w.height / 2.0]), np.array([w.col_off + w.width / 2.0])
         )
         c_lon, c_lat = float(clon[0]), float(clat[0])
+        width_m, height_m = geo.window_ground_size_m(w)
         record.georef = Georef(
             footprint_wkb=shapely.to_wkb(poly, output_dimension=2),
             bbox=tuple(float(v) for v in poly.bounds),  # type: ignore[arg-type]
@@ -66,6 +68,8 @@ class Georeference(Stage):
             pixel_size_m=float(record.scene.pixel_size_m * w.width / w.out_width),
             grid_cell=grid_cell(c_lon, c_lat),
             utm_crs=utm_crs_for(c_lon, c_lat),
+            width_m=width_m,
+            height_m=height_m,
         )
         record.split = split_for(c_lon, c_lat, **self.split_args)  # type: ignore[arg-type]
         return record

@@ -281,6 +281,15 @@ _MEASURE_RE = re.compile(
     re.X,
 )
 
+# "W m × H m", "W by H m", "W km x H km": a size is width then height
+_SIZE_RE = re.compile(
+    rf"""
+    (?<![\w.,])(?P<a>{_NUM})\s*(?:km|m)?\s*(?:×|\bx\b|\bby\b)\s*(?P<b>{_NUM})
+    \s*(?P<unit>km|m)(?![^\W\d_])
+    """,
+    re.X,
+)
+
 _ISO_DATE_RE = re.compile(r"\b(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})\b")
 _TEXT_DATE_RE = re.compile(
     rf"""
@@ -659,6 +668,7 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
     f = ctx.facts
     chip, place, loc = f["chip"], f.get("place"), f["location"]
     metres = [chip["width_m"], chip["height_m"], chip["pixel_size_m"]]
+    metres += [chip[k] for k in ("pixel_size_x_m", "pixel_size_y_m") if k in chip]
     metres += [o["length_m"] for o in ctx.objects if o.get("length_m") is not None]
     metres += [d["length_m"] for d in ctx.detections]
     if place:
@@ -688,6 +698,33 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
                 what = "length / distance"
             if not ok:
                 out.append(f"{field}: {what} '{m.group(0).strip()}' matches nothing in the facts")
+    return out
+
+
+def _check_sizes(ctx: _Context, field: str, text: str) -> list[str]:
+    """A stated size "W x H" must be the chip's (width_m, height_m) or its pixel size (x, y), in that order:
+    the two differ for degree pixels, and a swapped pair is false."""
+    chip = ctx.facts["chip"]
+    pairs = [(chip["width_m"], chip["height_m"])]
+    pairs.append(
+        (chip.get("pixel_size_x_m", chip["pixel_size_m"]), chip.get("pixel_size_y_m", chip["pixel_size_m"]))
+    )
+    out = []
+    for m in _SIZE_RE.finditer(text):
+        factor = 1000.0 if m.group("unit") == "km" else 1.0
+        vals = []
+        for tok in (m.group("a"), m.group("b")):
+            rnd = 0.5 * 10.0 ** -_decimals(tok) * factor
+            vals.append((_number(tok) * factor, rnd))
+        if not any(
+            all(
+                abs(v - t) <= max(rnd, 0.005 * t, 0.05) + 1e-9 for (v, rnd), t in zip(vals, pair, strict=True)
+            )
+            for pair in pairs
+        ):
+            out.append(
+                f"{field}: size '{m.group(0).strip()}' is not the chip's width x height nor its pixel size"
+            )
     return out
 
 
@@ -918,6 +955,7 @@ def _caption_problems(ctx: _Context, fields: Mapping[str, str | None]) -> list[s
         refs = _cell_refs(plain, count_starts)
         out += _check_percentages(ctx, name, plain, refs)
         out += _check_measures(ctx, name, plain)
+        out += _check_sizes(ctx, name, plain)
         out += _check_counts(ctx, name, plain, refs)
         out += _check_cells(ctx, name, plain, refs)
         out += _check_global_negations(ctx, name, plain, refs)

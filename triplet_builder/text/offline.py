@@ -172,6 +172,8 @@ def _terrain(facts: dict[str, Any], rng: random.Random) -> str:
         ]
     )
     ps = _num(chip["pixel_size_m"], 2)
+    if "pixel_size_x_m" in chip:  # the axes differ (e.g. degree pixels): state both
+        ps = f"{_num(chip['pixel_size_x_m'], 2)} m × {_num(chip['pixel_size_y_m'], 2)}"
     pixels = rng.choice(
         [
             f"{chip['width_px']} × {chip['height_px']} pixels of {ps} m",

@@ -51,6 +51,7 @@ def chip_georef(scene: SceneRef, window: Window) -> tuple[Georef, Polygon]:
         grid_cell=grid_cell(c_lon, c_lat),
         utm_crs=utm_crs_for(c_lon, c_lat),
     )
+    georef.width_m, georef.height_m = geo.window_ground_size_m(window)
     return georef, fp
 
 
