@@ -53,7 +53,7 @@ class TaskSpec:
 def build_stages(cfg: RegionConfig) -> list[Stage]:
     """scene -> tile -> georeference -> embed -> facts -> text -> filter (the writer closes the chain)."""
     return [
-        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction),
+        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction, margin=cfg.facts.cfar.margin),
         Georeference(
             block_km=cfg.split.block_km,
             validation=cfg.split.validation,

@@ -75,7 +75,7 @@ def box_from_frame(box: Sequence[float], frame: Frame) -> list[float]:
 def rescale_box(box: Sequence[float], src: Frame, dst: Frame) -> list[int]:
     """A box written in `src` pixels -> the same box in `dst` pixels (e.g. the QA frame -> a resized image)."""
     if src == dst:
-        return [int(round(float(v))) for v in box]
+        return [round(float(v)) for v in box]
     return box_to_frame(box_from_frame(box, src), dst.width, dst.height)
 
 

@@ -660,7 +660,7 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
     chip, place, loc = f["chip"], f.get("place"), f["location"]
     metres = [chip["width_m"], chip["height_m"], chip["pixel_size_m"]]
     metres += [o["length_m"] for o in ctx.objects if o.get("length_m") is not None]
-    metres += [d["length_m"] for d in ctx.detections]
+    metres += [d["length_m"] for d in ctx.detections if d.get("length_m") is not None]  # null: unknown size
     if place:
         metres.append(place["distance_km"] * 1000.0)
     s = ctx.surface

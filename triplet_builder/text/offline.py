@@ -602,8 +602,31 @@ def _targets(facts: dict[str, Any], rng: random.Random) -> str:
         sentences.append(
             f"{_cap(_count(wet, rng, words))} of them lie on open water and {_count(n - wet, rng, words)} on land."
         )
-    sentences += _length_sentence([float(d["length_m"]) for d in dets], n, rng)
+    known = [float(d["length_m"]) for d in dets if d.get("length_m") is not None]
+    sentences += _length_sentence(known, n, rng)
+    sentences += _point_sentence(n - len(known), n, rng)
     return " ".join(sentences)
+
+
+def _point_sentence(unknown: int, n: int, rng: random.Random) -> list[str]:
+    """Detections too small to measure (length_m null): point targets of unknown size."""
+    if unknown == 0:
+        return []
+    if n == 1:
+        return [
+            rng.choice(
+                ["It is a point target of unknown size.", "Its size is unknown: it is a point target."]
+            )
+        ]
+    if unknown == n:
+        return [rng.choice(["All of them are point targets of unknown size.", "Their sizes are unknown."])]
+    if unknown == 1:
+        return [
+            "The other is a point target of unknown size."
+            if n == 2
+            else "One is a point target of unknown size."
+        ]
+    return [f"{_cap(_count(unknown, rng))} of them are point targets of unknown size."]
 
 
 def _length_sentence(known: list[float], n: int, rng: random.Random) -> list[str]:

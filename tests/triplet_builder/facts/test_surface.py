@@ -120,7 +120,6 @@ def test_every_pixel_in_exactly_one_cell(h: int, w: int) -> None:
     assert cell_of(21.0, 6.0, 64, 64) == 1
 
 
-
 def test_real_port_scene() -> None:
     with rasterio.open(PORT) as ds:
         raw = ds.read(1)
