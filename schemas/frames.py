@@ -12,8 +12,10 @@ to the last cell; positions outside [0, 1] are clamped to the nearest cell. The 
 of its centre.
 
 The QA frame: every box in the generated QA text (detection answers, classification questions) is in
-pixel coordinates of the paper's 504 x 504 image (`QA_FRAME`), whatever the chip size, and every such
-question says so (`QA_FRAME.phrase`).
+pixel coordinates of the CHIP image as stored (`qa_frame(width, height)`, the row's width x height), and
+every such question says so (`Frame.phrase`, e.g. "pixel coordinates of the 64 x 64 image"). A reader
+who resizes the image (the paper's 504 x 504, `PAPER_FRAME`) converts with `rescale_box`, as the
+trainer does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_EPS = 1e-9  # float slack when a frame coordinate is an integer in exact arithmetic
+_EPS = 1e-6  # float slack (pixels) when a frame coordinate is an integer in exact arithmetic
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,12 @@ class Frame:
         return f"pixel coordinates of the {self.width} x {self.height} image"
 
 
-QA_FRAME = Frame(504, 504)  # the paper's input size (Qwen2.5-VL: 36 x 36 patches of 14 px)
+PAPER_FRAME = Frame(504, 504)  # the paper's input size (Qwen2.5-VL: 36 x 36 patches of 14 px)
+
+
+def qa_frame(width: int, height: int) -> Frame:
+    """The frame of the boxes in a chip's QA text: the chip image's own pixels."""
+    return Frame(int(width), int(height))
 
 
 def box_to_norm(box: Sequence[float], width: float, height: float) -> list[float]:
@@ -103,7 +110,7 @@ def cell_index_map(height: int, width: int) -> np.ndarray:
 
 
 __all__ = [
-    "QA_FRAME",
+    "PAPER_FRAME",
     "Frame",
     "box_from_frame",
     "box_to_frame",
@@ -111,5 +118,6 @@ __all__ = [
     "cell_index_map",
     "cell_of",
     "cell_of_box",
+    "qa_frame",
     "rescale_box",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from schemas.frames import (
-    QA_FRAME,
+    PAPER_FRAME,
     Frame,
     box_from_frame,
     box_to_frame,
@@ -14,6 +14,7 @@ from schemas.frames import (
     cell_index_map,
     cell_of,
     cell_of_box,
+    qa_frame,
     rescale_box,
 )
 
@@ -49,8 +50,8 @@ def test_detection_near_a_border_keeps_its_cell_after_resize_64_to_504() -> None
             c = cell_of_box(box_to_norm(b, 64, 64))
             assert c == _cell_at_size(b, 64, 504) == _cell_at_size(b, 64, 448), b
             # and the box written in the QA frame has its centre in the same cell of that frame
-            f = box_to_frame(box_to_norm(b, 64, 64), QA_FRAME.width, QA_FRAME.height)
-            assert cell_of_box(box_from_frame(f, QA_FRAME)) == c, (b, f)
+            f = box_to_frame(box_to_norm(b, 64, 64), PAPER_FRAME.width, PAPER_FRAME.height)
+            assert cell_of_box(box_from_frame(f, PAPER_FRAME)) == c, (b, f)
 
 
 def test_cell_index_map_matches_cell_of_at_pixel_centres() -> None:
@@ -67,8 +68,8 @@ def test_box_to_frame_encloses_and_round_trips() -> None:
     f = box_to_frame(box_to_norm(box, 64, 64), 504, 504)
     # enclosing: the scaled box (157.5, 236.25, 173.25, 244.125) lies inside the integer box
     assert f == [157, 236, 174, 245]
-    assert rescale_box(f, QA_FRAME, QA_FRAME) == f
-    assert rescale_box([0, 0, 504, 504], QA_FRAME, Frame(448, 448)) == [0, 0, 448, 448]
+    assert rescale_box(f, PAPER_FRAME, PAPER_FRAME) == f
+    assert rescale_box([0, 0, 504, 504], PAPER_FRAME, Frame(448, 448)) == [0, 0, 448, 448]
     # integer boxes of a frame come back exactly from normalized coordinates
     for b in ([0, 0, 1, 1], [1, 2, 63, 64], [21, 42, 43, 44]):
         assert box_to_frame(box_to_norm(b, 64, 64), 64, 64) == b
@@ -76,6 +77,9 @@ def test_box_to_frame_encloses_and_round_trips() -> None:
 
 
 def test_frame_phrase_and_validation() -> None:
-    assert QA_FRAME.phrase == "pixel coordinates of the 504 x 504 image"
+    assert PAPER_FRAME.phrase == "pixel coordinates of the 504 x 504 image"
+    assert qa_frame(64, 48).phrase == "pixel coordinates of the 64 x 48 image"
+    # a chip box written in the chip's frame, read back and rescaled to the paper's frame
+    assert rescale_box([20, 30, 22, 31], qa_frame(64, 64), PAPER_FRAME) == [157, 236, 174, 245]
     with pytest.raises(ValueError, match="width and height"):
         Frame(0, 10)

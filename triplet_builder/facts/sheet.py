@@ -55,11 +55,11 @@ def json_safe(v: Any) -> Any:
 
 
 def with_norm_boxes(items: list[dict[str, Any]], width: int, height: int) -> list[dict[str, Any]]:
-    """Items with their chip-pixel `bbox` also as `bbox_norm` (normalized, schemas/frames.py, 6 decimals)
+    """Items with their chip-pixel `bbox` also as `bbox_norm` (normalized, schemas/frames.py, unrounded)
     and their `cell` from it, so every box and cell of the sheet follows the one convention."""
     out = []
     for it in items:
-        norm = [round(v, 6) for v in frames.box_to_norm(it["bbox"], width, height)]
+        norm = frames.box_to_norm(it["bbox"], width, height)
         out.append({**it, "bbox_norm": norm, "cell": frames.cell_of_box(norm)})
     return out
 

@@ -176,7 +176,7 @@ def test_boxes_are_stored_normalized_and_cells_follow_them() -> None:
         surface=surface_facts(db, valid, ("VV",)), detections=[det], detector=detector_info(), objects=[obj],
     )  # fmt: skip
     d, o = facts["detections"]["items"][0], facts["objects"][0]
-    assert d["bbox_norm"] == [round(20 / 64, 6), round(41 / 64, 6), round(22 / 64, 6), round(43 / 64, 6)]
+    assert d["bbox_norm"] == [20 / 64, 41 / 64, 22 / 64, 43 / 64]
     # centre (21, 42) px: 21 / 64 < 1 / 3 (left band), 42 / 64 < 2 / 3 (middle band): cell 4
     assert d["cell"] == 4
     assert (

@@ -386,7 +386,7 @@ def _with_norm_boxes() -> None:
     for facts in FACT_SHEETS.values():
         w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
         for item in facts["objects"] + facts["detections"]["items"]:
-            item["bbox_norm"] = [round(v, 6) for v in box_to_norm(item["bbox"], w, h)]
+            item["bbox_norm"] = box_to_norm(item["bbox"], w, h)
         for d in facts["detections"]["items"]:
             x1, y1, x2, y2 = d["bbox"]
             d.setdefault("peak_px", [(x1 + x2 - 1) // 2, (y1 + y2 - 1) // 2])

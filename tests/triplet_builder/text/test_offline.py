@@ -427,3 +427,18 @@ def test_point_targets_of_unknown_size_get_no_length() -> None:
         "92 m" in (res.caption_fields["targets"] or "")
         and check_text(facts, res.caption_fields, res.qa) == []
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_box_questions_state_the_chip_frame_and_the_checker_holds_them_to_it(name: str) -> None:
+    facts = fact_sheet(name)
+    w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
+    for chip_id in CHIP_IDS[:8]:
+        res = OfflineWriter().write(facts, chip_id)
+        boxed = [q for q in res.qa if q["task"] in ("detection", "classification")]
+        assert boxed and all(f"pixel coordinates of the {w} x {h} image" in q["question"] for q in boxed)
+    q = next(q for q in res.qa if q["task"] == "detection")
+    wrong = dict(q, question=q["question"].replace(f"{w} x {h} image", "504 x 504 image"))
+    assert any("states a 504 x 504 frame" in p for p in check_text(facts, res.caption_fields, [wrong]))
+    bare = dict(q, question=q["question"].replace(f"pixel coordinates of the {w} x {h} image", "pixels"))
+    assert any("does not state the frame" in p for p in check_text(facts, res.caption_fields, [bare]))
