@@ -21,6 +21,7 @@ trainer does.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,23 @@ PAPER_FRAME = Frame(504, 504)  # the paper's input size (Qwen2.5-VL: 36 x 36 pat
 def qa_frame(width: int, height: int) -> Frame:
     """The frame of the boxes in a chip's QA text: the chip image's own pixels."""
     return Frame(int(width), int(height))
+
+
+# how a text names a frame: "64 x 64 image", "504x504 pixel image", "64 by 48 px image"
+FRAME_RE = re.compile(
+    r"\b(?P<w>\d+)\s*(?:x|×|by)\s*(?P<h>\d+)(?:\s*(?:-?\s*pixels?|px))?\s+image\b", re.IGNORECASE
+)
+
+
+def stated_frame(text: str) -> Frame | None:
+    """The first frame a text names ("... of the 64 x 64 image"), or None."""
+    m = FRAME_RE.search(text)
+    return Frame(int(m.group("w")), int(m.group("h"))) if m else None
+
+
+def restate_frame(text: str, frame: Frame) -> str:
+    """The text with every frame it names replaced by `frame` (after its boxes were rescaled to it)."""
+    return FRAME_RE.sub(f"{frame.width} x {frame.height} image", text)
 
 
 def box_to_norm(box: Sequence[float], width: float, height: float) -> list[float]:
@@ -110,6 +128,7 @@ def cell_index_map(height: int, width: int) -> np.ndarray:
 
 
 __all__ = [
+    "FRAME_RE",
     "PAPER_FRAME",
     "Frame",
     "box_from_frame",
@@ -120,4 +139,6 @@ __all__ = [
     "cell_of_box",
     "qa_frame",
     "rescale_box",
+    "restate_frame",
+    "stated_frame",
 ]

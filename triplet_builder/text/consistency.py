@@ -48,7 +48,7 @@ from functools import lru_cache
 from typing import Any
 
 from schemas import CAPTION_FIELDS, QA_TASKS
-from schemas.frames import box_to_frame, qa_frame
+from schemas.frames import box_to_frame, qa_frame, stated_frame
 
 # == conventions shared with the writers ===========================================================
 HEDGE_WORDS: tuple[str, ...] = (
@@ -363,9 +363,6 @@ _AFTER_COUNT_CELLS_RE = re.compile(
 )
 _BOX_RE = re.compile(
     r"\[\s*(?P<x1>-?\d+(?:\.\d+)?)\s*,\s*(?P<y1>-?\d+(?:\.\d+)?)\s*,\s*(?P<x2>-?\d+(?:\.\d+)?)\s*,\s*(?P<y2>-?\d+(?:\.\d+)?)\s*\]"
-)
-_FRAME_RE = re.compile(
-    r"\b(?P<w>\d+)\s*(?:x|×|by)\s*(?P<h>\d+)(?:\s*(?:-?\s*pixels?|px))?\s+image\b", re.IGNORECASE
 )
 _COUNT_ANSWER_RE = re.compile(r"^(?:0|[1-9]\d*)$")
 _LOC_ANSWER_RE = re.compile(r"^(?:None|[1-9](?:,[1-9])*)$")
@@ -962,12 +959,12 @@ def _check_frame(ctx: _Context, question: str) -> list[str]:
     """A question with boxes must name their frame: the chip image's own pixels ("W x H image")."""
     chip = ctx.facts["chip"]
     want = qa_frame(chip["width_px"], chip["height_px"])
-    m = _FRAME_RE.search(question)
-    if m is None:
+    said = stated_frame(question)
+    if said is None:
         return [f"the question does not state the frame of its boxes ('{want.phrase}')"]
-    if (int(m.group("w")), int(m.group("h"))) != (want.width, want.height):
+    if said != want:
         return [
-            f"the question states a {m.group('w')} x {m.group('h')} frame but the chip is {want.width} x {want.height}"
+            f"the question states a {said.width} x {said.height} frame but the chip is {want.width} x {want.height}"
         ]
     return []
 
