@@ -107,6 +107,7 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         max_rows_per_shard=cfg.output.max_rows_per_shard,
         row_group_rows=cfg.output.row_group_rows,
         stretch=Stretch(**cfg.output.stretch.model_dump()),
+        backscatter_column=cfg.output.backscatter_column,
     )
     wst = stats["write"]
     failure: str | None = None

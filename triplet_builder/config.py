@@ -331,6 +331,11 @@ class OutputConfig(_Model):
     max_rows_per_shard: int = Field(2000, ge=1)
     row_group_rows: int = Field(256, ge=1)
     stretch: StretchConfig = StretchConfig()
+    backscatter_column: bool = Field(
+        False,
+        description="also write the chip's float32 dB (backscatter_db, schemas/backscatter.py); "
+        "about 3.4x the PNG's bytes per chip on the demo",
+    )
 
 
 class RegionConfig(_Model):

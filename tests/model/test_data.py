@@ -369,7 +369,7 @@ def test_state_refuses_other_settings_or_data(shards: Path, tmp_path: Path) -> N
 
 def test_fingerprint_names_files_rows_and_changes_with_content(shards: Path, tmp_path: Path) -> None:
     fp = ShardDataset(shards).fingerprint()
-    assert fp["rows"] == 40 and len(fp["files"]) == 4 and fp["schema_version"] == "1.0.0"
+    assert fp["rows"] == 40 and len(fp["files"]) == 4 and fp["schema_version"] == "1.1.0"
     assert {"size", "footer_sha256", "rows"} <= set(fp["files"][0])
     assert ShardDataset(shards).fingerprint()["digest"] == fp["digest"]
     assert ShardDataset(shards, split="test").fingerprint()["digest"] != fp["digest"]
