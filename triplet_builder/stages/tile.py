@@ -3,7 +3,9 @@ the target pixel size, convert to dB in the one radiometry function, and drop ch
 
 With `margin` > 0 each window is read with that many more output pixels on every side (clipped at the
 scene edge, where the margin is nodata): the chip's context, on which the facts stage detects targets.
-The chip itself (db, valid) is the centre of the context; the nodata test looks at the chip only.
+The chip itself (db, valid) is the centre of the context; the nodata test looks at the chip only. At
+native resolution the context holds exactly the scene's pixels; when resampling, the margin is rounded
+to whole native pixels and GDAL's averages may differ from a chip read alone by float32 rounding.
 
 Scenes whose bands are `ee://` URIs (virtual Earth Engine scenes) are read through
 triplet_builder.sources.earthengine: up to `prefetch` windows are kept in flight (bounded concurrency)

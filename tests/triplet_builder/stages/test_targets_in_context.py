@@ -95,3 +95,19 @@ def test_overlapping_real_chips_agree_with_the_whole_scene_and_surface_uses_the_
             for d in ds
         )
     assert max(len(v) for v in seen.values()) >= 2  # targets in the shared interior of several chips
+
+
+def test_a_resampled_chip_is_the_same_with_or_without_its_context() -> None:
+    """At a coarser target pixel (2 native px per chip px) the context is read on the same output grid:
+    the chip at the centre of the context equals the chip read alone, also at the scene's corner (to
+    float32 rounding: GDAL sums the averaged pixels in another order for another window)."""
+    (scene,), _ = find_scenes(SceneSourceConfig(paths=[str(PORT)], scale="db", backscatter="sigma0"))
+    for w in plan_windows(
+        scene.width, scene.height, size=32, stride=32, native_pixel_m=20.0, target_pixel_m=40.0
+    ):
+        alone = list(ReadChips(max_nodata_fraction=1.0).run([ChipRecord("a", scene, w)], Stats()))[0]
+        ctx = list(ReadChips(max_nodata_fraction=1.0, margin=10).run([ChipRecord("b", scene, w)], Stats()))[0]
+        assert alone.db is not None and ctx.db is not None and ctx.context_db is not None
+        assert ctx.context_db.shape == (1, 52, 52)
+        np.testing.assert_allclose(ctx.db, alone.db, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(ctx.valid, alone.valid)
