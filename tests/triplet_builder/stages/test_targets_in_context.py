@@ -105,8 +105,8 @@ def test_a_resampled_chip_is_the_same_with_or_without_its_context() -> None:
     for w in plan_windows(
         scene.width, scene.height, size=32, stride=32, native_pixel_m=20.0, target_pixel_m=40.0
     ):
-        alone = list(ReadChips(max_nodata_fraction=1.0).run([ChipRecord("a", scene, w)], Stats()))[0]
-        ctx = list(ReadChips(max_nodata_fraction=1.0, margin=10).run([ChipRecord("b", scene, w)], Stats()))[0]
+        (alone,) = ReadChips(max_nodata_fraction=1.0).run([ChipRecord("a", scene, w)], Stats())
+        (ctx,) = ReadChips(max_nodata_fraction=1.0, margin=10).run([ChipRecord("b", scene, w)], Stats())
         assert alone.db is not None and ctx.db is not None and ctx.context_db is not None
         assert ctx.context_db.shape == (1, 52, 52)
         np.testing.assert_allclose(ctx.db, alone.db, rtol=1e-6, atol=1e-5)
