@@ -45,6 +45,7 @@ from PIL import Image
 
 from schemas import AEF_DIM, QA_TASKS, SCHEMA_VERSION, SPLITS
 from schemas.aef import dequantize
+from schemas.frames import Frame, box_to_frame, box_to_norm, restate_frame
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _scale_box(box: Sequence[float], sx: float, sy: float, width: int, height: int) -> list[int]:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    out = [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
-    limits = [width, height, width, height]
-    return [int(min(max(round(v), 0), lim)) for v, lim in zip(out, limits, strict=True)]
+    """A box of the original image -> the resized width x height image, by the one conversion of
+    schemas/frames.py (normalized, then enclosing integer pixels clipped to the image)."""
+    return box_to_frame(box_to_norm(box, width / sx, height / sy), width, height)
 
 
 def rescale_detection_answer(answer: str, sx: float, sy: float, width: int, height: int) -> str:
@@ -155,11 +155,12 @@ def rescale_boxes_in_text(text: str, sx: float, sy: float, width: int, height: i
 def rescale_qa(
     task: str, question: str, answer: str, sx: float, sy: float, w: int, h: int
 ) -> tuple[str, str]:
-    """The question and answer of one QA item with its boxes in the resized image's pixels."""
+    """The question and answer of one QA item with its boxes in the resized image's pixels, and the
+    frame the question states ("... of the 64 x 64 image") restated as the resized image's."""
     if task == "detection":
-        return question, rescale_detection_answer(answer, sx, sy, w, h)
+        return restate_frame(question, Frame(w, h)), rescale_detection_answer(answer, sx, sy, w, h)
     if task == "classification":
-        return rescale_boxes_in_text(question, sx, sy, w, h), answer
+        return restate_frame(rescale_boxes_in_text(question, sx, sy, w, h), Frame(w, h)), answer
     return question, answer
 
 

@@ -53,7 +53,7 @@ class TaskSpec:
 def build_stages(cfg: RegionConfig) -> list[Stage]:
     """scene -> tile -> georeference -> embed -> facts -> text -> filter (the writer closes the chain)."""
     return [
-        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction),
+        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction, margin=cfg.facts.cfar.margin),
         Georeference(
             block_km=cfg.split.block_km,
             validation=cfg.split.validation,
@@ -107,6 +107,7 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         max_rows_per_shard=cfg.output.max_rows_per_shard,
         row_group_rows=cfg.output.row_group_rows,
         stretch=Stretch(**cfg.output.stretch.model_dump()),
+        backscatter_column=cfg.output.backscatter_column,
     )
     wst = stats["write"]
     failure: str | None = None

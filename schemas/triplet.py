@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 AEF_DIM = 64
 
 CAPTION_FIELDS = (
@@ -78,6 +78,14 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "Per channel: the dB value mapped to 0. Recover dB as min + code / 255 * (max - min).",
     ),
     ("stretch_max_db", pa.list_(pa.float32()), False, "Per channel: the dB value mapped to 255."),
+    (
+        "backscatter_db",
+        pa.binary(),
+        True,
+        "Optional (output.backscatter_column; null when off): the chip's full-precision backscatter in dB, "
+        "float32 (P, H, W) in `polarisations` order, NaN = invalid, as a zlib-compressed .npy; decode with "
+        "schemas.backscatter.decode_backscatter.",
+    ),
     ("width", pa.int32(), False, "Chip width in pixels."),
     ("height", pa.int32(), False, "Chip height in pixels."),
     ("pixel_size_m", pa.float32(), False, "Chip pixel size in metres (after resampling to the target)."),

@@ -256,6 +256,17 @@ class CfarConfig(_Model):
     min_db: float = 0.0
     min_area_px: int = Field(1, ge=1)
     max_area_px: int = Field(400, ge=1)
+    max_extent_px: int = Field(
+        40,
+        ge=1,
+        description="longest side of a target's box in pixels; the tile stage reads max_extent_px + guard "
+        "+ train context pixels around each chip so overlapping chips agree on their targets",
+    )
+
+    @property
+    def margin(self) -> int:
+        """Context pixels read on every side of a chip for detection (see triplet_builder/facts/cfar.py)."""
+        return self.max_extent_px + self.guard + self.train
 
 
 class LabelColumnsConfig(_Model):
@@ -355,6 +366,11 @@ class OutputConfig(_Model):
     max_rows_per_shard: int = Field(2000, ge=1)
     row_group_rows: int = Field(256, ge=1)
     stretch: StretchConfig = StretchConfig()
+    backscatter_column: bool = Field(
+        False,
+        description="also write the chip's float32 dB (backscatter_db, schemas/backscatter.py); "
+        "about 3.4x the PNG's bytes per chip on the demo",
+    )
 
 
 class RegionConfig(_Model):

@@ -157,6 +157,11 @@ class ChipRecord:
     # tile
     db: np.ndarray | None = None  # (P, H, W) float32 backscatter in dB, NaN where invalid
     valid: np.ndarray | None = None  # (H, W) bool
+    # the chip's context for scene-window detection: `margin` more pixels on every side, NaN / False
+    # beyond the scene; db and valid are its centre. Dropped by the facts stage once used.
+    margin: int = 0
+    context_db: np.ndarray | None = None  # (P, H + 2 margin, W + 2 margin) float32 dB
+    context_valid: np.ndarray | None = None  # (H + 2 margin, W + 2 margin) bool
     # georeference
     georef: Georef | None = None
     # embed

@@ -164,9 +164,10 @@ def test_image_is_rgb_resized_and_boxes_follow_it(shards: Path) -> None:
     }
     det, cls = samples["detection"], samples["classification"]
     assert det.image.mode == "RGB" and det.image.size == (504, 504)
-    # the chip is 64 px with a box [16, 16, 20, 22]: scale 504 / 64 = 7.875
-    assert json.loads(det.messages[1]["content"]) == [{"bbox_2d": [126, 126, 158, 173], "label": "ship"}]
-    assert "[126, 126, 158, 173]" in cls.messages[0]["content"] and cls.messages[1]["content"] == "ship"
+    # the chip is 64 px with a box [16, 16, 20, 22]: scale 504 / 64 = 7.875 -> [126, 126, 157.5, 173.25],
+    # written as the enclosing integer box (schemas.frames.box_to_frame)
+    assert json.loads(det.messages[1]["content"]) == [{"bbox_2d": [126, 126, 158, 174], "label": "ship"}]
+    assert "[126, 126, 158, 174]" in cls.messages[0]["content"] and cls.messages[1]["content"] == "ship"
     assert samples["counting"].messages[1]["content"] == "1"
 
 
@@ -196,6 +197,30 @@ def test_box_rescaling_clips_and_keeps_none() -> None:
     )
     with pytest.raises(ValueError, match="not JSON"):
         rescale_detection_answer("[{bbox", 2.0, 2.0, 10, 10)
+
+
+def test_rescaled_questions_restate_their_frame_and_boxes_keep_their_cells() -> None:
+    """A QA item written in the 64 x 64 chip frame, resized to 504: the question names the new frame,
+    and the rescaled box matches the chip box scaled by 504 / 64 (enclosing) and keeps its 3 x 3 cell."""
+    from model.data import rescale_qa
+
+    q = 'Detect all ships. Answer with [{"bbox_2d": [x1, y1, x2, y2], "label": "ship"}] in pixel coordinates of the 64 x 64 image.'
+    a = json.dumps([{"bbox_2d": [20, 5, 22, 7], "label": "ship"}])  # centre x 21 < 64 / 3: cell 1
+    q2, a2 = rescale_qa("detection", q, a, 504 / 64, 504 / 64, 504, 504)
+    assert "pixel coordinates of the 504 x 504 image" in q2 and "64 x 64" not in q2
+    (box,) = [it["bbox_2d"] for it in json.loads(a2)]
+    assert box == [157, 39, 174, 56]  # [157.5, 39.375, 173.25, 55.125] enclosed
+    assert (box[0] + box[2]) / 2 < 504 / 3  # still in the left third, as in the chip
+    cq, _ = rescale_qa(
+        "classification",
+        "What is at [20, 5, 22, 7] (pixel coordinates of the 64 x 64 image)?",
+        "ship",
+        504 / 64,
+        504 / 64,
+        504,
+        504,
+    )
+    assert cq == "What is at [157, 39, 174, 56] (pixel coordinates of the 504 x 504 image)?"
 
 
 def test_dequantizes_real_alphaearth_codes_to_unit_norms(tmp_path: Path) -> None:
@@ -344,7 +369,7 @@ def test_state_refuses_other_settings_or_data(shards: Path, tmp_path: Path) -> N
 
 def test_fingerprint_names_files_rows_and_changes_with_content(shards: Path, tmp_path: Path) -> None:
     fp = ShardDataset(shards).fingerprint()
-    assert fp["rows"] == 40 and len(fp["files"]) == 4 and fp["schema_version"] == "1.0.0"
+    assert fp["rows"] == 40 and len(fp["files"]) == 4 and fp["schema_version"] == "1.1.0"
     assert {"size", "footer_sha256", "rows"} <= set(fp["files"][0])
     assert ShardDataset(shards).fingerprint()["digest"] == fp["digest"]
     assert ShardDataset(shards, split="test").fingerprint()["digest"] != fp["digest"]
@@ -364,7 +389,8 @@ def test_release_format_reads_both_npz_layouts(tmp_path: Path, layout: str) -> N
         np.testing.assert_allclose(s.positions, t["positions"], atol=1e-6)
         assert s.valid.all()
         assert "<image>" not in s.messages[0]["content"]
-        assert json.loads(s.messages[1]["content"]) == [{"bbox_2d": [6, 11, 17, 22], "label": "plane"}]
+        # scaled 56 / 100 and enclosed (schemas.frames.box_to_frame)
+        assert json.loads(s.messages[1]["content"]) == [{"bbox_2d": [5, 11, 17, 23], "label": "plane"}]
 
 
 def test_release_workers_split_lines(tmp_path: Path) -> None:

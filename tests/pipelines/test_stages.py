@@ -226,3 +226,66 @@ def test_an_llm_writer_without_key_or_server_stops_before_any_work(
     with pytest.raises(ConfigError, match="MY_LLM_KEY is not set"):
         build(cfg, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_datasets_reader_sees_qa_boxes_in_the_stated_frame_on_the_targets(tmp_path: Path) -> None:
+    """Rows of the port scene read through `datasets`: every detection / classification question states
+    the frame of its boxes (the chip image's pixels), and each answer box, mapped from that frame onto
+    the decoded chip, holds a pixel as bright as the target's peak (recomputed from the PNG)."""
+    import datasets
+
+    from schemas.frames import box_from_frame, box_to_frame, stated_frame
+    from triplet_builder.writers.png import decode_chip
+
+    cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out")})
+    p = plan(cfg)
+    run_task(TaskSpec(0, p.tasks[1].scene, p.tasks[1].windows), cfg)
+    files = sorted(str(f) for f in (tmp_path / "out" / "data").glob("*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files={"rows": files}, cache_dir=str(tmp_path / "hf"))["rows"]
+    ds = ds.cast_column("image", datasets.Image(decode=False))  # the PNG bytes, decoded below
+    n_boxes = 0
+    for row in ds:
+        facts = json.loads(row["facts"])
+        peaks = {tuple(d["bbox"]): d["peak_db"] for d in facts["detections"]["items"]}
+        db = decode_chip(row["image"]["bytes"], row["stretch_min_db"], row["stretch_max_db"])[0]  # (H, W)
+        step = (row["stretch_max_db"][0] - row["stretch_min_db"][0]) / 255
+        for q in row["qa"]:
+            if q["task"] != "detection":
+                continue
+            frame = stated_frame(q["question"])
+            assert frame is not None and (frame.width, frame.height) == (row["width"], row["height"])
+            if q["answer"] == "None":
+                assert not peaks
+                continue
+            for item in json.loads(q["answer"]):
+                box = box_to_frame(box_from_frame(item["bbox_2d"], frame), row["width"], row["height"])
+                x1, y1, x2, y2 = box
+                assert tuple(box) in peaks
+                brightest = float(np.nanmax(db[y1:y2, x1:x2]))
+                assert brightest >= min(peaks[tuple(box)], row["stretch_max_db"][0]) - step - 1e-3
+                n_boxes += 1
+    assert n_boxes >= 5
+
+
+def test_backscatter_column_holds_the_tile_stage_array_exactly(tmp_path: Path) -> None:
+    """output.backscatter_column: the decoded column equals the tile stage's (P, H, W) dB chip of the
+    same window, read again here; the PNG saturates on bright targets, the column does not."""
+    from schemas.backscatter import decode_backscatter
+    from triplet_builder.stages.tile import ReadChips
+
+    cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out"), "output.backscatter_column": True})
+    p = plan(cfg)
+    spec = TaskSpec(0, p.tasks[1].scene, p.tasks[1].windows[:16])
+    run_task(spec, cfg)
+    rows = pq.read_table(tmp_path / "out" / "data", columns=["chip_id", "backscatter_db", "stretch_max_db"])
+    by_id = {r["chip_id"]: r for r in rows.to_pylist()}
+    recs = [ChipRecord(chip_id_for(spec.scene.scene_id, w), spec.scene, w) for w in spec.windows]
+    above = 0
+    for r in ReadChips(max_nodata_fraction=1.0).run(recs, Stats()):
+        if r.chip_id not in by_id:
+            continue
+        arr = decode_backscatter(by_id[r.chip_id]["backscatter_db"])
+        assert r.db is not None
+        np.testing.assert_array_equal(arr, r.db)
+        above += int((arr > by_id[r.chip_id]["stretch_max_db"][0]).sum())
+    assert len(by_id) >= 8 and above > 0  # values above the PNG stretch survive in the column

@@ -84,6 +84,10 @@ def good_caption(facts: dict[str, Any]) -> dict[str, Any]:
     return {"notes": "1. place 2. context 3. function 4. scattering 5. targets 6. checked", **fields}
 
 
+def _frame(facts: dict[str, Any]) -> str:
+    return f"pixel coordinates of the {facts['chip']['width_px']} x {facts['chip']['height_px']} image"
+
+
 def good_answer(facts: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
     """One QA item in the FUSAR-GPT formats, computed from the facts."""
     task = item["task"]
@@ -93,7 +97,7 @@ def good_answer(facts: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
         obj = next(o for o in pool if [int(v) for v in o["bbox"]] == box)
         return {
             "task": task,
-            "question": f"What is the category of the object in the box {box} (pixel coordinates of the image)?",
+            "question": f"What is the category of the object in the box {box} ({_frame(facts)})?",
             "answer": obj["label"],
         }
     cls = item["class"]
@@ -115,9 +119,10 @@ def good_answer(facts: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
             "answer": ",".join(map(str, cells)) if cells else "None",
         }
     boxes = [{"bbox_2d": [int(v) for v in t["bbox"]], "label": t.get("label", DETECTION_KEY)} for t in ts]
+    frame = _frame(facts)
     return {
         "task": task,
-        "question": f"Detect all {nouns} in this SAR image and give their boxes as JSON.",
+        "question": f"Detect all {nouns} in this SAR image and give their boxes as JSON in {frame}.",
         "answer": json.dumps(boxes) if boxes else "None",
     }
 

@@ -7,6 +7,19 @@ clutter with N training cells the threshold factor giving the false-alarm probab
 alpha = N * (PFA ** (-1 / N) - 1); N is the number of valid training cells of each pixel. A detection
 must also be brighter than an absolute floor (min_db) so that bright land clutter is not called a
 target. Detections are grouped into 8-connected components and described in chip pixels.
+
+Targets are detected where they are, not per chip: `detect` runs on the chip's CONTEXT, the chip plus
+`margin = CfarParams.margin` pixels on every side (nodata beyond the scene edge), and a component belongs
+to the chip when its PEAK (brightest pixel; ties: first in row-major order) lies inside the chip. Pixels
+farther than `max_extent_px` beyond the chip are never detections (their rings would leave the
+context); a component reaching that distance may be cut, so it is dropped, and so is any component
+whose box spans more than `max_extent_px` pixels: such a target is dropped in every chip. Any two
+chips whose contexts hold a target therefore report it identically (same peak in scene pixels, same
+area, same length); its box is clipped to the chip.
+
+Size: length_m (box diagonal x pixel size) is stated only when the component spans at least
+MIN_MEASURABLE_PX pixels along the longer side of its box; a smaller target is a point target of
+unknown size (length_m null).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from triplet_builder.radiometry import db_to_linear_power
 logger = logging.getLogger(__name__)
 
 LENGTH_METHOD = "bbox_diagonal"  # length_m = diagonal of the component's box x pixel size
+MIN_MEASURABLE_PX = 3  # a length is stated only when the box spans this many pixels along its longer side
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class CfarParams:
     min_db: float | None = 0.0  # absolute floor (co-pol default); None: no floor
     min_area_px: int = 1
     max_area_px: int = 400
+    max_extent_px: int = 40  # longest side of a target's box; also how far beyond the chip one may reach
     water_only: bool = False
     min_train_fraction: float = 0.5  # pixels with fewer valid training cells are not tested
 
@@ -49,6 +64,8 @@ class CfarParams:
             raise ValueError(
                 f"CfarParams: need 1 <= min_area_px <= max_area_px, got {self.min_area_px}, {self.max_area_px}"
             )
+        if self.max_extent_px < 1:
+            raise ValueError(f"CfarParams.max_extent_px must be >= 1, got {self.max_extent_px}")
         if not 0.0 < self.min_train_fraction <= 1.0:
             raise ValueError(
                 f"CfarParams.min_train_fraction must be in (0, 1], got {self.min_train_fraction}"
@@ -63,6 +80,12 @@ class CfarParams:
     def inner(self) -> int:
         """Side of the guard window (cell under test included)."""
         return 2 * self.guard + 1
+
+    @property
+    def margin(self) -> int:
+        """Context pixels needed on every side of a chip: the farthest target pixel (max_extent_px) plus
+        its guard and training ring."""
+        return self.max_extent_px + self.guard + self.train
 
     @property
     def n_train(self) -> int:
@@ -158,53 +181,88 @@ def _detection_mask_dense(db_band: np.ndarray, valid: np.ndarray, params: CfarPa
     return hit
 
 
+def _chebyshev_to_chip(shape: tuple[int, int], margin: int) -> np.ndarray:
+    """(H + 2m, W + 2m) int: Chebyshev distance of each context pixel to the chip (0 inside it)."""
+    hh, ww = shape
+    h, w = hh - 2 * margin, ww - 2 * margin
+    dy = np.maximum(np.maximum(margin - np.arange(hh), np.arange(hh) - (margin + h - 1)), 0)  # (H + 2m,)
+    dx = np.maximum(np.maximum(margin - np.arange(ww), np.arange(ww) - (margin + w - 1)), 0)  # (W + 2m,)
+    return np.maximum(dy[:, None], dx[None, :])
+
+
 def detect(
     db_band: np.ndarray,
     valid: np.ndarray,
     water_mask: np.ndarray | None,
     pixel_size_m: float,
     params: CfarParams | None = None,
+    margin: int = 0,
 ) -> list[dict[str, Any]]:
-    """Bright point targets of one (H, W) dB band as facts "detections" items, ordered by (y1, x1).
+    """Bright point targets of one chip as facts "detections" items, ordered by (y1, x1).
 
-    Boxes are [x1, y1, x2, y2] in chip pixels (x2, y2 exclusive); length_m is the box diagonal times
-    the pixel size; on_water says whether the box centre pixel is in `water_mask` (False without one).
+    db_band / valid: the (H + 2 margin, W + 2 margin) context of the chip (NaN / False beyond the scene);
+    margin 0 is the chip alone (targets cut by its border are then described as cut), otherwise it
+    must be at least params.margin. water_mask: (H, W) of the chip. Boxes are [x1, y1, x2, y2] in chip
+    pixels (x2, y2 exclusive), clipped to the chip; peak_px is the [x, y] chip pixel of the peak; area_px
+    and length_m describe the whole component; on_water says whether the clipped box's centre pixel is
+    in `water_mask` (False without one).
     """
     params = params or CfarParams()
     if db_band.ndim != 2 or db_band.shape != valid.shape:
         raise ValueError(f"detect: db_band and valid must both be (H, W); got {db_band.shape}, {valid.shape}")
-    if water_mask is not None and water_mask.shape != valid.shape:
-        raise ValueError(f"detect: water_mask is {water_mask.shape}, expected {valid.shape}")
+    if margin and margin < params.margin:
+        raise ValueError(
+            f"detect: margin {margin} px is smaller than the {params.margin} px CfarParams needs"
+        )
+    h, w = db_band.shape[0] - 2 * margin, db_band.shape[1] - 2 * margin
+    if h < 1 or w < 1:
+        raise ValueError(f"detect: a {db_band.shape} context has no chip inside a {margin} px margin")
+    if water_mask is not None and water_mask.shape != (h, w):
+        raise ValueError(f"detect: water_mask is {water_mask.shape}, expected {(h, w)}")
     if params.water_only and water_mask is None:
         raise ValueError("detect: water_only=True needs a water mask; compute it with surface.water_mask")
     if not pixel_size_m > 0:
         raise ValueError(f"detect: pixel_size_m must be > 0, got {pixel_size_m}")
-    h, w = db_band.shape
     hit = detection_mask(db_band, valid, params)
+    edge = None
+    if margin:
+        dist = _chebyshev_to_chip(hit.shape, margin)
+        hit &= dist <= params.max_extent_px
+        edge = dist == params.max_extent_px  # a component reaching here may go on beyond the context
     labels, n = ndimage.label(hit, structure=np.ones((3, 3), dtype=bool))
     items: list[dict[str, Any]] = []
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
         comp = labels[sl] == lab  # (h_box, w_box)
+        values = np.where(comp, db_band[sl], -np.inf)
+        py, px = np.unravel_index(int(np.argmax(values)), values.shape)  # first maximum, row-major
+        py, px = int(py) + sl[0].start - margin, int(px) + sl[1].start - margin  # chip pixels
+        if not (0 <= py < h and 0 <= px < w):
+            continue  # the target belongs to the chip that holds its peak
         area = int(comp.sum())
-        if area < params.min_area_px or area > params.max_area_px:
+        bh, bw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if area < params.min_area_px or area > params.max_area_px or max(bh, bw) > params.max_extent_px:
             continue
-        y1, y2 = int(sl[0].start), int(sl[0].stop)
-        x1, x2 = int(sl[1].start), int(sl[1].stop)
+        if edge is not None and bool(edge[sl][comp].any()):
+            continue  # may be cut by the context: longer than max_extent_px, dropped in every chip
+        y1, y2 = max(sl[0].start - margin, 0), min(sl[0].stop - margin, h)
+        x1, x2 = max(sl[1].start - margin, 0), min(sl[1].stop - margin, w)
         xc, yc = (x1 + x2) / 2.0, (y1 + y2) / 2.0
         on_water = (
             bool(water_mask[min(int(yc), h - 1), min(int(xc), w - 1)]) if water_mask is not None else False
         )
         if params.water_only and not on_water:
             continue
+        measurable = max(bh, bw) >= MIN_MEASURABLE_PX
         items.append(
             {
                 "bbox": [x1, y1, x2, y2],
                 "cell": cell_of(xc, yc, w, h),
-                "peak_db": round(float(np.max(db_band[sl][comp])), 2),
+                "peak_px": [px, py],
+                "peak_db": round(float(values.max()), 2),
                 "area_px": area,
-                "length_m": round(math.hypot(x2 - x1, y2 - y1) * pixel_size_m, 1),
+                "length_m": round(math.hypot(bw, bh) * pixel_size_m, 1) if measurable else None,
                 "on_water": on_water,
             }
         )
@@ -221,5 +279,7 @@ def detector_info(params: CfarParams | None = None) -> dict[str, Any]:
         "clutter_model": "exponential",
         "connectivity": 8,
         "length_method": LENGTH_METHOD,
+        "min_measurable_px": MIN_MEASURABLE_PX,
+        "assignment": "peak",
         **asdict(params),
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas import validate
+from schemas import frames, validate
 from triplet_builder.record import Georef, SceneRef, Window
 
 FACTS_VERSION = "1.0"
@@ -53,6 +53,16 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def with_norm_boxes(items: list[dict[str, Any]], width: int, height: int) -> list[dict[str, Any]]:
+    """Items with their chip-pixel `bbox` also as `bbox_norm` (normalized, schemas/frames.py, unrounded)
+    and their `cell` from it, so every box and cell of the sheet follows the one convention."""
+    out = []
+    for it in items:
+        norm = frames.box_to_norm(it["bbox"], width, height)
+        out.append({**it, "bbox_norm": norm, "cell": frames.cell_of_box(norm)})
+    return out
 
 
 def _orbit(direction: str | None) -> str | None:
@@ -136,8 +146,8 @@ def build_fact_sheet(
         },
         "place": place,
         "surface": surface,
-        "detections": {"detector": detector, "items": list(detections)},
-        "objects": list(objects),
+        "detections": {"detector": detector, "items": with_norm_boxes(list(detections), w, h)},
+        "objects": with_norm_boxes(list(objects), w, h),
     }
     facts = json_safe(facts)
     validate_facts(facts)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from schemas import frames
+
 logger = logging.getLogger(__name__)
 
 CO_POL = ("VV", "HH")
@@ -22,25 +24,16 @@ WATER_THRESHOLD_CO_DB = -18.0
 WATER_THRESHOLD_CROSS_DB = -24.0
 
 
-# -- the 3 x 3 grid ---------------------------------------------------------------------------------
-def cell_edges(n: int) -> tuple[int, int, int, int]:
-    """Pixel boundaries of the three cell bands along an axis of n pixels: (0, n//3, 2n//3, n)."""
-    return (0, n // 3, (2 * n) // 3, n)
-
-
+# -- the 3 x 3 grid (the convention lives in schemas/frames.py) ---------------------------------------
 def cell_index_map(height: int, width: int) -> np.ndarray:
-    """(H, W) int8 map of the cell number (1..9) of every pixel."""
-    rows = np.searchsorted(np.asarray(cell_edges(height)[1:3]), np.arange(height), side="right")  # (H,)
-    cols = np.searchsorted(np.asarray(cell_edges(width)[1:3]), np.arange(width), side="right")  # (W,)
-    return (3 * rows[:, None] + cols[None, :] + 1).astype(np.int8)
+    """(H, W) int8 map of the cell number (1..9) of every pixel (schemas.frames.cell_index_map)."""
+    return frames.cell_index_map(height, width)
 
 
 def cell_of(x: float, y: float, width: int, height: int) -> int:
-    """Cell number (1..9) of a continuous chip position (x right, y down, in pixels), using the same
-    boundaries as `cell_edges`; positions outside the chip are clamped to the nearest cell."""
-    cx = sum(1 for e in cell_edges(width)[1:3] if x >= e)
-    cy = sum(1 for e in cell_edges(height)[1:3] if y >= e)
-    return 3 * cy + cx + 1
+    """Cell number (1..9) of a continuous chip position (x right, y down, in pixels), cut in normalized
+    coordinates (schemas.frames.cell_of); positions outside the chip are clamped to the nearest cell."""
+    return frames.cell_of(x / width, y / height)
 
 
 # -- water --------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """Facts stage: the fact sheet of each chip (place, acquisition, surface fractions, CFAR detections,
 imported labels), the only source of truth for the text. Chips are batched so the offline geocoder
-answers many chips in one query."""
+answers many chips in one query.
+
+CFAR runs on the chip's context (the tile stage's `margin`, see facts/cfar.py) so that overlapping chips
+agree on their targets; every other fact (surface fractions, statistics) uses the chip's pixels only."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class Facts(Stage):
             min_db=c.min_db,
             min_area_px=c.min_area_px,
             max_area_px=c.max_area_px,
+            max_extent_px=c.max_extent_px,
         )
         self._labels: Any = None
         self._scenes: set[SceneRef] = set()  # the task's scenes, for the label counts
@@ -97,7 +101,13 @@ class Facts(Stage):
             bright_threshold_db=self.cfg.bright_threshold_db,
             water=water,
         )
-        detections = detect(r.db[reference_band(pols)], r.valid, water[0], r.georef.pixel_size_m, self.cfar)
+        band = reference_band(pols)
+        if r.context_db is not None and r.context_valid is not None:
+            cdb, cvalid, margin = r.context_db[band], r.context_valid, r.margin
+        else:
+            cdb, cvalid, margin = r.db[band], r.valid, 0
+        detections = detect(cdb, cvalid, water[0], r.georef.pixel_size_m, self.cfar, margin=margin)
+        r.context_db = r.context_valid = None  # the context has served
         labels = self._label_set()
         objects = (
             labels.objects_in_chip(

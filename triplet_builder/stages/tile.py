@@ -1,6 +1,12 @@
 """Tile stage: read each chip window of a scene (window by window, never the whole scene), resample to
 the target pixel size, convert to dB in the one radiometry function, and drop chips that are mostly nodata.
 
+With `margin` > 0 each window is read with that many more output pixels on every side (clipped at the
+scene edge, where the margin is nodata): the chip's context, on which the facts stage detects targets.
+The chip itself (db, valid) is the centre of the context; the nodata test looks at the chip only. At
+native resolution the context holds exactly the scene's pixels; when resampling, the margin is rounded
+to whole native pixels and GDAL's averages may differ from a chip read alone by float32 rounding.
+
 Scenes whose bands are `ee://` URIs (virtual Earth Engine scenes) are read through
 triplet_builder.sources.earthengine: up to `prefetch` windows are kept in flight (bounded concurrency)
 ahead of the one being processed, in order like local ones; the request counters land in the stage's
@@ -22,7 +28,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window as RioWindow
 
 from triplet_builder.radiometry import to_db
-from triplet_builder.record import ChipRecord
+from triplet_builder.record import ChipRecord, Window
 from triplet_builder.stages.base import Stage, Stats
 
 EE_SCHEME = "ee://"
@@ -31,8 +37,11 @@ EE_SCHEME = "ee://"
 class ReadChips(Stage):
     name = "tile"
 
-    def __init__(self, max_nodata_fraction: float = 0.5, *, prefetch: int = 64) -> None:
+    def __init__(self, max_nodata_fraction: float = 0.5, *, prefetch: int = 64, margin: int = 0) -> None:
+        if margin < 0:
+            raise ValueError(f"ReadChips: margin must be >= 0, got {margin}")
         self.max_nodata_fraction = max_nodata_fraction
+        self.margin = margin  # context pixels read on every side of the chip (output pixels)
         self.prefetch = prefetch  # windows of a remote (ee://) scene kept in flight ahead of processing
         self._open: dict[str, Any] = {}
         self._readers: dict[Any, Any] = {}  # Earth Engine settings -> window reader
@@ -75,7 +84,7 @@ class ReadChips(Stage):
             yield from super(ReadChips, self).run([rec], stats)
 
         for rec in records:
-            fut = None if rec.rejected else self._reader(rec).submit(rec.scene, rec.window)
+            fut = None if rec.rejected else self._reader(rec).submit(rec.scene, self._padded(rec)[0])
             pending.append((rec, fut))
             if len(pending) >= self.prefetch:
                 yield from emit()
@@ -96,12 +105,38 @@ class ReadChips(Stage):
             reader = self._readers[settings] = EarthEngineWindowReader(settings)
         return reader
 
+    def _padded(self, record: ChipRecord) -> tuple[Window, tuple[slice, slice]]:
+        """(the native window to read: the chip's window plus the margin, clipped to the scene;
+        where its pixels go in the (H + 2m, W + 2m) context). Margin 0: the chip's own window."""
+        w, scene, m = record.window, record.scene, self.margin
+        if m == 0:
+            return w, (slice(0, w.out_height), slice(0, w.out_width))
+        fx, fy = w.width / w.out_width, w.height / w.out_height  # native pixels per output pixel
+        mx, my = round(m * fx), round(m * fy)
+        c0, c1 = w.col_off - mx, w.col_off + w.width + mx
+        r0, r1 = w.row_off - my, w.row_off + w.height + my
+        cc0, cc1, rr0, rr1 = max(c0, 0), min(c1, scene.width), max(r0, 0), min(r1, scene.height)
+        ox0, ox1 = round((cc0 - c0) / fx), w.out_width + 2 * m - round((c1 - cc1) / fx)
+        oy0, oy1 = round((rr0 - r0) / fy), w.out_height + 2 * m - round((r1 - rr1) / fy)
+        read = Window(cc0, rr0, cc1 - cc0, rr1 - rr0, ox1 - ox0, oy1 - oy0)
+        return read, (slice(oy0, oy1), slice(ox0, ox1))
+
     def _read(self, record: ChipRecord) -> np.ndarray:
-        """(P, H, W) float32 raw values of the chip, NaN where nodata."""
-        fetched = self._fetched.pop(record.chip_id, None)
-        if fetched is not None:
-            return fetched
-        w = record.window
+        """(P, H + 2m, W + 2m) float32 raw values of the chip's context, NaN where nodata or beyond the
+        scene ((P, H, W) of the chip alone when the margin is 0)."""
+        w, m = record.window, self.margin
+        read, (ys, xs) = self._padded(record)
+        raw = self._fetched.pop(record.chip_id, None)
+        if raw is None:
+            raw = self._read_window(record, read)
+        if m == 0:
+            return raw
+        out = np.full((raw.shape[0], w.out_height + 2 * m, w.out_width + 2 * m), np.nan, dtype=np.float32)
+        out[:, ys, xs] = raw
+        return out
+
+    def _read_window(self, record: ChipRecord, w: Window) -> np.ndarray:
+        """(P, out_height, out_width) float32 raw values of a native window, NaN where nodata."""
         rw = RioWindow(w.col_off, w.row_off, w.width, w.height)
         resample = (w.out_width, w.out_height) != (w.width, w.height)
         planes = []
@@ -118,9 +153,13 @@ class ReadChips(Stage):
         return np.stack(planes)  # (P, H, W)
 
     def process(self, record: ChipRecord) -> ChipRecord:
-        scene = record.scene
+        scene, w, m = record.scene, record.window, self.margin
         raw = self._read(record)
         db, valid = to_db(raw, scene.scale, scene.nodata)
+        if m:
+            record.margin, record.context_db, record.context_valid = m, db, valid
+            db = np.ascontiguousarray(db[:, m : m + w.out_height, m : m + w.out_width])
+            valid = np.ascontiguousarray(valid[m : m + w.out_height, m : m + w.out_width])
         record.db, record.valid = db, valid
         nodata_fraction = 1.0 - float(valid.mean())
         if nodata_fraction > self.max_nodata_fraction:

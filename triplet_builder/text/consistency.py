@@ -28,7 +28,8 @@ be held to the same rules. What it catches:
   localization = ascending comma-separated cells 1..9 or "None", equal to the true cells; detection =
   "None" or a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": str}, one box per true object
   (IoU >= 0.99, same labels, same number); classification = the label of the object at the box the
-  question names. A question about a class the checker does not know (not labelled in the facts, not
+  question names. Boxes are in the QA frame (the chip image's pixels, schemas/frames.py), which every
+  detection and classification question must state ("pixel coordinates of the 64 x 64 image"). A question about a class the checker does not know (not labelled in the facts, not
   a synonym, not in `classes`) passes only with a negative answer (0 / None).
 
 The conventions shared with the writers live here too (percent rounding, cell names, thresholds, the
@@ -47,6 +48,7 @@ from functools import lru_cache
 from typing import Any
 
 from schemas import CAPTION_FIELDS, QA_TASKS
+from schemas.frames import box_to_frame, qa_frame, stated_frame
 
 # == conventions shared with the writers ===========================================================
 HEDGE_WORDS: tuple[str, ...] = (
@@ -670,7 +672,7 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
     metres = [chip["width_m"], chip["height_m"], chip["pixel_size_m"]]
     metres += [chip[k] for k in ("pixel_size_x_m", "pixel_size_y_m") if k in chip]
     metres += [o["length_m"] for o in ctx.objects if o.get("length_m") is not None]
-    metres += [d["length_m"] for d in ctx.detections]
+    metres += [d["length_m"] for d in ctx.detections if d.get("length_m") is not None]  # null: unknown size
     if place:
         metres.append(place["distance_km"] * 1000.0)
     s = ctx.surface
@@ -982,8 +984,31 @@ def _question_key(ctx: _Context, question: str) -> tuple[str | None, str | None]
     return None, _NO_CLASS
 
 
+def _frame_box(ctx: _Context, item: Mapping[str, Any]) -> list[int]:
+    """An item's box in the QA frame (the chip's pixels, schemas/frames.py), from its normalized box."""
+    chip = ctx.facts["chip"]
+    norm = item.get("bbox_norm")
+    if norm is None:  # a fact sheet written before bbox_norm: its chip-pixel box
+        return [int(v) for v in item["bbox"]]
+    return box_to_frame(norm, chip["width_px"], chip["height_px"])
+
+
+def _check_frame(ctx: _Context, question: str) -> list[str]:
+    """A question with boxes must name their frame: the chip image's own pixels ("W x H image")."""
+    chip = ctx.facts["chip"]
+    want = qa_frame(chip["width_px"], chip["height_px"])
+    said = stated_frame(question)
+    if said is None:
+        return [f"the question does not state the frame of its boxes ('{want.phrase}')"]
+    if said != want:
+        return [
+            f"the question states a {said.width} x {said.height} frame but the chip is {want.width} x {want.height}"
+        ]
+    return []
+
+
 def _check_detection_answer(ctx: _Context, key: str, answer: str) -> list[str]:
-    truth = targets_for(ctx.facts, key)
+    truth = [dict(t, bbox=_frame_box(ctx, t)) for t in targets_for(ctx.facts, key)]
     if answer == "None":
         return [] if not truth else [f"answer None but the facts have {len(truth)} {key}(s)"]
     try:
@@ -1034,12 +1059,15 @@ def _check_one_qa(ctx: _Context, item: Mapping[str, Any]) -> list[str]:
     if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not a.strip():
         return ["question and answer must be non-empty strings"]
     out = _check_hedges("question", q, []) + _check_hedges("answer", a, [])
+    if task in ("classification", "detection"):
+        out += _check_frame(ctx, q)
     if task == "classification":
         m = _BOX_RE.search(q)
         if not m:
             return [*out, "classification question names no box [x1, y1, x2, y2]"]
         box = [float(m.group(g)) for g in ("x1", "y1", "x2", "y2")]
-        pool = list(ctx.objects) + [dict(d, label=DETECTION_KEY) for d in ctx.detections]
+        pool = [dict(o, bbox=_frame_box(ctx, o)) for o in ctx.objects]
+        pool += [dict(d, label=DETECTION_KEY, bbox=_frame_box(ctx, d)) for d in ctx.detections]
         best = max(pool, key=lambda o: iou(box, o["bbox"]), default=None)
         if best is None or iou(box, best["bbox"]) < IOU_MATCH:
             return [*out, f"no object of the facts at box {m.group(0)}"]

@@ -23,6 +23,7 @@ from datetime import date
 from typing import Any
 
 from schemas import CAPTION_FIELDS
+from schemas.frames import Frame, box_to_frame, qa_frame
 from triplet_builder.text.base import TextResult, render_caption, validate_text
 from triplet_builder.text.consistency import (
     CELL_NAMES,
@@ -604,8 +605,31 @@ def _targets(facts: dict[str, Any], rng: random.Random) -> str:
         sentences.append(
             f"{_cap(_count(wet, rng, words))} of them lie on open water and {_count(n - wet, rng, words)} on land."
         )
-    sentences += _length_sentence([float(d["length_m"]) for d in dets], n, rng)
+    known = [float(d["length_m"]) for d in dets if d.get("length_m") is not None]
+    sentences += _length_sentence(known, n, rng)
+    sentences += _point_sentence(n - len(known), n, rng)
     return " ".join(sentences)
+
+
+def _point_sentence(unknown: int, n: int, rng: random.Random) -> list[str]:
+    """Detections too small to measure (length_m null): point targets of unknown size."""
+    if unknown == 0:
+        return []
+    if n == 1:
+        return [
+            rng.choice(
+                ["It is a point target of unknown size.", "Its size is unknown: it is a point target."]
+            )
+        ]
+    if unknown == n:
+        return [rng.choice(["All of them are point targets of unknown size.", "Their sizes are unknown."])]
+    if unknown == 1:
+        return [
+            "The other is a point target of unknown size."
+            if n == 2
+            else "One is a point target of unknown size."
+        ]
+    return [f"{_cap(_count(unknown, rng))} of them are point targets of unknown size."]
 
 
 def _length_sentence(known: list[float], n: int, rng: random.Random) -> list[str]:
@@ -651,19 +675,17 @@ _LOC_Q = (
 )
 _DET_Q = (
     'Detect all {P} in this SAR image. Answer with a JSON list of {{"bbox_2d": [x1, y1, x2, y2], '
-    '"label": "{L}"}} in pixel coordinates of the image, or None.',
-    "Locate the {P} in the image and give their bounding boxes [x1, y1, x2, y2] in pixel coordinates "
-    "of the image, as JSON.",
-    'Output the bounding boxes of all {P} as JSON with "bbox_2d" and "label", using pixel coordinates '
-    "of the image.",
-    'Where are the {P}? Return [{{"bbox_2d": [x1, y1, x2, y2], "label": "{L}"}}, ...] with pixel '
-    "coordinates of the image, or None if there are none.",
+    '"label": "{L}"}} in {F}, or None.',
+    "Locate the {P} in the image and give their bounding boxes [x1, y1, x2, y2] in {F}, as JSON.",
+    'Output the bounding boxes of all {P} as JSON with "bbox_2d" and "label", using {F}.',
+    'Where are the {P}? Return [{{"bbox_2d": [x1, y1, x2, y2], "label": "{L}"}}, ...] with {F}, or None '
+    "if there are none.",
 )
 _CLS_Q = (
-    "What is the category of the object in the box {B} (pixel coordinates of the image)?",
-    "Classify the object inside the bounding box {B}, given in pixels of the image.",
-    "Which class does the object at {B} (pixel coordinates of the image) belong to?",
-    "Name the type of target enclosed by the box {B} in pixel coordinates of the image.",
+    "What is the category of the object in the box {B} ({F})?",
+    "Classify the object inside the bounding box {B}, given in {F}.",
+    "Which class does the object at {B} ({F}) belong to?",
+    "Name the type of target enclosed by the box {B} in {F}.",
 )
 
 
@@ -671,12 +693,20 @@ def _sorted_targets(ts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(ts, key=lambda t: (t["bbox"][1], t["bbox"][0], t["bbox"][3], t["bbox"][2]))
 
 
-def _qa_set(ts: list[dict[str, Any]], noun: str, json_label: str, rng: random.Random) -> list[dict[str, str]]:
-    """counting, localization and detection QA of one class (ts may be empty: a negative)."""
+def _frame_box(t: dict[str, Any], frame: Frame) -> list[int]:
+    """A target's box in the QA frame, from its normalized box (schemas/frames.py)."""
+    return box_to_frame(t["bbox_norm"], frame.width, frame.height)
+
+
+def _qa_set(
+    ts: list[dict[str, Any]], noun: str, json_label: str, rng: random.Random, frame: Frame
+) -> list[dict[str, str]]:
+    """counting, localization and detection QA of one class (ts may be empty: a negative); boxes in
+    `frame`, which the detection question names."""
     ts = _sorted_targets(ts)
     nouns = plural(noun)
     cells = cells_of(ts)
-    det = [{"bbox_2d": [int(v) for v in t["bbox"]], "label": t["label"]} for t in ts]
+    det = [{"bbox_2d": _frame_box(t, frame), "label": t["label"]} for t in ts]
     return [
         {"task": "counting", "question": rng.choice(_COUNT_Q).format(P=nouns), "answer": str(len(ts))},
         {
@@ -686,7 +716,7 @@ def _qa_set(ts: list[dict[str, Any]], noun: str, json_label: str, rng: random.Ra
         },
         {
             "task": "detection",
-            "question": rng.choice(_DET_Q).format(P=nouns, L=json_label),
+            "question": rng.choice(_DET_Q).format(P=nouns, L=json_label, F=frame.phrase),
             "answer": json.dumps(det) if det else "None",
         },
     ]
@@ -745,24 +775,27 @@ class OfflineWriter:
     def qa(self, facts: dict[str, Any], chip_id: str) -> list[dict[str, str]]:
         rng = self._rng(chip_id, "qa")
         out: list[dict[str, str]] = []
+        frame = qa_frame(facts["chip"]["width_px"], facts["chip"]["height_px"])
         keys = _keys_of_objects(facts)
         if not keys:
             dets = [dict(d, label=DETECTION_KEY) for d in (facts.get("detections") or {}).get("items", [])]
-            return _qa_set(dets, DETECTION_KEY, DETECTION_KEY, rng)
+            return _qa_set(dets, DETECTION_KEY, DETECTION_KEY, rng, frame)
         for key, label in keys:
             ts = targets_for(facts, key)
-            out += _qa_set(ts, label_words(label), label, rng)
+            out += _qa_set(ts, label_words(label), label, rng, frame)
             obj = rng.choice(_sorted_targets(ts))
             out.append(
                 {
                     "task": "classification",
-                    "question": rng.choice(_CLS_Q).format(B=_box_text(obj["bbox"])),
+                    "question": rng.choice(_CLS_Q).format(
+                        B=_box_text(_frame_box(obj, frame)), F=frame.phrase
+                    ),
                     "answer": obj["label"],
                 }
             )
         absent = [c for c in self.negative_classes if not targets_for(facts, canonical_label(c))]
         for c in rng.sample(absent, min(self.n_negative, len(absent))):
-            out += _qa_set([], label_words(c), c, rng)
+            out += _qa_set([], label_words(c), c, rng, frame)
         return out
 
     def write(self, facts: dict[str, Any], chip_id: str) -> TextResult:

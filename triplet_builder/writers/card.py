@@ -13,6 +13,8 @@ keys it reads, all optional except where noted:
     attributions: [str]            extra attribution lines (e.g. NASA/JPL OPERA)
     stretch: {mode, min_db, ...}   the PNG stretch configuration
     synthetic_embeddings: bool     the aef_* columns are the demo's synthetic stand-in: a WARNING is shown
+    config: {chip, facts, output}  the resolved region config: the box frame, the detector's context
+                                   margin and whether the backscatter_db column is filled
 
 The AlphaEarth attribution sentence and the Copernicus Sentinel attribution are on every card.
 """
@@ -27,6 +29,8 @@ from typing import Any
 import yaml
 
 from schemas import SPLITS
+from schemas.frames import PAPER_FRAME, qa_frame
+from triplet_builder.facts.cfar import MIN_MEASURABLE_PX
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +115,46 @@ def _describe(item: Any) -> str:
     return str(item)
 
 
+def _boxes_section(config: Any) -> list[str]:
+    """How boxes, cells, targets and the optional backscatter column are to be read, from the build's config."""
+    out = ["", "## Boxes, grid cells and targets", ""]
+    if not isinstance(config, dict) or not isinstance(config.get("chip"), dict):
+        return [*out, "The build's configuration is unknown: the frame of the boxes is not stated here."]
+    size = int(config["chip"]["size"])
+    frame = qa_frame(size, size)
+    scale = PAPER_FRAME.width / size
+    out += [
+        f"Every box in `qa` and `messages` is [x1, y1, x2, y2] in {frame.phrase} (the chip as stored, "
+        f"{size} x {size} px; every detection and classification question says so). For the FUSAR-GPT "
+        f"{PAPER_FRAME.width} x {PAPER_FRAME.height} frame multiply by {PAPER_FRAME.width} / {size} = "
+        f"{scale:g} (`schemas.frames.rescale_box`, which the trainer uses). In `facts`, `bbox_norm` is the "
+        "same box normalized to [0, 1] and the 3 x 3 cells (1..9 row-major) are cut at 1/3 and 2/3 of the "
+        "image in normalized coordinates, so a target keeps its cell at any image size.",
+    ]
+    cfar = (config.get("facts") or {}).get("cfar")
+    if isinstance(cfar, dict) and {"max_extent_px", "guard", "train"} <= set(cfar):
+        margin = int(cfar["max_extent_px"]) + int(cfar["guard"]) + int(cfar["train"])
+        out += [
+            "",
+            f"Bright point targets (CA-CFAR) are detected on each chip with a {margin} px context around it "
+            "and belong to the chip that holds their peak, so overlapping chips report the same targets; "
+            f"boxes are clipped to the chip. A length is stated only for a target spanning at least "
+            f"{MIN_MEASURABLE_PX} px along its box's longer side; smaller ones are point targets of unknown "
+            "size (`length_m` null).",
+        ]
+    on = (config.get("output") or {}).get("backscatter_column")
+    if on is not None:
+        out += [
+            "",
+            "`backscatter_db` holds each chip's float32 dB (P, H, W), NaN = invalid, as a zlib-compressed "
+            "`.npy` (`schemas.backscatter.decode_backscatter`)."
+            if on
+            else "`backscatter_db` is null in this build (`output.backscatter_column: false`); use the PNG "
+            "stretch above, which saturates on bright targets.",
+        ]
+    return out
+
+
 def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     """The card's text (see `write_card`)."""
     splits = _splits(manifest)
@@ -191,6 +235,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     ]
     if isinstance(stretch, dict):
         out += ["", "Stretch used: " + ", ".join(f"{k} = {v}" for k, v in stretch.items()) + "."]
+    out += _boxes_section(manifest.get("config"))
     out += [
         "",
         "## AlphaEarth embeddings (de-quantization)",

@@ -35,6 +35,7 @@ import shapely
 from pyproj import CRS
 
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
+from schemas.backscatter import encode_backscatter
 from triplet_builder.record import ChipRecord
 from triplet_builder.text.base import build_messages as text_messages
 from triplet_builder.writers.png import Stretch, encode_chip
@@ -250,6 +251,7 @@ class ShardWriter:
         compression: str = "zstd",
         compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
         stretch: Stretch | None = None,
+        backscatter_column: bool = False,
         messages_fn: Callable[[ChipRecord], list[dict[str, str]]] = build_messages,
     ) -> None:
         if task_id < 0 or task_id > 99_999:
@@ -273,6 +275,7 @@ class ShardWriter:
             else None
         )
         self.stretch = stretch or Stretch()
+        self.backscatter_column = backscatter_column  # also write the float32 dB chip (backscatter_db)
         self.messages_fn = messages_fn
         self.schema = triplet_schema()
         self.reject_schema = rejects_schema()
@@ -490,6 +493,7 @@ class ShardWriter:
             "channels": channels,
             "stretch_min_db": min_db,
             "stretch_max_db": max_db,
+            "backscatter_db": encode_backscatter(db) if self.backscatter_column else None,
             "width": int(db.shape[2]),
             "height": int(db.shape[1]),
             "pixel_size_m": float(georef.pixel_size_m),

@@ -140,6 +140,9 @@ def test_parameter_errors() -> None:
         detect(db, np.ones((8, 8), dtype=bool), None, 10.0, CfarParams(water_only=True))
     info = detector_info()
     assert info["name"] == "CA-CFAR" and info["length_method"] == "bbox_diagonal" and info["pfa"] == 1e-6
+    assert info["min_measurable_px"] == 3 and info["assignment"] == "peak"
+    with pytest.raises(ValueError, match="margin 5 px is smaller"):
+        detect(np.zeros((20, 20), np.float32), np.ones((20, 20), bool), None, 10.0, CfarParams(), margin=5)
 
 
 def test_real_port_scene() -> None:
@@ -155,7 +158,11 @@ def test_real_port_scene() -> None:
         x1, y1, x2, y2 = d["bbox"]
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
         assert 1 <= d["cell"] <= 9
-        assert d["peak_db"] >= 0.0 and d["length_m"] > 0
+        assert d["peak_db"] >= 0.0
+        side = max(x2 - x1, y2 - y1)  # a box inside the scene is never clipped: its sides are the target's
+        assert (d["length_m"] is None) == (side < 3)
+        if d["length_m"] is not None:
+            assert d["length_m"] == pytest.approx(math.hypot(x2 - x1, y2 - y1) * px, abs=0.06)
         assert d["peak_db"] == pytest.approx(float(np.nanmax(db[y1:y2, x1:x2])), abs=0.01)
     assert items == sorted(items, key=lambda d: (d["bbox"][1], d["bbox"][0]))
 
@@ -177,3 +184,74 @@ def test_the_floor_fast_path_equals_the_dense_mask(seed: int) -> None:
     dense = _detection_mask_dense(db, valid, params)
     assert fast.any()
     np.testing.assert_array_equal(fast, dense)
+
+
+def test_a_size_is_stated_only_when_the_target_spans_three_pixels() -> None:
+    db = _speckle_db((64, 64), 0.01, seed=11)
+    valid = np.ones(db.shape, dtype=bool)
+    db[10, 10] = 12.0  # one pixel
+    db[30:32, 30:32] = 12.0  # 2 x 2
+    db[50, 40:43] = 12.0  # 1 x 3: measurable along x
+    db[20:24, 52] = 12.0  # 4 x 1: measurable along y
+    items = {tuple(d["bbox"]): d for d in detect(db, valid, None, 20.0)}
+    assert set(items) == {(10, 10, 11, 11), (30, 30, 32, 32), (40, 50, 43, 51), (52, 20, 53, 24)}
+    assert items[(10, 10, 11, 11)]["length_m"] is None  # a point target of unknown size, not "28 m long"
+    assert items[(30, 30, 32, 32)]["length_m"] is None
+    assert items[(40, 50, 43, 51)]["length_m"] == round(math.hypot(3, 1) * 20.0, 1)
+    assert items[(52, 20, 53, 24)]["length_m"] == round(math.hypot(1, 4) * 20.0, 1)
+    assert items[(10, 10, 11, 11)]["peak_px"] == [10, 10]
+
+
+def _context(scene: np.ndarray, valid: np.ndarray, x0: int, y0: int, size: int, m: int):  # type: ignore[no-untyped-def]
+    """The chip at (x0, y0) with m context pixels, NaN / invalid beyond the scene (the tile stage's job)."""
+    h, w = scene.shape
+    db = np.full((size + 2 * m, size + 2 * m), np.nan, dtype=np.float32)
+    ok = np.zeros(db.shape, dtype=bool)
+    ys, xs = slice(max(y0 - m, 0), min(y0 + size + m, h)), slice(max(x0 - m, 0), min(x0 + size + m, w))
+    oy, ox = ys.start - (y0 - m), xs.start - (x0 - m)
+    db[oy : oy + ys.stop - ys.start, ox : ox + xs.stop - xs.start] = scene[ys, xs]
+    ok[oy : oy + ys.stop - ys.start, ox : ox + xs.stop - xs.start] = valid[ys, xs]
+    return db, ok
+
+
+def test_overlapping_chips_report_the_same_targets_as_the_whole_scene() -> None:
+    """Targets placed across chip borders: every chip (with its context) reports exactly the targets of
+    a detection over the whole scene whose peak lies inside it, with the same peak (scene pixels), area
+    and length; its boxes are the scene boxes clipped to the chip."""
+    params = CfarParams(pfa=1e-6, min_db=0.0, max_extent_px=12)
+    scene = _speckle_db((160, 160), 0.01, seed=21)
+    valid = np.ones(scene.shape, dtype=bool)
+    scene[31:33, 30:34] = 10.0  # straddles the border at 32 (rows and columns)
+    scene[32, 33] = 14.0
+    scene[63, 64] = 12.0  # one pixel beside a border
+    scene[60:70, 95:97] = 9.0  # a 10 px long target across the border at 64 / 96
+    scene[66, 96] = 13.0
+    scene[100, 2] = 11.0  # near the scene edge
+    scene[140:143, 10:12] = 9.0
+    valid[150:, :40] = False  # nodata
+    scene[~valid] = np.nan
+    whole = {tuple(d["peak_px"]): d for d in detect(scene, valid, None, 20.0, params)}
+    assert sorted(whole) == [(2, 100), (10, 140), (33, 32), (64, 63), (96, 66)]
+    size, m = 64, params.margin
+    seen: dict[tuple[int, int], int] = {}
+    for y0 in range(0, 160 - size + 1, 32):
+        for x0 in range(0, 160 - size + 1, 32):
+            db, ok = _context(scene, valid, x0, y0, size, m)
+            got = {}
+            for d in detect(db, ok, None, 20.0, params, margin=m):
+                peak = (d["peak_px"][0] + x0, d["peak_px"][1] + y0)
+                got[peak] = d
+                seen[peak] = seen.get(peak, 0) + 1
+            inside = {p for p in whole if x0 <= p[0] < x0 + size and y0 <= p[1] < y0 + size}
+            assert set(got) == inside, (x0, y0)
+            for p in inside:
+                ref, d = whole[p], got[p]
+                assert (d["area_px"], d["length_m"], d["peak_db"]) == (
+                    ref["area_px"],
+                    ref["length_m"],
+                    ref["peak_db"],
+                )
+                x1, y1, x2, y2 = ref["bbox"]
+                clipped = [max(x1 - x0, 0), max(y1 - y0, 0), min(x2 - x0, size), min(y2 - y0, size)]
+                assert d["bbox"] == clipped
+    assert set(seen) == set(whole) and max(seen.values()) == 4  # a target seen by four chips

@@ -148,17 +148,41 @@ def test_build_rejects_bad_inputs(tmp_path: Path) -> None:
         build_fact_sheet(**{**kwargs, "db": db[:, :32], "valid": valid[:32]})
     bad_det = {
         "bbox": [1, 2, 3, 4],
-        "cell": 10,
+        "cell": 1,
+        "peak_px": [1, 2],
         "peak_db": 1.0,
-        "area_px": 1,
-        "length_m": 5.0,
+        "area_px": 0,
+        "length_m": None,
         "on_water": True,
     }
-    with pytest.raises(ValueError, match=r"\$\.detections\.items\[0\]\.cell"):
+    with pytest.raises(ValueError, match=r"\$\.detections\.items\[0\]\.area_px"):
         build_fact_sheet(**{**kwargs, "detections": [bad_det]})
     # numpy scalars from upstream code are turned into plain JSON values, not rejected
     np_det = {**bad_det, "cell": np.int64(5), "area_px": np.int32(1), "on_water": np.bool_(True)}
-    assert build_fact_sheet(**{**kwargs, "detections": [np_det]})["detections"]["items"][0]["cell"] == 5
+    assert build_fact_sheet(**{**kwargs, "detections": [np_det]})["detections"]["items"][0]["area_px"] == 1
+
+
+def test_boxes_are_stored_normalized_and_cells_follow_them() -> None:
+    """bbox_norm = bbox / chip size, and the cell is that of its centre cut at 1/3, 2/3 (not at the
+    integer pixels 21 / 42 of a 64 px chip)."""
+    scene = port_scene()
+    georef, _ = chip_georef(scene, WIN)
+    db = np.full((1, 64, 64), -15.0, dtype=np.float32)
+    valid = np.ones((64, 64), dtype=bool)
+    det = {"bbox": [20, 41, 22, 43], "cell": 9, "peak_px": [21, 42], "peak_db": 3.0, "area_px": 4,
+           "length_m": None, "on_water": False}  # fmt: skip
+    obj = {"label": "ship", "bbox": [40, 0, 44, 3], "cell": 9, "source": "t"}
+    facts = build_fact_sheet(
+        scene=scene, window=WIN, georef=georef, db=db, valid=valid, place=None,
+        surface=surface_facts(db, valid, ("VV",)), detections=[det], detector=detector_info(), objects=[obj],
+    )  # fmt: skip
+    d, o = facts["detections"]["items"][0], facts["objects"][0]
+    assert d["bbox_norm"] == [20 / 64, 41 / 64, 22 / 64, 43 / 64]
+    # centre (21, 42) px: 21 / 64 < 1 / 3 (left band), 42 / 64 < 2 / 3 (middle band): cell 4
+    assert d["cell"] == 4
+    assert (
+        o["bbox_norm"][0] == 0.625 and o["cell"] == 2
+    )  # centre (42, 1.5) px: 0.656 < 2 / 3, top row: cell 2
 
 
 @pytest.mark.parametrize(

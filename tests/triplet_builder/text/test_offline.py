@@ -17,6 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
+from schemas.frames import box_to_norm
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
 from triplet_builder.text.consistency import HEDGE_WORDS, check_text
@@ -126,10 +127,12 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
         dets.append(
             {
                 "bbox": b,
+                "bbox_norm": box_to_norm(b, w, h),
                 "cell": cell(b),
+                "peak_px": [b[0], b[1]],
                 "peak_db": 3.0,
                 "area_px": 5,
-                "length_m": 10.0 * (b[2] - b[0]),
+                "length_m": r.choice([None, 10.0 * (b[2] - b[0])]),  # None: a point target of unknown size
                 "on_water": r.random() < 0.5,
             }
         )
@@ -149,7 +152,14 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
         b = box()
         length = r.choice([None, round(r.uniform(5, 300), 1)])
         f["objects"].append(
-            {"label": r.choice(labels), "bbox": b, "cell": cell(b), "length_m": length, "source": "x"}
+            {
+                "label": r.choice(labels),
+                "bbox": b,
+                "bbox_norm": box_to_norm(b, w, h),
+                "cell": cell(b),
+                "length_m": length,
+                "source": "x",
+            }
         )
     Draft202012Validator(json_schema("facts"), format_checker=FormatChecker()).validate(f)
     return f
@@ -395,3 +405,40 @@ def test_build_messages_is_one_chat() -> None:
     for i, q in enumerate(res.qa):
         assert msgs[2 + 2 * i] == {"role": "user", "content": q["question"]}
         assert msgs[3 + 2 * i] == {"role": "assistant", "content": q["answer"]}
+
+
+def test_point_targets_of_unknown_size_get_no_length() -> None:
+    """Detections too small to measure (length_m null) are point targets of unknown size in the text,
+    and the checker rejects a length the facts do not hold."""
+    facts = fact_sheet("open_water")
+    for d in facts["detections"]["items"]:
+        d["length_m"] = None
+    for chip_id in CHIP_IDS[:8]:
+        res = OfflineWriter().write(facts, chip_id)
+        targets = res.caption_fields["targets"] or ""
+        assert "unknown" in targets and not re.search(r"\d+ m\b", targets), targets
+        assert check_text(facts, res.caption_fields, res.qa) == []
+    bad = dict(res.caption_fields, targets="Two bright point targets stand out. They are 28 m and 92 m long.")
+    problems = check_text(facts, bad, res.qa)
+    assert problems and all("length / distance '28 m and 92 m' matches nothing" in p for p in problems)
+    facts["detections"]["items"][0]["length_m"] = 92.2  # one measured: only its length may be stated
+    res = OfflineWriter().write(facts, CHIP_IDS[0])
+    assert (
+        "92 m" in (res.caption_fields["targets"] or "")
+        and check_text(facts, res.caption_fields, res.qa) == []
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_box_questions_state_the_chip_frame_and_the_checker_holds_them_to_it(name: str) -> None:
+    facts = fact_sheet(name)
+    w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
+    for chip_id in CHIP_IDS[:8]:
+        res = OfflineWriter().write(facts, chip_id)
+        boxed = [q for q in res.qa if q["task"] in ("detection", "classification")]
+        assert boxed and all(f"pixel coordinates of the {w} x {h} image" in q["question"] for q in boxed)
+    q = next(q for q in res.qa if q["task"] == "detection")
+    wrong = dict(q, question=q["question"].replace(f"{w} x {h} image", "504 x 504 image"))
+    assert any("states a 504 x 504 frame" in p for p in check_text(facts, res.caption_fields, [wrong]))
+    bare = dict(q, question=q["question"].replace(f"pixel coordinates of the {w} x {h} image", "pixels"))
+    assert any("does not state the frame" in p for p in check_text(facts, res.caption_fields, [bare]))

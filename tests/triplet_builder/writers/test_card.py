@@ -165,3 +165,20 @@ def test_write_and_read_manifest(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         write_manifest(tmp_path, {"x": object()})
     assert path.read_text() == "{ half"  # a failed write leaves the old file alone
+
+
+def test_the_card_states_the_box_frame_from_the_build_config(tmp_path: Path) -> None:
+    config = {
+        "chip": {"size": 64},
+        "facts": {"cfar": {"max_extent_px": 40, "guard": 2, "train": 8}},
+        "output": {"backscatter_column": False},
+    }
+    text = write_card(tmp_path, _manifest(config=config), COLUMN_DOCS).read_text()
+    assert "pixel coordinates of the 64 x 64 image" in text and "504 / 64 = 7.875" in text
+    assert "50 px context" in text and "backscatter_db` is null in this build" in text
+    config["chip"]["size"] = 128
+    config["output"]["backscatter_column"] = True
+    text = write_card(tmp_path, _manifest(config=config), COLUMN_DOCS).read_text()
+    assert "128 x 128 image" in text and "504 / 128 = 3.9375" in text and "zlib-compressed" in text
+    text = write_card(tmp_path, _manifest(), COLUMN_DOCS).read_text()  # no config: said, not guessed
+    assert "frame of the boxes is not stated here" in text

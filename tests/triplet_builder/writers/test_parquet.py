@@ -287,3 +287,27 @@ def test_png_in_row_is_a_real_png(written: tuple[Path, dict[str, Any]]) -> None:
     assert row["image"]["path"] == f"{row['chip_id']}.png"
     with Image.open(io.BytesIO(row["image"]["bytes"])) as im:
         assert im.format == "PNG"
+
+
+def test_backscatter_column_is_null_by_default_and_round_trips_when_on(
+    tmp_path: Path, records: list[ChipRecord], written: tuple[Path, dict[str, Any]]
+) -> None:
+    from schemas.backscatter import decode_backscatter
+
+    out, _ = written
+    off = pq.read_table(out / "data", columns=["backscatter_db"]).column("backscatter_db").to_pylist()
+    assert off and all(v is None for v in off)
+    _write(tmp_path / "on", records, backscatter_column=True)
+    t = pq.read_table(
+        tmp_path / "on" / "data", columns=["chip_id", "backscatter_db", "polarisations"]
+    ).to_pylist()
+    by_id = {r.chip_id: r for r in records}
+    assert len(t) == len(records)
+    for row in t:
+        arr = decode_backscatter(row["backscatter_db"])
+        db = by_id[row["chip_id"]].db
+        assert db is not None and arr.dtype == np.float32 and arr.shape == db.shape
+        assert arr.shape[0] == len(row["polarisations"])
+        np.testing.assert_array_equal(arr, db)  # NaN where invalid, bit-exact elsewhere
+    with pytest.raises(ValueError, match="not a zlib-compressed"):
+        decode_backscatter(b"not an array")
