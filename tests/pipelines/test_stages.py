@@ -198,6 +198,7 @@ def test_validate_command(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     # 96 windows on a plain grid, less the 26 flush ones that would share > chip.max_overlap
     assert "2 scene(s), 70 window(s)" in r.stdout and "outside_dates" in r.stdout
+    assert "; 26 flush window(s) not laid (> chip.max_overlap)" in r.stdout
 
 
 def test_an_llm_writer_without_key_or_server_stops_before_any_work(
