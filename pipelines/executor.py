@@ -291,6 +291,8 @@ def build(
         min_blocks=cfg.split.min_blocks,
         split_guard_rejects=rejected.get("split_guard", 0),
         expected=[s for s, share in cfg.split.shares.items() if share > 0],
+        max_overlap=cfg.chip.max_overlap,
+        near_duplicates=p.windows_near_duplicate,
     )
     synthetic = cfg.embeddings.synthetic
     emb_source = (

@@ -90,6 +90,12 @@ def test_no_two_chips_of_different_splits_share_a_pixel(demo: tuple[Path, Any, d
     assert largest < 1e-6  # m2 (the two scenes overlap: this is the check across them)
 
 
+def _window_share(wa: dict[str, int], wb: dict[str, int]) -> float:
+    ox = min(wa["col_off"] + wa["width"], wb["col_off"] + wb["width"]) - max(wa["col_off"], wb["col_off"])
+    oy = min(wa["row_off"] + wa["height"], wb["row_off"] + wb["height"]) - max(wa["row_off"], wb["row_off"])
+    return max(0, ox) * max(0, oy) / (wa["width"] * wa["height"])
+
+
 def _plain_grid(extent: int, size: int = 64, step: int = 32) -> tuple[int, int]:
     """(offsets of a grid flush with the far edge, of them the flush one sharing > half a chip)."""
     offs = list(range(0, extent - size + 1, step))
@@ -139,6 +145,19 @@ def test_card_and_summary_state_the_builds_figures(demo: tuple[Path, Any, dict[s
         assert f"| {split} | {len(mine)} | {len(blocks)} | {scenes} | {objects} | {detections} |" in card
         warned = f"split {split} has {len(blocks)} block(s) (< split.min_blocks 5)"
         assert (warned in card and warned in r.stdout) == (len(blocks) < 5)
+    # near duplicates: the largest share of a chip another kept chip of its scene (and split) covers, in
+    # native pixels, against the card's footprint figure
+    frac = max(
+        _window_share(a["window"], b["window"])
+        for a, b in itertools.combinations(rows, 2)
+        if a["scene_id"] == b["scene_id"] and a["split"] == b["split"]
+    )
+    assert frac <= 0.5
+    near = m["counts"]["windows_near_duplicate"]
+    assert (
+        f"covered by another kept chip of its scene is {frac:g} (chip.max_overlap 0.5); {near} flush last-row / "
+        "last-column window(s)" in " ".join(card.split())
+    )
     # rejects: the files the card names exist, and the per-reason counts are the table's
     named = re.findall(r"`(rejects/[^`]+)`", card)
     assert named and all((out / f).is_file() for f in named)

@@ -131,16 +131,26 @@ def test_the_report_sees_a_leak_and_measures_it(tmp_path: Path) -> None:
         "detections": {"detector": {}, "items": [{"bbox": [0, 0, 1, 1]}] * 3},
         "objects": [{"label": "ship"}],
     }
-    files = _shards(tmp_path, [("train", "s1", a, det), ("test", "s2", b, {}), ("validation", "s1", c, {})])
+    a2 = shapely.box(4.7025, 43.50, 4.7125, 43.51)  # same scene and split as a, covering 3/4 of it
+    rows = [
+        ("train", "s1", a, det),
+        ("test", "s2", b, {}),
+        ("validation", "s1", c, {}),
+        ("train", "s1", a2, {}),
+    ]
+    files = _shards(tmp_path, rows)
     rep = split_report(tmp_path, files, block_km=KM, min_blocks=5, split_guard_rejects=7)
     utm = Transformer.from_crs("OGC:CRS84", "EPSG:32631", always_xy=True)
-    shared = shapely.transform(a.intersection(b), lambda xy: np.column_stack(utm.transform(*xy.T))).area
-    assert rep["cross_split"]["pairs_meeting"] == 2  # a-b overlap, a-c meet at a corner
-    assert rep["cross_split"]["pairs_sharing_area"] == 1
+    shared = shapely.transform(a2.intersection(b), lambda xy: np.column_stack(utm.transform(*xy.T))).area
+    assert (
+        rep["cross_split"]["pairs_meeting"] == 4
+    )  # a-b, a2-b overlap; a-c meet at a corner, a2-c on an edge
+    assert rep["cross_split"]["pairs_sharing_area"] == 2
     assert rep["cross_split"]["max_shared_m2"] == pytest.approx(shared, rel=2e-3)  # UTM vs equal area
+    assert rep["max_same_scene_overlap"] == pytest.approx(0.75, abs=1e-4)
     assert rep["per_split"]["train"] == {
-        "chips": 1,
-        "blocks": len(cells_touched(a, KM)),
+        "chips": 2,
+        "blocks": len(set(cells_touched(a, KM)) | set(cells_touched(a2, KM))),
         "scenes": 1,
         "objects": 1,
         "detections": 3,
@@ -148,6 +158,6 @@ def test_the_report_sees_a_leak_and_measures_it(tmp_path: Path) -> None:
     }
     assert rep["split_guard_rejects"] == 7
     assert [w.split(":")[0] for w in rep["warnings"]] == [
-        f"split {s} has {len(cells_touched(g, KM))} block(s) (< split.min_blocks 5)"
-        for s, g in (("train", a), ("validation", c), ("test", b))
+        f"split {s} has {len(set(cells_touched(g, KM)) | set(cells_touched(h, KM)))} block(s) (< split.min_blocks 5)"
+        for s, g, h in (("train", a, a2), ("validation", c, c), ("test", b, b))
     ]

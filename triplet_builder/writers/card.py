@@ -150,6 +150,16 @@ def _splits_section(report: dict[str, Any] | None) -> list[str]:
         f"{cross['pairs_sharing_area']} of them share area, the largest shared area is "
         f"{cross['max_shared_m2']:g} m2; {report['blocks_in_two_splits']} block(s) hold chips of two splits.",
         "",
+    ]
+    if report.get("max_overlap") is not None:
+        out += [
+            "Near duplicates: the largest fraction of a chip's footprint covered by another kept chip of its "
+            f"scene is {report.get('max_same_scene_overlap', 'unknown')} (chip.max_overlap "
+            f"{report['max_overlap']:g}); {report.get('windows_near_duplicate', 0)} flush last-row / "
+            "last-column window(s) that would have shared more were not laid.",
+            "",
+        ]
+    out += [
         "| split | chips | blocks | scenes | labelled objects | detected targets |",
         "|---|---:|---:|---:|---:|---:|",
     ]

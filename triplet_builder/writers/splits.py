@@ -7,7 +7,8 @@ targets (labelled objects + detected point targets of the fact sheets). A split 
 
 The leakage check does not trust the georeference stage's guard: it puts every kept footprint in a
 shapely STRtree, intersects every pair of chips of different splits whose footprints meet, and reports
-the largest area two such chips share (in m2, on an equal-area projection) and how many pairs share any.
+the largest area two such chips share (in m2, on an equal-area projection) and how many pairs share any;
+and, for near duplicates, the largest fraction of a chip another chip of its scene and split covers.
 """
 
 from __future__ import annotations
@@ -57,21 +58,34 @@ def _area_m2(geom: shapely.Geometry) -> float:
     )
 
 
-def cross_split_overlap(footprints: list[shapely.Geometry], splits: list[str]) -> dict[str, Any]:
-    """Pairs of chips of different splits whose footprints meet, how many share area, the largest area."""
+def footprint_overlaps(
+    footprints: list[shapely.Geometry], splits: list[str], scenes: list[str]
+) -> tuple[dict[str, Any], float]:
+    """Pairs of chips of different splits whose footprints meet, how many share area, the largest area;
+    and the largest fraction of a chip's footprint another chip of the same scene and split covers."""
     if not footprints:
-        return {"pairs_meeting": 0, "pairs_sharing_area": 0, "max_shared_m2": 0.0}
+        return {"pairs_meeting": 0, "pairs_sharing_area": 0, "max_shared_m2": 0.0}, 0.0
     tree = shapely.STRtree(footprints)
     left, right = tree.query(footprints, predicate="intersects")
-    labels = np.asarray(splits)
-    pick = (left < right) & (labels[left] != labels[right])
-    pairs = list(zip(left[pick].tolist(), right[pick].tolist(), strict=True))
-    areas = [_area_m2(shapely.intersection(footprints[i], footprints[j])) for i, j in pairs]
+    pick = left < right
+    left, right = left[pick], right[pick]
+    labels, names = np.asarray(splits), np.asarray(scenes)
+    cross = labels[left] != labels[right]
+    areas = [
+        _area_m2(shapely.intersection(footprints[i], footprints[j]))
+        for i, j in zip(left[cross], right[cross], strict=True)
+    ]
+    same = ~cross & (names[left] == names[right])
+    fractions = [
+        float(shapely.area(shapely.intersection(footprints[i], footprints[j])))
+        / min(float(shapely.area(footprints[i])), float(shapely.area(footprints[j])))
+        for i, j in zip(left[same], right[same], strict=True)
+    ]
     return {
-        "pairs_meeting": len(pairs),
+        "pairs_meeting": len(areas),
         "pairs_sharing_area": sum(a > 0 for a in areas),
         "max_shared_m2": max(areas, default=0.0),
-    }
+    }, max(fractions, default=0.0)
 
 
 def split_report(
@@ -82,12 +96,16 @@ def split_report(
     min_blocks: int,
     split_guard_rejects: int,
     expected: Iterable[str] = SPLITS,
+    max_overlap: float | None = None,
+    near_duplicates: int = 0,
 ) -> dict[str, Any]:
     """The manifest's `splits` entry, read from the shards `files` (relative to out_dir); `expected`:
-    the splits the config gives a share (an empty one is flagged)."""
+    the splits the config gives a share (an empty one is flagged); `max_overlap` and `near_duplicates`:
+    chip.max_overlap and the flush windows it kept from being laid, reported as given."""
     tallies: dict[str, _SplitTally] = {}
     footprints: list[shapely.Geometry] = []
     labels: list[str] = []
+    scenes: list[str] = []
     for f in sorted(files):
         pf = pq.ParquetFile(Path(out_dir) / f)
         for batch in pf.iter_batches(columns=_COLUMNS):
@@ -105,6 +123,7 @@ def split_report(
                 t.detections += n_det
                 footprints.append(geom)
                 labels.append(split)
+                scenes.append(scene)
     order = [s for s in SPLITS if s in tallies] + sorted(s for s in tallies if s not in SPLITS)
     per_split = {
         s: {
@@ -122,14 +141,18 @@ def split_report(
         for i, a in enumerate(order)
         for b in order[i + 1 :]
     ]
+    cross, same_scene = footprint_overlaps(footprints, labels, scenes)
     return {
         "method": METHOD,
         "block_km": block_km,
         "min_blocks": min_blocks,
         "per_split": per_split,
         "split_guard_rejects": split_guard_rejects,
+        "max_overlap": max_overlap,
+        "windows_near_duplicate": near_duplicates,
         "blocks_in_two_splits": sum(len(x) for x in shared),
-        "cross_split": cross_split_overlap(footprints, labels),
+        "cross_split": cross,
+        "max_same_scene_overlap": round(same_scene, 4),
         "warnings": split_warnings(per_split, min_blocks, expected),
     }
 

@@ -19,6 +19,9 @@ REPORT: dict[str, Any] = {
     "split_guard_rejects": 27,
     "blocks_in_two_splits": 0,
     "cross_split": {"pairs_meeting": 4, "pairs_sharing_area": 0, "max_shared_m2": 0.0},
+    "max_same_scene_overlap": 0.4999,
+    "max_overlap": 0.5,
+    "windows_near_duplicate": 26,
 }
 
 
@@ -44,6 +47,7 @@ def test_splits_section_states_the_report() -> None:
     assert (
         "0 of them share area, the largest shared area is 0 m2; 0 block(s) hold chips of two splits" in card
     )
+    assert "another kept chip of its scene is 0.4999 (chip.max_overlap 0.5); 26 flush last-row" in card
     assert "| train | 39 | 9 | 2 | 3 | 37 |" in card and "| test | 2 | 1 | 1 | 0 | 0 |" in card
     assert "> [!WARNING] > split validation is empty" in card
     assert (
