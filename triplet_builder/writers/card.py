@@ -144,7 +144,8 @@ def _splits_section(report: dict[str, Any] | None) -> list[str]:
         "",
         f"Splits are blocked spatially with blocks of {report['block_km']} km: {report['method']}. Two chips "
         "of different splits therefore cover disjoint sets of blocks and share no pixel, whatever scene "
-        "they come from. Measured on the kept chips: "
+        "they come from. No guard band is added: sharing no block already means sharing no pixel (larger "
+        "blocks, not a band, widen the distance between splits). Measured on the kept chips: "
         f"{report['split_guard_rejects']} chip(s) rejected by the split guard; "
         f"{cross['pairs_meeting']} pair(s) of chips of different splits have footprints that meet, "
         f"{cross['pairs_sharing_area']} of them share area, the largest shared area is "
