@@ -293,6 +293,9 @@ def build(
         expected=[s for s, share in cfg.split.shares.items() if share > 0],
         max_overlap=cfg.chip.max_overlap,
         near_duplicates=p.windows_near_duplicate,
+        chip_km=max(
+            (cfg.chip.size * (cfg.chip.pixel_size_m or s.pixel_size_m) / 1000 for s in p.scenes), default=None
+        ),
     )
     synthetic = cfg.embeddings.synthetic
     emb_source = (

@@ -322,7 +322,12 @@ class StretchConfig(_Model):
 
 
 class SplitConfig(_Model):
-    block_km: float = Field(2.0, gt=0, description="Spatial block size; all chips of a block share a split.")
+    block_km: float = Field(
+        5.0,
+        gt=0,
+        description="Spatial block size; a chip gets a split only if all blocks it covers share it. Keep it about "
+        "twice the chip side or more (default: 256 px chips at 10 m are 2.56 km).",
+    )
     validation: float = Field(0.1, ge=0, lt=1)
     test: float = Field(0.1, ge=0, lt=1)
     salt: str = "sar-triplets"

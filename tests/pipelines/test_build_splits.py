@@ -145,6 +145,8 @@ def test_card_and_summary_state_the_builds_figures(demo: tuple[Path, Any, dict[s
         assert f"| {split} | {len(mine)} | {len(blocks)} | {scenes} | {objects} | {detections} |" in card
         warned = f"split {split} has {len(blocks)} block(s) (< split.min_blocks 5)"
         assert (warned in card and warned in r.stdout) == (len(blocks) < 5)
+    chip = "chips of 1.28 km in blocks of 2.5 km: most chips straddle blocks"  # 64 px x 20 m, 2.5 km blocks
+    assert km == 2.5 and chip in r.stdout and chip in " ".join(card.split())
     # near duplicates: the largest share of a chip another kept chip of its scene (and split) covers, in
     # native pixels, against the card's footprint figure
     frac = max(

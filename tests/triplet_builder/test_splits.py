@@ -161,3 +161,12 @@ def test_the_report_sees_a_leak_and_measures_it(tmp_path: Path) -> None:
         f"split {s} has {len(set(cells_touched(g, KM)) | set(cells_touched(h, KM)))} block(s) (< split.min_blocks 5)"
         for s, g, h in (("train", a, a2), ("validation", c, c), ("test", b, b))
     ]
+
+
+def test_chips_over_half_a_block_are_flagged(tmp_path: Path) -> None:
+    files = _shards(tmp_path, [("train", "s1", shapely.box(4.70, 43.50, 4.71, 43.51), {})])
+    big = split_report(tmp_path, files, block_km=2.5, min_blocks=1, split_guard_rejects=0, chip_km=2.56)
+    small = split_report(tmp_path, files, block_km=2.5, min_blocks=1, split_guard_rejects=0, chip_km=1.25)
+    flag = "chips of 2.56 km in blocks of 2.5 km: most chips straddle blocks"
+    assert any(w.startswith(flag) and w.endswith(">= 5.12") for w in big["warnings"])
+    assert not any("straddle" in w for w in small["warnings"])

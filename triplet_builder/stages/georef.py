@@ -55,7 +55,7 @@ class Georeference(Stage):
         self,
         *,
         per_edge: int = 8,
-        block_km: float = 2.0,
+        block_km: float = 5.0,
         validation: float = 0.1,
         test: float = 0.1,
         salt: str = "",

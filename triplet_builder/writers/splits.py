@@ -98,10 +98,12 @@ def split_report(
     expected: Iterable[str] = SPLITS,
     max_overlap: float | None = None,
     near_duplicates: int = 0,
+    chip_km: float | None = None,
 ) -> dict[str, Any]:
     """The manifest's `splits` entry, read from the shards `files` (relative to out_dir); `expected`:
     the splits the config gives a share (an empty one is flagged); `max_overlap` and `near_duplicates`:
-    chip.max_overlap and the flush windows it kept from being laid, reported as given."""
+    chip.max_overlap and the flush windows it kept from being laid, reported as given; `chip_km`: the
+    largest chip side (flagged when over half a block: most chips would straddle blocks)."""
     tallies: dict[str, _SplitTally] = {}
     footprints: list[shapely.Geometry] = []
     labels: list[str] = []
@@ -153,7 +155,16 @@ def split_report(
         "blocks_in_two_splits": sum(len(x) for x in shared),
         "cross_split": cross,
         "max_same_scene_overlap": round(same_scene, 4),
-        "warnings": split_warnings(per_split, min_blocks, expected),
+        "chip_km": chip_km,
+        "warnings": split_warnings(per_split, min_blocks, expected)
+        + (
+            [
+                f"chips of {chip_km:g} km in blocks of {block_km:g} km: most chips straddle blocks and those "
+                f"touching two splits are rejected (split_guard); raise split.block_km to >= {2 * chip_km:g}"
+            ]
+            if chip_km is not None and chip_km > block_km / 2
+            else []
+        ),
     }
 
 
