@@ -9,6 +9,7 @@ With a target pixel size other than the native one, a chip of `size` output pixe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from triplet_builder.record import Window
@@ -47,11 +48,12 @@ def lay_windows(
     target_pixel_m: float | None = None,
     max_overlap: float = 1.0,
 ) -> WindowGrid:
-    """All chip windows of a scene, row-major, no two sharing more than `max_overlap` of a chip's area
-    (when the stride itself allows it). Raises ChipTooLargeError when no chip fits."""
+    """All chip windows of a scene, row-major, no two sharing more than `max_overlap` of a chip's area.
+    The native step is the stride's, raised by the pixel rounding may cost when the stride is right at
+    `max_overlap`. Raises ChipTooLargeError when no chip fits."""
     scale = 1.0 if target_pixel_m is None or native_pixel_m <= 0 else target_pixel_m / native_pixel_m
     native = max(1, round(size * scale))
-    native_step = max(1, round(stride * scale))
+    native_step = max(1, round(stride * scale), math.ceil(native * (1.0 - max_overlap) - 1e-9))
     if native > width or native > height:
         raise ChipTooLargeError(
             f"chip.size {size} px ({native} native px) is larger than the scene ({width} x {height} px)"

@@ -86,6 +86,15 @@ def test_no_two_windows_share_more_than_max_overlap(size: int, stride: int, max_
     assert set(ws) <= {w.as_tuple() for w in plain}
 
 
+def test_pixel_rounding_does_not_pass_max_overlap() -> None:
+    # 50 px chips at 13 m from 10 m pixels: 65 native px; the stride of 25 rounds to 32 native px, which
+    # would share 33 / 65 = 0.508: the step is raised to 33
+    grid = lay_windows(400, 70, size=50, stride=25, native_pixel_m=10, target_pixel_m=13, max_overlap=0.5)
+    ws = [w.as_tuple() for w in grid.windows]
+    assert sorted({w[0] for w in ws})[:3] == [0, 33, 66]
+    assert max(_shared_fraction(a, b) for a, b in itertools.combinations(ws, 2)) <= 0.5
+
+
 def test_flush_windows_are_laid_only_within_max_overlap() -> None:
     # 268 px: flush column at 204 shares (192 + 64 - 204) / 64 = 0.81 with the one at 192
     grid = lay_windows(268, 217, size=64, stride=32, native_pixel_m=20, max_overlap=0.5)
