@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             p = plan(cfg)
             print(
                 f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)"
+                + (
+                    f"; {p.windows_near_duplicate} flush window(s) not laid (> chip.max_overlap)"
+                    if p.windows_near_duplicate
+                    else ""
+                )
             )
             for s in p.scenes:
                 print(

@@ -36,9 +36,11 @@ from triplet_builder.geo import scene_geo
 from triplet_builder.record import SceneRef, Window
 from triplet_builder.sources import SceneFailure, discover_scenes
 from triplet_builder.stages.base import Stats
-from triplet_builder.tiling import ChipTooLargeError, plan_windows
+from triplet_builder.tiling import ChipTooLargeError, lay_windows
+from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
 from triplet_builder.writers.manifest import read_manifest, redact, write_manifest
+from triplet_builder.writers.splits import split_report
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Plan:
     skipped: list[dict[str, str]]
     windows_outside_region: int = 0
     windows_per_scene: dict[str, int] = field(default_factory=dict)
+    windows_near_duplicate: int = 0  # flush windows not laid: they would exceed chip.max_overlap
 
 
 def _window_polygons(scene: SceneRef, windows: list[Window]) -> list[BaseGeometry]:
@@ -85,6 +88,7 @@ def plan(cfg: RegionConfig) -> Plan:
     outside = 0
     per_scene: dict[str, int] = {}
     intersecting = 0
+    near_duplicate = 0
     for s in in_dates:
         geo = scene_geo(s)
         full = Window(0, 0, s.width, s.height, s.width, s.height)
@@ -96,19 +100,22 @@ def plan(cfg: RegionConfig) -> Plan:
             continue
         intersecting += 1
         try:
-            windows = plan_windows(
+            grid = lay_windows(
                 s.width,
                 s.height,
                 size=cfg.chip.size,
                 stride=cfg.chip.step,
                 native_pixel_m=s.pixel_size_m,
                 target_pixel_m=cfg.chip.pixel_size_m,
+                max_overlap=cfg.chip.max_overlap,
             )
         except ChipTooLargeError as e:
             failures.append(
                 SceneFailure(s.bands[0].uri, "chip_too_large", f"{s.scene_id}: {e}: lower chip.size")
             )
             continue
+        windows = grid.windows
+        near_duplicate += grid.near_duplicates
         polys = _window_polygons(s, windows)
         inside = [w for w, p in zip(windows, polys, strict=True) if region.intersects(p)]
         outside += len(windows) - len(inside)
@@ -123,7 +130,7 @@ def plan(cfg: RegionConfig) -> Plan:
             f"the region area {region.bounds} is outside every scene ({len(in_dates)} in the dates): "
             "check area or scenes.paths"
         )
-    return Plan(kept, tasks, failures, skipped, outside, per_scene)
+    return Plan(kept, tasks, failures, skipped, outside, per_scene, near_duplicate)
 
 
 def preflight(cfg: RegionConfig) -> None:
@@ -283,6 +290,19 @@ def build(
     for st in stats.stages.values():
         rejected.update(st.rejected)
     years = sorted({s.year for s in p.scenes})
+    splits = split_report(
+        out,
+        data_files,
+        block_km=cfg.split.block_km,
+        min_blocks=cfg.split.min_blocks,
+        split_guard_rejects=rejected.get("split_guard", 0),
+        expected=[s for s, share in cfg.split.shares.items() if share > 0],
+        max_overlap=cfg.chip.max_overlap,
+        near_duplicates=p.windows_near_duplicate,
+        chip_km=max(
+            (cfg.chip.size * (cfg.chip.pixel_size_m or s.pixel_size_m) / 1000 for s in p.scenes), default=None
+        ),
+    )
     synthetic = cfg.embeddings.synthetic
     emb_source = (
         cfg.embeddings.root if cfg.embeddings.type == "cog" else f"earthengine:{cfg.embeddings.collection}"
@@ -329,6 +349,7 @@ def build(
             "tasks_failed": len(task_failures),
             "windows": total_windows,
             "windows_outside_region": p.windows_outside_region,
+            "windows_near_duplicate": p.windows_near_duplicate,
             "chips_kept": sum(rows_per_split.values()),
             "chips_rejected": sum(rejected.values()),
             "rejected_by_reason": dict(sorted(rejected.items())),
@@ -344,7 +365,8 @@ def build(
         "embeddings_source": emb_source if not synthetic else f"SYNTHETIC stand-in at {emb_source}",
         "years": years,
         "licenses": ["cc-by-4.0"],
-        "attributions": [],  # the card always adds the AlphaEarth and Copernicus attributions
+        "attributions": attributions(cfg, p.scenes),
+        "splits": splits,
         # what the dataset card reads
         "rows": dict(sorted(rows_per_split.items())),
         "rejects": sum(rejected.values()),
@@ -377,6 +399,14 @@ def summary(manifest: dict[str, Any]) -> str:
         lines.append("  rejected: " + ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()))
     if c["rows_per_split"]:
         lines.append("  splits:   " + ", ".join(f"{k} {v}" for k, v in c["rows_per_split"].items()))
+    sp = manifest.get("splits") or {}
+    if sp:
+        lines.append(
+            "  blocks:   "
+            + ", ".join(f"{k} {v['blocks']}" for k, v in sp["per_split"].items())
+            + f"; largest area shared across splits {sp['cross_split']['max_shared_m2']:g} m2"
+        )
+    lines += [f"  WARNING: {w}" for w in sp.get("warnings", [])]
     for s in manifest["scenes_skipped"]:
         lines.append(f"  skipped {s['scene_id']}: {s['reason'].replace('_', ' ')}")
     if "labels" in c:

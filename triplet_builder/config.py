@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -243,10 +244,28 @@ class ChipConfig(_Model):
     stride: int | None = Field(None, ge=1, description="Step between chips in output pixels (default: size).")
     pixel_size_m: float | None = Field(None, gt=0, description="Target pixel size; default: native.")
     max_nodata_fraction: float = Field(0.5, ge=0, le=1)
+    max_overlap: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Largest fraction of a chip's area it may share with another window of its scene; "
+        "the flush last row / column windows that would share more are not laid (near duplicates).",
+    )
 
     @property
     def step(self) -> int:
         return self.stride or self.size
+
+    @model_validator(mode="after")
+    def _stride_within_overlap(self) -> ChipConfig:
+        shared = max(0.0, 1.0 - self.step / self.size)
+        if shared > self.max_overlap + 1e-9:
+            raise ValueError(
+                f"stride {self.step} on size {self.size} makes neighbours share {shared:.2f} of a chip, more "
+                f"than max_overlap {self.max_overlap}: raise stride to >= "
+                f"{math.ceil(self.size * (1 - self.max_overlap))} or max_overlap"
+            )
+        return self
 
 
 class CfarConfig(_Model):
@@ -349,16 +368,29 @@ class StretchConfig(_Model):
 
 
 class SplitConfig(_Model):
-    block_km: float = Field(2.0, gt=0, description="Spatial block size; all chips of a block share a split.")
+    block_km: float = Field(
+        5.0,
+        gt=0,
+        description="Spatial block size; a chip gets a split only if all blocks it covers share it. Keep it about "
+        "twice the chip side or more (default: 256 px chips at 10 m are 2.56 km).",
+    )
     validation: float = Field(0.1, ge=0, lt=1)
     test: float = Field(0.1, ge=0, lt=1)
     salt: str = "sar-triplets"
+    min_blocks: int = Field(
+        5, ge=1, description="A split with fewer distinct blocks is flagged in the summary and the card."
+    )
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
         if self.validation + self.test >= 1:
             raise ValueError("validation + test must be < 1")
         return self
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """The share of blocks each split gets."""
+        return {"train": 1.0 - self.validation - self.test, "validation": self.validation, "test": self.test}
 
 
 class OutputConfig(_Model):

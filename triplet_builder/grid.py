@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+import shapely
+from shapely.geometry.base import BaseGeometry
+
 RADIUS_EQUATOR_KM = 6378.137
 
 
@@ -44,3 +47,30 @@ def cell_bounds(name: str, dist_km: float = 10.0) -> tuple[float, float, float, 
     row_lat = row * ds
     dc = _col_spacing_deg(row_lat, dist_km)
     return (col * dc, row_lat, (col + 1) * dc, row_lat + ds)
+
+
+def cells_touched(geom: BaseGeometry, dist_km: float = 10.0) -> list[str]:
+    """Names (sorted) of the cells whose interior the geometry's interior meets.
+
+    A geometry that only lies on a cell's border line does not touch that cell: touching is sharing
+    area, i.e. at least a piece of a pixel. Floating-point doubt at a border counts as touching (the
+    safe side for a split guard). Cells are closed boxes of the grid's own corners, so the cells of two
+    geometries with disjoint touched sets can share border lines but no area.
+    """
+    if geom.is_empty:
+        return []
+    xmin, ymin, xmax, ymax = geom.bounds
+    ds = _row_spacing_deg(dist_km)
+    shapely.prepare(geom)
+    names = []
+    # one row / column of margin each side: a bound within rounding of a border is checked, not guessed
+    for row in range(math.floor(ymin / ds) - 1, math.floor(ymax / ds) + 2):
+        row_lat = row * ds
+        dc = _col_spacing_deg(row_lat, dist_km)
+        for col in range(math.floor(xmin / dc) - 1, math.floor(xmax / dc) + 2):
+            cell = shapely.box(col * dc, row_lat, (col + 1) * dc, row_lat + ds)
+            if geom.relate_pattern(cell, "T********"):
+                r = f"{row}U" if row >= 0 else f"{-row}D"
+                c = f"{col}R" if col >= 0 else f"{-col}L"
+                names.append(f"{r}_{c}")
+    return sorted(names)

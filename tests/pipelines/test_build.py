@@ -163,10 +163,11 @@ def test_splits_are_spatially_blocked(demo_build: tuple[Path, Any]) -> None:
     from triplet_builder.grid import grid_cell
 
     out, _ = demo_build
+    km = json.loads((out / "manifest.json").read_text())["config"]["split"]["block_km"]
     t = pq.read_table(out / "data", columns=["split", "centre_lon", "centre_lat"]).to_pylist()
     blocks: dict[str, set[str]] = {}
     for r in t:
-        blocks.setdefault(grid_cell(r["centre_lon"], r["centre_lat"], 1.5), set()).add(r["split"])
+        blocks.setdefault(grid_cell(r["centre_lon"], r["centre_lat"], km), set()).add(r["split"])
     assert all(len(s) == 1 for s in blocks.values())  # a block never straddles splits
     assert len({r["split"] for r in t}) >= 2
 

@@ -1,6 +1,12 @@
 """Georeference stage: per chip its densified lon/lat footprint, bbox, centre, native CRS and chip affine,
 pixel size in metres, ground width and height in metres (geodesic, per axis), Major TOM grid cell, UTM
-zone, and its spatially blocked split."""
+zone, and its spatially blocked split.
+
+A chip gets split S only if every split block (Major-TOM-style cell of `block_km`) its footprint shares
+area with hashes to S; a chip straddling blocks of different splits is rejected (`split_guard`). Two
+chips of different splits then cover disjoint sets of blocks and cannot share a pixel, whatever scene
+(or overlapping scenes) they come from.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +15,38 @@ import hashlib
 import numpy as np
 import shapely
 from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
 
 from triplet_builder.geo import scene_geo, utm_crs_for
-from triplet_builder.grid import grid_cell
+from triplet_builder.grid import cells_touched, grid_cell
 from triplet_builder.record import ChipRecord, Georef
 from triplet_builder.stages.base import Stage
 
 
-def split_for(lon: float, lat: float, *, block_km: float, validation: float, test: float, salt: str) -> str:
-    """Deterministic split of the spatial block (a Major-TOM-style cell of block_km) holding the point."""
-    block = grid_cell(lon, lat, block_km)
+def split_of_block(block: str, *, block_km: float, validation: float, test: float, salt: str) -> str:
+    """Deterministic split of a spatial block (the name of a Major-TOM-style cell of block_km)."""
     u = int.from_bytes(hashlib.sha256(f"{salt}|{block_km}|{block}".encode()).digest()[:8], "big") / 2**64
     if u < test:
         return "test"
     if u < test + validation:
         return "validation"
     return "train"
+
+
+def split_for(lon: float, lat: float, *, block_km: float, validation: float, test: float, salt: str) -> str:
+    """Deterministic split of the spatial block holding the point."""
+    block = grid_cell(lon, lat, block_km)
+    return split_of_block(block, block_km=block_km, validation=validation, test=test, salt=salt)
+
+
+def splits_of_footprint(
+    footprint: BaseGeometry, *, block_km: float, validation: float, test: float, salt: str
+) -> dict[str, str]:
+    """{block: split} for every block the footprint shares area with (a shared border line is not area)."""
+    return {
+        b: split_of_block(b, block_km=block_km, validation=validation, test=test, salt=salt)
+        for b in cells_touched(footprint, block_km)
+    }
 
 
 class Georeference(Stage):
@@ -34,7 +56,7 @@ class Georeference(Stage):
         self,
         *,
         per_edge: int = 8,
-        block_km: float = 2.0,
+        block_km: float = 5.0,
         validation: float = 0.1,
         test: float = 0.1,
         salt: str = "",
@@ -71,5 +93,14 @@ class Georeference(Stage):
             width_m=width_m,
             height_m=height_m,
         )
-        record.split = split_for(c_lon, c_lat, **self.split_args)  # type: ignore[arg-type]
+        blocks = splits_of_footprint(poly, **self.split_args)  # type: ignore[arg-type]
+        splits = sorted(set(blocks.values()))
+        if len(splits) != 1:
+            return record.reject(
+                self.name,
+                "split_guard",
+                "footprint straddles blocks of different splits: "
+                + ", ".join(f"{b} {s}" for b, s in sorted(blocks.items())),
+            )
+        record.split = splits[0]
         return record

@@ -4,7 +4,9 @@ The card is rendered from the run manifest and the column documentation (schemas
 keys it reads, all optional except where noted:
 
     rows: {split: n}               kept rows per split (the splits with n > 0 become hub `configs`)
-    rejects: n                     rejected chips (rejects/ table)
+    rejects: n                     rejected chips; counts.rejected_by_reason: {reason: n}
+    rejects_files: [str]           the rejects/ files written (mentioned only when there are some)
+    splits: {...}                  the split report (triplet_builder.writers.splits.split_report)
     pretty_name, pipeline_version, config_hash, schema_version
     region: str | {name, bbox}     what was covered
     years: [int]                   acquisition years (Copernicus attribution)
@@ -155,6 +157,68 @@ def _boxes_section(config: Any) -> list[str]:
     return out
 
 
+def _on_every_card(line: str) -> bool:
+    """The AlphaEarth and Copernicus lines the card always writes itself."""
+    return line == ALPHAEARTH_ATTRIBUTION or line.startswith("Contains modified Copernicus Sentinel data")
+
+
+def _rejects_text(manifest: dict[str, Any]) -> str:
+    n = int(manifest["rejects"])
+    if n == 0:
+        return "No chip was rejected."
+    reasons = (manifest.get("counts") or {}).get("rejected_by_reason") or {}
+    by = " (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")" if reasons else ""
+    where = (
+        " They are listed with their stage, reason and detail in "
+        + ", ".join(f"`{f}`" for f in _as_list(manifest.get("rejects_files")))
+        + "."
+        if manifest.get("rejects_files")
+        else ""
+    )
+    return f"{n} chips were rejected{by} and are not part of the splits.{where}"
+
+
+def _splits_section(report: dict[str, Any] | None) -> list[str]:
+    """The "Splits" section: the method and the figures of the split report (nothing when there is none)."""
+    if not report:
+        return []
+    cross = report["cross_split"]
+    out = [
+        "## Splits",
+        "",
+        f"Splits are blocked spatially with blocks of {report['block_km']} km: {report['method']}. Two chips "
+        "of different splits therefore cover disjoint sets of blocks and share no pixel, whatever scene "
+        "they come from. No guard band is added: sharing no block already means sharing no pixel (larger "
+        "blocks, not a band, widen the distance between splits). Measured on the kept chips: "
+        f"{report['split_guard_rejects']} chip(s) rejected by the split guard; "
+        f"{cross['pairs_meeting']} pair(s) of chips of different splits have footprints that meet, "
+        f"{cross['pairs_sharing_area']} of them share area, the largest shared area is "
+        f"{cross['max_shared_m2']:g} m2; {report['blocks_in_two_splits']} block(s) hold chips of two splits.",
+        "",
+    ]
+    if report.get("max_overlap") is not None:
+        out += [
+            "Near duplicates: the largest fraction of a chip's footprint covered by another kept chip of its "
+            f"scene is {report.get('max_same_scene_overlap', 'unknown')} (chip.max_overlap "
+            f"{report['max_overlap']:g}); {report.get('windows_near_duplicate', 0)} flush last-row / "
+            "last-column window(s) that would have shared more were not laid.",
+            "",
+        ]
+    out += [
+        "| split | chips | blocks | scenes | labelled objects | detected targets |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    out += [
+        f"| {s} | {c['chips']} | {c['blocks']} | {c['scenes']} | {c['objects']} | {c['detections']} |"
+        for s, c in report["per_split"].items()
+    ]
+    out.append("")
+    if report.get("warnings"):
+        for w in report["warnings"]:
+            out += ["> [!WARNING]", f"> {w}", ""]
+    return out
+
+
 def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     """The card's text (see `write_card`)."""
     splits = _splits(manifest)
@@ -181,11 +245,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     out += [f"| {s} | {int(rows.get(s, 0))} |" for s in splits]
     out += [f"| **total** | {sum(int(rows.get(s, 0)) for s in splits)} |", ""]
     if manifest.get("rejects") is not None:
-        out += [
-            f"{int(manifest['rejects'])} chips were rejected (with the stage and reason) and are listed in "
-            "`rejects/rejects-*.parquet`; they are not part of the splits.",
-            "",
-        ]
+        out += [_rejects_text(manifest), ""]
 
     region = manifest.get("region")
     if isinstance(region, dict):
@@ -253,12 +313,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "",
         "(NOT q / 127 and NOT uint8.)",
         "",
-        "## Splits",
-        "",
-        "Splits are blocked spatially: every chip of a spatial block (hash of the block id) goes to the "
-        "same split, never chip by chip at random, so overlapping or neighbouring chips do not leak "
-        "between train and test.",
-        "",
+        *_splits_section(manifest.get("splits")),
         "## Loading",
         "",
         "```python",
@@ -278,7 +333,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         + (" (Not used here: the aef_* columns are synthetic.)" if synthetic else ""),
         f"- {copernicus_attribution(years)}.",
     ]
-    out += [f"- {a}" for a in _as_list(manifest.get("attributions"))]
+    out += [f"- {a}" for a in _as_list(manifest.get("attributions")) if not _on_every_card(str(a))]
     out.append("")
     return "\n".join(out)
 
