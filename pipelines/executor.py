@@ -307,6 +307,7 @@ def build(
                 "scale": s.scale.value,
                 "scale_source": s.scale_source,
                 "backscatter": s.backscatter.value,
+                "backscatter_source": s.backscatter_source,
                 "georef": s.georef.value,
                 "pixel_size_m": s.pixel_size_m,
                 "windows": p.windows_per_scene.get(s.scene_id, 0),

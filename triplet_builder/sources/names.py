@@ -125,6 +125,12 @@ def parse_name(name: str) -> NameInfo | None:
         )
     if m := _PYROSAR.search(name):
         steps = (m["steps"] or "").lower().split("_")
+        # pyroSAR's GAMMA workflow (pyroSAR/gamma/util.py, geocode) multiplies the calibrated MLI by the
+        # pixel-area ratio of gamma0 RTC (Small 2011) before geocoding: older releases named that step
+        # `norm` (..._grd_mli_geo_norm_db.tif), current ones `gamma0-rtc`. Both are terrain-flattened gamma0.
+        # Without such a token the name states no convention: None, never a guess.
+        backscatter = "gamma0" if {"norm", "gamma0-rtc", "gamma0"} & set(steps) else None
+        backscatter = "sigma0" if backscatter is None and "sigma0" in steps else backscatter
         return NameInfo(
             "pyrosar",
             MISSIONS[m["mission"]],
@@ -133,7 +139,7 @@ def parse_name(name: str) -> NameInfo | None:
             m["pol"],
             {"A": "ascending", "D": "descending"}[m["orbit"]],
             "db" if "db" in steps else None,
-            None,
+            backscatter,
             "GRD" if "grd" in steps else None,
             _without_pol(name, m),
         )

@@ -298,6 +298,7 @@ def scene_for(cand: Candidate, src: StacScenesConfig) -> SceneRef:
         scale=Scale(src.scale),
         scale_source="declared",
         backscatter=Backscatter(src.backscatter),
+        backscatter_source="declared",
         georef=kind,
         crs=crs,
         width=int(width),
