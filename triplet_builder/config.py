@@ -266,8 +266,14 @@ class LabelsConfig(_Model):
 
 
 class FactsConfig(_Model):
-    water_threshold_db: float | None = None
-    bright_threshold_db: float = 0.0
+    water_threshold_db: float | Literal["otsu"] | None = Field(
+        None,
+        description="Water threshold: a number (dB), `otsu` (bimodal split of each scene's histogram), or "
+        "none: the table by backscatter convention and polarisation (triplet_builder/facts/thresholds.py).",
+    )
+    bright_threshold_db: float | None = Field(
+        None, description="Strong-scatterer threshold (dB); none: the table by convention and polarisation."
+    )
     max_place_km: float = Field(50.0, gt=0)
     cfar: CfarConfig = CfarConfig()
     labels: LabelsConfig | None = None

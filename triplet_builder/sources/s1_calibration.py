@@ -81,7 +81,9 @@ def sigma_lut(path: str) -> SigmaLut:
         px = np.array((vec.findtext("pixel") or "").split(), dtype=np.float64)
         sig = np.array((vec.findtext("sigmaNought") or "").split(), dtype=np.float64)
         if px.size == 0 or px.size != sig.size:
-            raise ValueError(f"{path}: a calibrationVector has {px.size} pixels and {sig.size} sigmaNought values")
+            raise ValueError(
+                f"{path}: a calibrationVector has {px.size} pixels and {sig.size} sigmaNought values"
+            )
         if pixels is None:
             pixels = px
         # GRD vectors share one pixel grid; put any other onto it so the LUT is a grid

@@ -32,7 +32,11 @@ def safe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.n
     product = next(root.glob("*.SAFE"))
     dns = {}
     for i, (pol, n) in enumerate((("vv", "001"), ("vh", "002"))):
-        path = product / "measurement" / f"s1a-iw-grd-{pol}-20150203t043109-20150203t043134-004454-00574f-{n}.tiff"
+        path = (
+            product
+            / "measurement"
+            / f"s1a-iw-grd-{pol}-20150203t043109-20150203t043134-004454-00574f-{n}.tiff"
+        )
         path.parent.mkdir(exist_ok=True)
         dn = np.random.default_rng(i).integers(20, 900, (BLOCK.height, BLOCK.width), dtype=np.uint16)
         profile = dict(driver="GTiff", width=WIDTH, height=HEIGHT, count=1, dtype="uint16", tiled=True)
@@ -85,7 +89,9 @@ def test_calibrated_values_equal_dn2_over_lut2(safe: tuple[Path, dict[str, np.nd
             assert got == pytest.approx(expect_db, abs=1e-4), (pol, col)
 
 
-def test_zero_digital_numbers_are_invalid_not_minus_infinity(safe: tuple[Path, dict[str, np.ndarray]]) -> None:
+def test_zero_digital_numbers_are_invalid_not_minus_infinity(
+    safe: tuple[Path, dict[str, np.ndarray]],
+) -> None:
     """Outside the written blocks the file holds 0 (no data in a GRD): those pixels are masked."""
     product, _ = safe
     (scene,), _ = find_scenes(SceneSourceConfig(paths=[str(product)]))
