@@ -106,6 +106,8 @@ def test_demo_states_the_derived_gamma0_and_never_sigma0(demo_build: tuple[Path,
         text = json.dumps([r["caption"], r["qa"]])
         assert not re.search(r"sigma|σ", text, re.I), text
     assert any("gamma0" in r["caption"] for r in rows)
+    card = (out / "README.md").read_text()
+    assert "Backscatter convention: gamma0 (filename) for 2 scene(s)" in card
 
 
 def test_every_chip_is_in_the_shards_or_the_rejects(demo_build: tuple[Path, Any]) -> None:
