@@ -14,6 +14,7 @@ carries the annotation's GCPs), and the LUT is applied here, in this one place.
 from __future__ import annotations
 
 import functools
+import re
 import zipfile
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
@@ -40,12 +41,13 @@ def uncalibrated_path(manifest: str, swath: str, pol: str) -> str:
     return f"SENTINEL1_CALIB:UNCALIB:{manifest}:{swath}_{pol}:AMPLITUDE"
 
 
+_VSIZIP = re.compile(r"^/vsizip/(?P<zip>.+?\.zip)/(?P<member>.+)$", re.IGNORECASE)
+
+
 def _read_bytes(path: str) -> bytes:
-    if path.startswith("/vsizip/"):
-        inner = path.removeprefix("/vsizip/")
-        zpath, member = inner.split(".zip/", 1)
-        with zipfile.ZipFile(zpath + ".zip") as zf:
-            return zf.read(member)
+    if m := _VSIZIP.match(path):
+        with zipfile.ZipFile(m["zip"]) as zf:
+            return zf.read(m["member"])
     with open(path, "rb") as fh:
         return fh.read()
 

@@ -6,12 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import rasterio
 
 from tests.conftest import OPERA, PORT_TILE, SPATIALIST
 from triplet_builder.config import SceneSourceConfig
 from triplet_builder.record import Backscatter
 from triplet_builder.sources.local import find_scenes
+from triplet_builder.sources.names import parse_name
 
 
 def _one(path: Path, **kw: object) -> tuple[Backscatter, str]:
@@ -48,3 +50,17 @@ def test_tags_then_sidecar_then_region_file_take_precedence(tmp_path: Path) -> N
     (tmp_path / (tagged.name + ".json")).write_text(json.dumps({"backscatter": "beta0"}))
     assert _one(tagged) == (Backscatter.BETA0, "sidecar")
     assert _one(tagged, backscatter="sigma0") == (Backscatter.SIGMA0, "declared")
+
+
+@pytest.mark.parametrize(
+    ("name", "convention"),
+    [
+        ("S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif", "gamma0"),  # GAMMA, older pyroSAR
+        ("S1A__IW___A_20180829T170656_VV_gamma0-rtc_db.tif", "gamma0"),  # current pyroSAR
+        ("S1B__IW___A_20180829T170656_VH_sigma0-elp_db.tif", "sigma0"),  # SNAP, ellipsoid sigma0
+        ("S1A__IW___A_20180829T170656_VV_grd_mli_geo_db.tif", None),  # says nothing: no guess
+    ],
+)
+def test_pyrosar_name_steps_state_the_convention(name: str, convention: str | None) -> None:
+    info = parse_name(name)
+    assert info is not None and info.convention == "pyrosar" and info.backscatter == convention

@@ -43,6 +43,9 @@ def safe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.n
         with rasterio.open(path, "w", blockxsize=256, blockysize=256, sparse_ok=True, **profile) as ds:
             ds.write(dn, 1, window=BLOCK)
         dns[pol.upper()] = dn
+    with zipfile.ZipFile(root / f"{product.stem}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(product.rglob("*")):
+            z.write(f, f.relative_to(root).as_posix())
     return product, dns
 
 
@@ -69,11 +72,16 @@ def test_safe_grd_scene_is_calibrated_sigma0(safe: tuple[Path, dict[str, np.ndar
     assert all(b.uri.startswith("SENTINEL1_CALIB:UNCALIB:") for b in scene.bands)
 
 
-def test_calibrated_values_equal_dn2_over_lut2(safe: tuple[Path, dict[str, np.ndarray]]) -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "zip"])
+def test_calibrated_values_equal_dn2_over_lut2(
+    safe: tuple[Path, dict[str, np.ndarray]], packed: bool
+) -> None:
     """At LUT nodes sigma0 = DN^2 / A^2 with A read from the XML; between two nodes of a vector A is their
-    linear interpolation (pixel 60 lies halfway between nodes 40 and 80)."""
+    linear interpolation (pixel 60 lies halfway between nodes 40 and 80). The same from the .zip."""
     product, dns = safe
-    (scene,), _ = find_scenes(SceneSourceConfig(paths=[str(product)]))
+    path = product.with_suffix(".zip") if packed else product
+    (scene,), failures = find_scenes(SceneSourceConfig(paths=[str(path)]))
+    assert failures == [] and ("/vsizip/" in scene.bands[0].uri) is packed
     win = Window(0, 1330, 96, 16, 96, 16)
     (out,) = list(ReadChips().run([ChipRecord("c", scene, win)], Stats()))
     assert out.db is not None and out.db.shape == (2, 16, 96)
