@@ -133,7 +133,9 @@ class StacScenesConfig(_RemoteScenes):
     )
     query: dict[str, Any] | None = Field(None, description="Extra STAC query (the API's `query` extension).")
     scale: Literal["db", "linear_power", "amplitude"] = "linear_power"
-    backscatter: Literal["sigma0", "gamma0", "beta0", "unknown"] = "gamma0"
+    backscatter: Literal["auto", "sigma0", "gamma0", "beta0", "unknown"] = Field(
+        "auto", description="auto: gamma0 where the item's sar:product_type is RTC, else unknown."
+    )
     max_items: int = Field(500, ge=1, description="Stop the search after this many items.")
 
 
