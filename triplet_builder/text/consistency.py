@@ -670,7 +670,11 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
         metres.append(place["distance_km"] * 1000.0)
     s = ctx.surface
     dbs = [s["mean_db"], s["std_db"], *(d["peak_db"] for d in ctx.detections)]
-    dbs += [s[k] for k in ("water_threshold_db", "bright_threshold_db") if s.get(k) is not None]
+    dbs += [
+        s[k]
+        for k in ("water_threshold_db", "water_threshold_cross_db", "bright_threshold_db")
+        if s.get(k) is not None
+    ]
     degrees = [abs(loc["centre_lat"]), abs(loc["centre_lon"])]
     out = []
     for m in _MEASURE_RE.finditer(text):

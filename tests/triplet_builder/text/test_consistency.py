@@ -370,3 +370,11 @@ def test_offline_writer_names_no_convention_when_unknown() -> None:
         res = OfflineWriter().write(facts, chip_id)
         assert check_text(facts, res.caption_fields, res.qa) == []
         assert not re.search(r"sigma|gamma|beta", json.dumps([res.caption_fields, res.qa]), re.I)
+
+
+def test_the_cross_pol_water_threshold_is_a_stated_value() -> None:
+    facts = fact_sheet("port")
+    text = _fields(water="Water pixels are darker than -23 dB in the second band.")
+    assert _has(check_caption(facts, text), "water", "-23")  # not in the facts
+    facts["surface"]["water_threshold_cross_db"] = -23.0
+    assert not _has(check_caption(facts, text), "water", "-23")
