@@ -4,6 +4,7 @@ answers many chips in one query."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -101,6 +102,8 @@ class Facts(Stage):
                 self.cfg.bright_threshold_db,
                 otsu,
             )
+            if self.cfg.water_threshold_db == "otsu" and otsu is None:
+                t = dataclasses.replace(t, water_source=f"{t.water_source} (otsu: no scene sample)")
             self._scene_thresholds[scene.scene_id] = t
         return t
 

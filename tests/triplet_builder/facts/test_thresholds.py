@@ -128,3 +128,10 @@ def test_otsu_threshold_is_the_scenes_not_the_chips() -> None:
     }
     assert own != {expect}
     assert {stage.thresholds(r.scene).water_db for r in recs} == {expect}
+
+
+def test_otsu_without_a_scene_file_falls_back_to_the_table_and_says_so() -> None:
+    scene = dataclasses.replace(port_scene(), backscatter=Backscatter.GAMMA0)
+    ee_band = dataclasses.replace(scene.bands[0], uri="ee://COPERNICUS/S1_GRD/X")
+    t = Facts(FactsConfig(water_threshold_db="otsu")).thresholds(dataclasses.replace(scene, bands=(ee_band,)))
+    assert t.water_db == -17.0 and t.water_source == "table:gamma0/co-pol (otsu: no scene sample)"
