@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,8 @@ from rasterio.errors import RasterioError, RasterioIOError
 from triplet_builder.config import SceneSourceConfig
 from triplet_builder.radiometry import detect_scale
 from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef
-from triplet_builder.sources.names import NameInfo, parse_name, pol_in_name
+from triplet_builder.sources.backscatter import backscatter_of
+from triplet_builder.sources.names import parse_name, pol_in_name
 from triplet_builder.sources.s1_calibration import CalibratedBandRef, uncalibrated_path
 from triplet_builder.sources.safe import SafeError, read_safe
 
@@ -134,36 +134,6 @@ def _parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-# GDAL metadata items that state the backscatter convention, and the words their values use
-_BACKSCATTER_TAGS = (
-    "BACKSCATTER",
-    "BACKSCATTER_CONVENTION",
-    "OUTPUT_BACKSCATTER_NORMALIZATION_CONVENTION",
-    "RADIOMETRIC_NORMALIZATION",
-)
-_BACKSCATTER_WORDS = re.compile(r"\b(?P<kind>sigma|gamma|beta)[-_ ]?(?:0|nought|naught)\b", re.IGNORECASE)
-
-
-def backscatter_of(
-    declared: str, sidecar: dict[str, Any], tags: dict[str, str], info: NameInfo | None
-) -> tuple[str, str]:
-    """(convention, where it comes from): region file > sidecar > file tags > naming convention > unknown.
-
-    Nothing is guessed: a file that states no convention is `unknown` with source `none`.
-    """
-    if declared != "auto":
-        return declared, "declared"
-    if sidecar.get("backscatter"):
-        return str(sidecar["backscatter"]), "sidecar"
-    for key in _BACKSCATTER_TAGS:
-        for k, v in tags.items():
-            if k.upper() == key and (m := _BACKSCATTER_WORDS.search(v)):
-                return m["kind"].lower() + "0", "tags"
-    if info is not None and info.backscatter:
-        return info.backscatter, "filename"
-    return Backscatter.UNKNOWN.value, "none"
 
 
 def _georef(ds: rasterio.io.DatasetReader) -> tuple[GeorefKind, str | None] | None:
