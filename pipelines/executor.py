@@ -333,6 +333,7 @@ def build(
                 "scale": s.scale.value,
                 "scale_source": s.scale_source,
                 "backscatter": s.backscatter.value,
+                "backscatter_source": s.backscatter_source,
                 "georef": s.georef.value,
                 "pixel_size_m": s.pixel_size_m,
                 "windows": p.windows_per_scene.get(s.scene_id, 0),
@@ -374,6 +375,16 @@ def build(
         "sources": [
             f"SAR scenes: {', '.join(sorted({s.sensor for s in p.scenes})) or 'none'} "
             f"({len(p.scenes)} scene(s), {scene_source})",
+            "Backscatter convention: "
+            + (
+                "; ".join(
+                    f"{bs} ({src}) for {n} scene(s)"
+                    for (bs, src), n in sorted(
+                        Counter((s.backscatter.value, s.backscatter_source) for s in p.scenes).items()
+                    )
+                )
+                or "none"
+            ),
             f"Embeddings: {'SYNTHETIC stand-in (not AlphaEarth)' if synthetic else 'AlphaEarth Satellite Embedding V1'}"
             f" via {cfg.embeddings.type} provider",
             "Text: offline deterministic writer"

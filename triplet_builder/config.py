@@ -134,7 +134,9 @@ class StacScenesConfig(_RemoteScenes):
     )
     query: dict[str, Any] | None = Field(None, description="Extra STAC query (the API's `query` extension).")
     scale: Literal["db", "linear_power", "amplitude"] = "linear_power"
-    backscatter: Literal["sigma0", "gamma0", "beta0", "unknown"] = "gamma0"
+    backscatter: Literal["auto", "sigma0", "gamma0", "beta0", "unknown"] = Field(
+        "auto", description="auto: gamma0 where the item's sar:product_type is RTC, else unknown."
+    )
     max_items: int = Field(500, ge=1, description="Stop the search after this many items.")
 
 
@@ -331,8 +333,14 @@ class LabelsConfig(_Model):
 
 
 class FactsConfig(_Model):
-    water_threshold_db: float | None = None
-    bright_threshold_db: float = 0.0
+    water_threshold_db: float | Literal["otsu"] | None = Field(
+        None,
+        description="Water threshold: a number (dB), `otsu` (bimodal split of each scene's histogram), or "
+        "none: the table by backscatter convention and polarisation (triplet_builder/facts/thresholds.py).",
+    )
+    bright_threshold_db: float | None = Field(
+        None, description="Strong-scatterer threshold (dB); none: the table by convention and polarisation."
+    )
     max_place_km: float = Field(50.0, gt=0)
     cfar: CfarConfig = CfarConfig()
     labels: LabelsConfig | None = None

@@ -71,6 +71,10 @@ class SceneRef:
     # a virtual scene (no file, e.g. an Earth Engine image read on a grid): the affine (a, b, c, d, e, f)
     # of its pixel grid in `crs`; georeferencing then opens no file
     transform: tuple[float, float, float, float, float, float] | None = None
+    # where the backscatter convention comes from: "declared" (region file, or whoever built the SceneRef),
+    # "sidecar", "tags", "filename" (a product naming convention that states it), "safe-calibration",
+    # "earthengine", or "none" when nothing states it (backscatter is then UNKNOWN)
+    backscatter_source: str = "declared"
 
     @property
     def polarisations(self) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,28 @@ def test_demo_builds_and_summarises(demo_build: tuple[Path, subprocess.Completed
         in card
     )
     assert "SYNTHETIC" in card
+
+
+def test_demo_states_the_derived_gamma0_and_never_sigma0(demo_build: tuple[Path, Any]) -> None:
+    """The demo region declares no convention: the pyroSAR `_norm` names give gamma0 RTC, which rows, fact
+    sheets, manifest and text say; no caption or answer says sigma0, and the thresholds are gamma0's."""
+    out, _ = demo_build
+    m = json.loads((out / "manifest.json").read_text())
+    assert {(s["backscatter"], s["backscatter_source"]) for s in m["scenes"]} == {("gamma0", "filename")}
+    rows = pq.read_table(out / "data", columns=["backscatter", "facts", "caption", "qa"]).to_pylist()
+    assert rows and {r["backscatter"] for r in rows} == {"gamma0"}
+    for r in rows:
+        facts = json.loads(r["facts"])
+        assert facts["acquisition"]["backscatter"] == "gamma0"
+        assert facts["acquisition"]["backscatter_source"] == "filename"
+        s = facts["surface"]
+        assert (s["water_threshold_db"], s["water_threshold_source"]) == (-17.0, "table:gamma0/co-pol")
+        assert (s["bright_threshold_db"], s["bright_threshold_source"]) == (1.0, "table:gamma0/co-pol")
+        text = json.dumps([r["caption"], r["qa"]])
+        assert not re.search(r"sigma|σ", text, re.I), text
+    assert any("gamma0" in r["caption"] for r in rows)
+    card = (out / "README.md").read_text()
+    assert "Backscatter convention: gamma0 (filename) for 2 scene(s)" in card
 
 
 def test_every_chip_is_in_the_shards_or_the_rejects(demo_build: tuple[Path, Any]) -> None:

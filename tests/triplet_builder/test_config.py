@@ -110,3 +110,13 @@ def test_every_bundled_region_file_validates(region: Path) -> None:
     cfg = load_region(region)
     assert cfg.name == region.stem
     assert cfg.config_hash() and Path(cfg.output.dir).name == region.stem
+
+
+def test_water_threshold_is_a_number_otsu_or_the_table() -> None:
+    assert load_region(DEMO).facts.water_threshold_db is None  # the table by convention and polarisation
+    assert load_region(DEMO).scenes.backscatter == "auto"  # derived from the files, not declared
+    assert load_region(DEMO, {"facts.water_threshold_db": "otsu"}).facts.water_threshold_db == "otsu"
+    assert load_region(DEMO, {"facts.water_threshold_db": -20}).facts.water_threshold_db == -20.0
+    with pytest.raises(ConfigError, match=r"facts\.water_threshold_db") as e:
+        load_region(DEMO, {"facts.water_threshold_db": "bimodal"})
+    assert "\n" not in str(e.value)

@@ -138,6 +138,7 @@ def build_fact_sheet(
             "orbit_direction": _orbit(scene.orbit_direction),
             "polarisations": list(scene.polarisations),
             "backscatter": scene.backscatter.value,
+            "backscatter_source": scene.backscatter_source,
         },
         "location": {
             "centre_lon": round(float(georef.centre_lon), 6),

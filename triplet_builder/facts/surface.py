@@ -58,16 +58,29 @@ def _window_count(mask: np.ndarray) -> np.ndarray:
     return ndimage.correlate(mask.astype(np.int32), np.ones((3, 3), dtype=np.int32), mode="reflect")
 
 
+def _dark_majority(band: np.ndarray, ok: np.ndarray, thr: float) -> np.ndarray:
+    """(H, W) bool: the median of the valid pixels of each 3 x 3 window is below thr (strict majority dark)."""
+    with np.errstate(invalid="ignore"):
+        dark = ok & (band < thr)
+    return 2 * _window_count(dark) > _window_count(ok)
+
+
 def water_mask(
     db: np.ndarray,
     valid: np.ndarray,
     polarisations: tuple[str, ...],
     water_threshold_db: float | None = None,
+    cross_threshold_db: float | None = None,
 ) -> tuple[np.ndarray, float]:
     """((H, W) bool water mask, threshold used) for a (P, H, W) dB chip.
 
-    A valid pixel is water when the median of the valid pixels of its 3 x 3 window is below the
-    threshold, i.e. when a strict majority of them is darker than the threshold.
+    A valid pixel is water when the median of the valid pixels of its 3 x 3 window in the reference band
+    is below the threshold, i.e. when a strict majority of them is darker than the threshold.
+    Dual-pol rule: with `cross_threshold_db` and both a co-pol and a cross-pol band, a pixel is water only
+    when BOTH hold, the co-pol median below `water_threshold_db` AND the cross-pol median below
+    `cross_threshold_db` (and the pixel is valid in both). Requiring both rejects surfaces dark in one
+    band only (smooth tarmac or dry sand in co-pol, sparse vegetation in cross-pol); wind-roughened water,
+    bright in co-pol, is then missed: a conservative choice, missed water rather than invented water.
     """
     if db.ndim != 3 or db.shape[1:] != valid.shape:
         raise ValueError(f"db must be (P, H, W) and valid (H, W); got {db.shape} and {valid.shape}")
@@ -76,11 +89,18 @@ def water_mask(
     thr = default_water_threshold(polarisations) if water_threshold_db is None else float(water_threshold_db)
     band = db[reference_band(polarisations)]  # (H, W)
     ok = valid & np.isfinite(band)
-    with np.errstate(invalid="ignore"):
-        dark = ok & (band < thr)
-    n_dark = _window_count(dark)
-    n_ok = _window_count(ok)
-    return ok & (2 * n_dark > n_ok), thr
+    water = ok & _dark_majority(band, ok, thr)
+    cross = _cross_band(polarisations)
+    if cross_threshold_db is not None and cross is not None and cross != reference_band(polarisations):
+        cband = db[cross]  # (H, W)
+        cok = ok & np.isfinite(cband)
+        water &= cok & _dark_majority(cband, cok, float(cross_threshold_db))
+    return water, thr
+
+
+def _cross_band(polarisations: tuple[str, ...]) -> int | None:
+    """Index of the first cross-pol band (VH/HV), None without one."""
+    return next((i for i, p in enumerate(polarisations) if p.upper() in CROSS_POL), None)
 
 
 # -- the facts ----------------------------------------------------------------------------------------

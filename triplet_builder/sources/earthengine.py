@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 URI_SCHEME = "ee://"
 SENTINEL = -9999.0
+S1_GRD = "COPERNICUS/S1_GRD"  # the collection whose convention (sigma0, dB) we know
 T = TypeVar("T")
 
 
@@ -196,7 +197,10 @@ def scene_for(cand: _Candidate, src: EarthEngineScenesConfig, crs: str, settings
         orbit_direction=direction,
         scale=Scale.DB,
         scale_source="declared",
-        backscatter=Backscatter.SIGMA0,
+        # COPERNICUS/S1_GRD is sigma0 in dB, calibrated and terrain-corrected (not flattened) by Google, as
+        # its catalogue page states; another collection states nothing we know of: unknown, not a guess
+        backscatter=Backscatter.SIGMA0 if src.collection == S1_GRD else Backscatter.UNKNOWN,
+        backscatter_source="earthengine" if src.collection == S1_GRD else "none",
         georef=GeorefKind.AFFINE,
         crs=crs,
         width=width,

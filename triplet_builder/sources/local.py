@@ -27,7 +27,9 @@ from rasterio.errors import RasterioError, RasterioIOError
 from triplet_builder.config import SceneSourceConfig
 from triplet_builder.radiometry import detect_scale
 from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef
+from triplet_builder.sources.backscatter import backscatter_of
 from triplet_builder.sources.names import parse_name, pol_in_name
+from triplet_builder.sources.s1_calibration import CalibratedBandRef, uncalibrated_path
 from triplet_builder.sources.safe import SafeError, read_safe
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class _FileScene:
     scale: Scale
     scale_source: str
     backscatter: Backscatter
+    backscatter_source: str
     georef: GeorefKind
     crs: str | None
     width: int
@@ -229,11 +232,7 @@ def inspect_file(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | SceneF
             return SceneFailure(
                 path, "bad_scale", f"{path}: unknown scale {scale_name!r}; use db, linear_power or amplitude"
             )
-        bs_name = (
-            cfg.backscatter
-            if cfg.backscatter != "auto"
-            else (sidecar.get("backscatter") or (info.backscatter if info else None) or "unknown")
-        )
+        bs_name, bs_source = backscatter_of(cfg.backscatter, sidecar, ds.tags(), info)
         try:
             backscatter = Backscatter(bs_name)
         except ValueError:
@@ -265,6 +264,7 @@ def inspect_file(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | SceneF
                 scale=scale,
                 scale_source=scale_source,
                 backscatter=backscatter,
+                backscatter_source=bs_source,
                 georef=kind,
                 crs=crs,
                 width=ds.width,
@@ -288,16 +288,27 @@ def _inspect_safe(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | Scene
             f"{path}: SAFE product {meta.product} holds no measurement rasters (annotation only); "
             "download the full product",
         )
-    bands = [
-        BandRef(uri, 1, pol)
-        for pol, uri in sorted(meta.measurements.items(), key=lambda kv: kv[0] not in {"VV", "HH"})
+    cals = meta.calibrations or {}
+    missing = sorted(set(meta.measurements) - set(cals))
+    if missing:
+        return SceneFailure(
+            path, "no_calibration", f"{path}: no calibration XML for {missing}; the product is incomplete"
+        )
+    # digital numbers through GDAL's SENTINEL1 driver (with the annotation's GCPs), calibrated to sigma0 with
+    # the product's LUT in the tile stage (triplet_builder.sources.s1_calibration)
+    bands: list[BandRef] = [
+        CalibratedBandRef(uncalibrated_path(meta.manifest, meta.swath, pol), 1, pol, cals[pol])
+        for pol in sorted(meta.measurements, key=lambda p: p not in {"VV", "HH"})
     ]
-    with rasterio.open(bands[0].uri) as ds:
-        geo = _georef(ds)
-        width, height = ds.width, ds.height
+    try:
+        with rasterio.open(bands[0].uri) as ds:
+            geo = _georef(ds)
+            width, height = ds.width, ds.height
+    except RasterioIOError as e:
+        return SceneFailure(path, "bad_safe", f"{path}: GDAL's SENTINEL1 driver cannot open it ({e})")
     if geo is None:
         return SceneFailure(path, "no_georeferencing", f"{path}: measurement raster has no GCPs")
-    scale = Scale(cfg.scale) if cfg.scale != "auto" else Scale.AMPLITUDE
+    declared = cfg.backscatter != "auto"
     return [
         _FileScene(
             key=meta.product,
@@ -307,10 +318,10 @@ def _inspect_safe(path: str, cfg: SceneSourceConfig) -> list[_FileScene] | Scene
             sensor=cfg.sensor or meta.sensor,
             mode=meta.mode,
             orbit_direction=meta.orbit_direction or None,
-            scale=scale,
-            scale_source="declared" if cfg.scale != "auto" else "safe-grd-dn",
-            # GRD digital numbers are not calibrated: say so instead of calling them sigma0.
-            backscatter=Backscatter(cfg.backscatter) if cfg.backscatter != "auto" else Backscatter.UNKNOWN,
+            scale=Scale.LINEAR_POWER,  # calibrated power, whatever scenes.scale says
+            scale_source="safe-calibration",
+            backscatter=Backscatter(cfg.backscatter) if declared else Backscatter.SIGMA0,
+            backscatter_source="declared" if declared else "safe-calibration",
             georef=geo[0],
             crs=geo[1],
             width=width,
@@ -348,6 +359,7 @@ def group_scenes(files: list[_FileScene]) -> list[SceneRef]:
                 scale=first.scale,
                 scale_source=first.scale_source,
                 backscatter=first.backscatter,
+                backscatter_source=first.backscatter_source,
                 georef=first.georef,
                 crs=first.crs,
                 width=first.width,

@@ -125,6 +125,16 @@ def parse_name(name: str) -> NameInfo | None:
         )
     if m := _PYROSAR.search(name):
         steps = (m["steps"] or "").lower().split("_")
+        # pyroSAR's GAMMA workflow (pyroSAR/gamma/util.py, geocode) multiplies the calibrated MLI by the
+        # pixel-area ratio of gamma0 RTC (Small 2011) before geocoding: older releases named that step
+        # `norm` (..._grd_mli_geo_norm_db.tif), current ones `gamma0-rtc`; both are terrain-flattened gamma0.
+        # pyroSAR's SNAP names carry the reference area the same way (`gamma0-rtc`, `sigma0-elp`, ...).
+        # Without such a token the name states no convention: None, never a guess.
+        backscatter = "gamma0" if "norm" in steps else None
+        for step in steps:
+            conv = step.split("-", 1)[0]
+            if backscatter is None and conv in {"sigma0", "gamma0", "beta0"}:
+                backscatter = conv
         return NameInfo(
             "pyrosar",
             MISSIONS[m["mission"]],
@@ -133,7 +143,7 @@ def parse_name(name: str) -> NameInfo | None:
             m["pol"],
             {"A": "ascending", "D": "descending"}[m["orbit"]],
             "db" if "db" in steps else None,
-            None,
+            backscatter,
             "GRD" if "grd" in steps else None,
             _without_pol(name, m),
         )

@@ -35,6 +35,9 @@ class SafeMetadata:
     height: int  # numberOfLines
     gcps: tuple[GroundControlPoint, ...]  # from the first polarisation's annotation, EPSG:4326
     measurements: dict[str, str]  # polarisation -> GDAL path of the measurement GeoTIFF (may be empty)
+    manifest: str = ""  # GDAL path of manifest.safe (for the SENTINEL1 driver's subdatasets)
+    swath: str = ""  # the annotation's swath, e.g. "IW" for an IW GRD
+    calibrations: dict[str, str] | None = None  # polarisation -> path of its calibration XML
 
 
 def _ts(text: str) -> datetime:
@@ -118,6 +121,12 @@ def read_safe(path: str | Path) -> SafeMetadata:
         )
     if not gcps:
         raise SafeError(f"{path}: the annotation has no geolocation grid points")
+    calibrations: dict[str, str] = {}
+    for n in names:
+        if "/annotation/calibration/calibration-" in n and n.endswith(".xml"):
+            info = parse_name(Path(n).name.removeprefix("calibration-"))
+            if info is not None and info.polarisation:
+                calibrations[info.polarisation] = gdal_path(n)
     measurements: dict[str, str] = {}
     for n in names:
         if "/measurement/" in n and n.lower().endswith((".tif", ".tiff")):
@@ -137,4 +146,7 @@ def read_safe(path: str | Path) -> SafeMetadata:
         height=height,
         gcps=tuple(gcps),
         measurements=measurements,
+        manifest=gdal_path(manifest[0]),
+        swath=_find_text(ann, "swath") or mode,
+        calibrations=calibrations,
     )

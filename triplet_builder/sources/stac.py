@@ -273,6 +273,16 @@ def _georef(ds: Any) -> tuple[GeorefKind, str | None, tuple[float, ...] | None]:
     raise ValueError("no CRS + geotransform, GCPs or RPCs")
 
 
+def _backscatter(src: StacScenesConfig, props: dict[str, Any]) -> tuple[Backscatter, str]:
+    """The region file's convention, else the item's: `sar:product_type` RTC is gamma0 RTC (the STAC SAR
+    extension; OPERA RTC-S1 and Planetary Computer's sentinel-1-rtc items say so), else unknown."""
+    if src.backscatter != "auto":
+        return Backscatter(src.backscatter), "declared"
+    if str(props.get("sar:product_type", "")).upper() == "RTC":
+        return Backscatter.GAMMA0, "stac:sar:product_type"
+    return Backscatter.UNKNOWN, "none"
+
+
 def scene_for(cand: Candidate, src: StacScenesConfig) -> SceneRef:
     """Open the candidate's assets (headers only) and describe the scene; raise on an unreadable asset or
     assets of different grids."""
@@ -287,6 +297,7 @@ def scene_for(cand: Candidate, src: StacScenesConfig) -> SceneRef:
                     raise ValueError(
                         f"{uri} is {other.width} x {other.height} px, {cand.uris[0]} {width} x {height}"
                     )
+    backscatter, backscatter_source = _backscatter(src, props)
     scene = SceneRef(
         scene_id=item.id,
         bands=tuple(BandRef(u, 1, p) for u, p in zip(cand.uris, src.polarisations, strict=True)),
@@ -297,7 +308,8 @@ def scene_for(cand: Candidate, src: StacScenesConfig) -> SceneRef:
         orbit_direction=str(props.get("sat:orbit_state", "")).lower() or None,
         scale=Scale(src.scale),
         scale_source="declared",
-        backscatter=Backscatter(src.backscatter),
+        backscatter=backscatter,
+        backscatter_source=backscatter_source,
         georef=kind,
         crs=crs,
         width=int(width),

@@ -7,7 +7,9 @@ agree on their targets; every other fact (surface fractions, statistics) uses th
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -20,8 +22,12 @@ from triplet_builder.facts.cfar import CfarParams, detect, detector_info
 from triplet_builder.facts.places import nearest_places
 from triplet_builder.facts.sheet import build_fact_sheet
 from triplet_builder.facts.surface import reference_band, surface_facts, water_mask
+from triplet_builder.facts.thresholds import Thresholds, otsu_threshold, resolve
 from triplet_builder.record import ChipRecord, SceneRef
+from triplet_builder.sources.sample import scene_db_sample
 from triplet_builder.stages.base import Stage, StageStats, Stats
+
+logger = logging.getLogger(__name__)
 
 
 class Facts(Stage):
@@ -43,6 +49,7 @@ class Facts(Stage):
         self._labels: Any = None
         self._scenes: set[SceneRef] = set()  # the task's scenes, for the label counts
         self._labels_used: set[int] = set()  # labels placed in at least one of the task's chips
+        self._scene_thresholds: dict[str, Thresholds] = {}
 
     def _label_set(self) -> Any:
         if self.cfg.labels is None:
@@ -89,18 +96,52 @@ class Facts(Stage):
         st.extra["labels_in_chips"] += len(self._labels_used)
         st.extra["labels_outside_chips"] += n - len(self._labels_used)
 
+    def thresholds(self, scene: SceneRef) -> Thresholds:
+        """The scene's water / bright thresholds (config, table by convention and polarisation, or the
+        scene's Otsu split), computed once per scene so that all its chips agree."""
+        t = self._scene_thresholds.get(scene.scene_id)
+        if t is None:
+            pols = scene.polarisations
+            otsu = None
+            if self.cfg.water_threshold_db == "otsu":
+                try:
+                    db, valid = scene_db_sample(scene)
+                except ValueError as e:  # a virtual scene: no file to sample; the table, said so
+                    logger.warning("%s; water threshold from the table instead of Otsu", e)
+                else:
+                    if valid.any():
+                        otsu = {b: otsu_threshold(db[b][valid]) for b in range(db.shape[0])}
+            t = resolve(
+                scene.backscatter.value,
+                pols,
+                reference_band(pols),
+                self.cfg.water_threshold_db
+                if otsu is not None or self.cfg.water_threshold_db != "otsu"
+                else None,
+                self.cfg.bright_threshold_db,
+                otsu,
+            )
+            if self.cfg.water_threshold_db == "otsu" and otsu is None:
+                t = dataclasses.replace(t, water_source=f"{t.water_source} (otsu: no scene sample)")
+            self._scene_thresholds[scene.scene_id] = t
+        return t
+
     def _facts(self, r: ChipRecord, place: dict[str, Any] | None) -> None:
         assert r.db is not None and r.valid is not None and r.georef is not None
         pols = r.scene.polarisations
-        water = water_mask(r.db, r.valid, pols, self.cfg.water_threshold_db)
+        t = self.thresholds(r.scene)
+        water = water_mask(r.db, r.valid, pols, t.water_db, t.water_cross_db)
         surface = surface_facts(
             r.db,
             r.valid,
             pols,
-            water_threshold_db=self.cfg.water_threshold_db,
-            bright_threshold_db=self.cfg.bright_threshold_db,
+            water_threshold_db=t.water_db,
+            bright_threshold_db=t.bright_db,
             water=water,
         )
+        surface["water_threshold_cross_db"] = t.water_cross_db
+        surface["water_threshold_source"] = t.water_source
+        surface["bright_threshold_source"] = t.bright_source
         band = reference_band(pols)
         if r.context_db is not None and r.context_valid is not None:
             cdb, cvalid, margin = r.context_db[band], r.context_valid, r.margin

@@ -29,6 +29,7 @@ from rasterio.windows import Window as RioWindow
 
 from triplet_builder.radiometry import to_db
 from triplet_builder.record import ChipRecord, Window
+from triplet_builder.sources.s1_calibration import CalibratedBandRef, read_calibrated
 from triplet_builder.stages.base import Stage, Stats
 
 EE_SCHEME = "ee://"
@@ -142,6 +143,9 @@ class ReadChips(Stage):
         planes = []
         for band in record.scene.bands:
             ds = self._ds(band.uri)
+            if isinstance(band, CalibratedBandRef):  # SAFE GRD digital numbers -> sigma0
+                planes.append(read_calibrated(ds, band, w))
+                continue
             arr = ds.read(
                 band.band,
                 window=rw,

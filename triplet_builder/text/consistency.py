@@ -308,6 +308,11 @@ _YEAR_RE = re.compile(
 _SEASON_RE = re.compile(r"\b(?P<season>winter|spring|summer|autumn)\b", re.I)
 _ORBIT_RE = re.compile(r"\b(?P<orbit>ascending|descending)\b", re.I)
 _POL_RE = re.compile(r"\b(?P<pol>VV|VH|HH|HV)\b")
+# a backscatter convention named in the text: sigma0, gamma-nought, beta 0, σ0 / γ⁰ / β°
+_CONVENTION_RE = re.compile(
+    r"\b(?P<word>sigma|gamma|beta)[-_ ]?(?:0|nought|naught|zero)\b|(?P<greek>[σγβ])\s?[0⁰°]", re.I
+)
+_GREEK = {"σ": "sigma", "γ": "gamma", "β": "beta"}
 
 _CELL_LIST_RE = re.compile(
     r"""
@@ -677,7 +682,11 @@ def _check_measures(ctx: _Context, field: str, text: str) -> list[str]:
         metres.append(place["distance_km"] * 1000.0)
     s = ctx.surface
     dbs = [s["mean_db"], s["std_db"], *(d["peak_db"] for d in ctx.detections)]
-    dbs += [s[k] for k in ("water_threshold_db", "bright_threshold_db") if s.get(k) is not None]
+    dbs += [
+        s[k]
+        for k in ("water_threshold_db", "water_threshold_cross_db", "bright_threshold_db")
+        if s.get(k) is not None
+    ]
     degrees = [abs(loc["centre_lat"]), abs(loc["centre_lon"])]
     out = []
     for m in _MEASURE_RE.finditer(text):
@@ -902,6 +911,10 @@ def _check_acquisition(ctx: _Context, field: str, text: str) -> list[str]:
     for m in _POL_RE.finditer(text):
         if m.group("pol") not in pols:
             out.append(f"{field}: polarisation {m.group('pol')} is not among {sorted(pols)}")
+    for m in _CONVENTION_RE.finditer(text):  # `unknown` in the facts: no convention may be named
+        said = (m.group("word") or _GREEK[m.group("greek").lower()]).lower() + "0"
+        if said != acq.get("backscatter"):
+            out.append(f"{field}: '{m.group(0)}' but the facts say backscatter {acq.get('backscatter')}")
     sensor = re.sub(r"[^a-z0-9]", "", (acq.get("sensor") or "").lower())
     for m in _SENSOR_RE.finditer(text):
         said = re.sub(r"[^a-z0-9]", "", m.group("sensor").lower())

@@ -106,6 +106,7 @@ def test_real_chip_end_to_end(tmp_path: Path) -> None:
         "orbit_direction": "descending",
         "polarisations": ["VV"],
         "backscatter": "sigma0",
+        "backscatter_source": "declared",
     }
     loc = facts["location"]
     assert 4.783 < loc["centre_lon"] < 4.850 and 43.366 < loc["centre_lat"] < 43.404

@@ -232,29 +232,3 @@ def test_bad_files_are_failures_with_one_line(tmp_path: Path, make, reason: str)
     assert len(scenes) == 1  # the good file still goes through
     (f,) = failures
     assert f.reason == reason and "\n" not in f.message and str(p.name) in f.message
-
-
-def test_safe_folder_with_measurements_is_a_gcp_scene(tmp_path: Path) -> None:
-    """The real SAFE metadata plus small measurement GeoTIFFs (rescaled real GCPs, as GRD files carry)."""
-    import zipfile
-
-    with zipfile.ZipFile(SAFE_ZIP) as z:
-        z.extractall(tmp_path)
-    safe = next(tmp_path.glob("*.SAFE"))
-    h, w = 167, 256
-    gcps = _safe_gcps_scaled(w, h)
-    dn = np.random.default_rng(2).rayleigh(60, (h, w)).astype(np.uint16)
-    for pol, n in (("vv", "001"), ("vh", "002")):
-        name = f"s1a-iw-grd-{pol}-20150203t043109-20150203t043134-004454-00574f-{n}.tiff"
-        _write(safe / "measurement" / name, dn, gcps=gcps, crs="EPSG:4326", nodata=0)
-    (scene,), failures = find_scenes(_src(safe))
-    assert failures == []
-    assert scene.georef is GeorefKind.GCPS and scene.polarisations == ("VV", "VH")
-    assert scene.acquired_source == "safe-manifest" and scene.orbit_direction == "descending"
-    assert scene.scale is Scale.AMPLITUDE and scene.backscatter is Backscatter.UNKNOWN  # uncalibrated DN
-    from triplet_builder.record import ChipRecord
-
-    rec = ChipRecord("x", scene, Window(0, 0, 64, 64, 64, 64))
-    (out,) = list(ReadChips().run([rec], Stats()))
-    assert out.db is not None and out.db.shape == (2, 64, 64)
-    np.testing.assert_allclose(out.db[0], 20 * np.log10(dn[:64, :64].astype(np.float32)), rtol=1e-5)

@@ -214,6 +214,7 @@ def test_scene_fields_from_item_and_cog(tmp_path: Path, cogs: Cogs, range_srv: L
     assert s.acquired.isoformat() == "2017-12-10T05:43:59+00:00" and s.acquired_source == "stac"
     assert (s.sensor, s.mode, s.orbit_direction, s.product) == ("Sentinel-1A", "IW", "descending", "RTC")
     assert (s.scale, s.backscatter, s.scale_source) == (Scale.LINEAR_POWER, Backscatter.GAMMA0, "declared")
+    assert s.backscatter_source == "stac:sar:product_type"  # the item says RTC
     assert (s.georef, s.crs, s.width, s.height) == (GeorefKind.AFFINE, crs, width, height)
     assert s.transform == pytest.approx(transform)
     assert s.pixel_size_m == pytest.approx(20.0, abs=0.5)
@@ -222,6 +223,34 @@ def test_scene_fields_from_item_and_cog(tmp_path: Path, cogs: Cogs, range_srv: L
     assert stac.log and {r.user_agent for r in stac.log} == {USER_AGENT}  # type: ignore[attr-defined]
     assert range_srv.log and all(r.user_agent.startswith("sar-triplets/") for r in range_srv.log)  # type: ignore[attr-defined]
     assert all(r.status in (200, 206) for r in range_srv.log)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("product_type", "declared", "expect"),
+    [
+        ("GRD", None, (Backscatter.UNKNOWN, "none")),  # the item states no convention: no guess
+        ("GRD", "sigma0", (Backscatter.SIGMA0, "declared")),
+        ("RTC", "sigma0", (Backscatter.SIGMA0, "declared")),  # the region file wins
+    ],
+)
+def test_backscatter_from_the_item_unless_declared(
+    tmp_path: Path,
+    cogs: Cogs,
+    range_srv: LoopbackServer,
+    product_type: str,
+    declared: str | None,
+    expect: tuple[Backscatter, str],
+) -> None:
+    port = cogs.folder / cogs.port
+    item = make_item(
+        "S1A_PORT", {"vv": f"{range_srv.url}/{cogs.port}"}, footprint(port), "2017-12-10T05:43:59Z"
+    )
+    item["properties"]["sar:product_type"] = product_type
+    extra = {"backscatter": declared} if declared else {}
+    with serve(StacHandler, **stac_server_attrs([item])) as stac:
+        cfg = region_cfg(tmp_path, stac.url, port_bbox(cogs), polarisations=["VV"], **extra)
+        (s,), failures = find_stac_scenes(cfg)
+    assert failures == [] and (s.backscatter, s.backscatter_source) == expect
 
 
 def test_opera_rtc_item_reads_utm_grid_and_scale(
@@ -510,7 +539,7 @@ def test_pipeline_end_to_end(tmp_path: Path, cogs: Cogs, range_srv: LoopbackServ
                 "collection": COLLECTION,
                 "polarisations": ["VV"],
                 "min_coverage": 0.0,
-                "backscatter": "sigma0",  # the spatialist tiles are sigma0 (here in linear power)
+                "backscatter": "gamma0",  # the spatialist tiles are gamma0 RTC (here in linear power)
             },
             "embeddings": {"type": "cog", "root": str(SYNTHETIC_AEF), "synthetic": True, "grid": 4},
             "chip": {"size": 64, "stride": 64, "pixel_size_m": 20},

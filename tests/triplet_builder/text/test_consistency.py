@@ -341,3 +341,40 @@ def test_class_names_are_canonical() -> None:
     facts = fact_sheet("port")
     qa = [{"task": "counting", "question": "How many vessels are in the image?", "answer": "5"}]
     assert check_qa(facts, qa) == []
+
+
+@pytest.mark.parametrize(
+    ("backscatter", "text", "bad"),
+    [
+        ("gamma0", "A VV polarisation, gamma0 backscatter scene.", False),
+        ("gamma0", "A VV polarisation, sigma0 backscatter scene.", True),
+        ("sigma0", "Calibrated sigma nought over the delta.", False),
+        ("unknown", "A VV polarisation, sigma0 backscatter scene.", True),
+        ("unknown", "Backscatter as γ0 in dB.", True),
+        ("unknown", "A VV polarisation, SAR backscatter scene.", False),
+    ],
+)
+def test_catches_a_backscatter_convention_the_facts_do_not_state(
+    backscatter: str, text: str, bad: bool
+) -> None:
+    facts = fact_sheet("port")
+    facts["acquisition"]["backscatter"] = backscatter
+    problems = check_caption(facts, _fields(terrain=text))
+    assert _has(problems, "terrain", "backscatter " + backscatter) is bad, problems
+
+
+def test_offline_writer_names_no_convention_when_unknown() -> None:
+    facts = fact_sheet("port")
+    facts["acquisition"]["backscatter"] = "unknown"
+    for chip_id in CHIP_IDS:
+        res = OfflineWriter().write(facts, chip_id)
+        assert check_text(facts, res.caption_fields, res.qa) == []
+        assert not re.search(r"sigma|gamma|beta", json.dumps([res.caption_fields, res.qa]), re.I)
+
+
+def test_the_cross_pol_water_threshold_is_a_stated_value() -> None:
+    facts = fact_sheet("port")
+    text = _fields(water="Water pixels are darker than -23 dB in the second band.")
+    assert _has(check_caption(facts, text), "water", "-23")  # not in the facts
+    facts["surface"]["water_threshold_cross_db"] = -23.0
+    assert not _has(check_caption(facts, text), "water", "-23")
