@@ -56,7 +56,7 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "split",
         pa.string(),
         False,
-        "train / validation / test, assigned per spatial block (hash of the block id), never per row.",
+        "train / validation / test of the spatial blocks (hash of the block id) the footprint covers, all of one split (chips straddling blocks of two splits are rejected: split_guard), never per row.",
     ),
     (
         "image",

@@ -31,8 +31,12 @@ from typing import Any
 import yaml
 
 from schemas import SPLITS
-from schemas.frames import PAPER_FRAME, qa_frame
-from triplet_builder.facts.cfar import MIN_MEASURABLE_PX
+from triplet_builder.writers.card_sections import (
+    boxes_section,
+    labels_section,
+    radiometry_section,
+    splits_section,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,46 +121,6 @@ def _describe(item: Any) -> str:
     return str(item)
 
 
-def _boxes_section(config: Any) -> list[str]:
-    """How boxes, cells, targets and the optional backscatter column are to be read, from the build's config."""
-    out = ["", "## Boxes, grid cells and targets", ""]
-    if not isinstance(config, dict) or not isinstance(config.get("chip"), dict):
-        return [*out, "The build's configuration is unknown: the frame of the boxes is not stated here."]
-    size = int(config["chip"]["size"])
-    frame = qa_frame(size, size)
-    scale = PAPER_FRAME.width / size
-    out += [
-        f"Every box in `qa` and `messages` is [x1, y1, x2, y2] in {frame.phrase} (the chip as stored, "
-        f"{size} x {size} px; every detection and classification question says so). For the FUSAR-GPT "
-        f"{PAPER_FRAME.width} x {PAPER_FRAME.height} frame multiply by {PAPER_FRAME.width} / {size} = "
-        f"{scale:g} (`schemas.frames.rescale_box`, which the trainer uses). In `facts`, `bbox_norm` is the "
-        "same box normalized to [0, 1] and the 3 x 3 cells (1..9 row-major) are cut at 1/3 and 2/3 of the "
-        "image in normalized coordinates, so a target keeps its cell at any image size.",
-    ]
-    cfar = (config.get("facts") or {}).get("cfar")
-    if isinstance(cfar, dict) and {"max_extent_px", "guard", "train"} <= set(cfar):
-        margin = int(cfar["max_extent_px"]) + int(cfar["guard"]) + int(cfar["train"])
-        out += [
-            "",
-            f"Bright point targets (CA-CFAR) are detected on each chip with a {margin} px context around it "
-            "and belong to the chip that holds their peak, so overlapping chips report the same targets; "
-            f"boxes are clipped to the chip. A length is stated only for a target spanning at least "
-            f"{MIN_MEASURABLE_PX} px along its box's longer side; smaller ones are point targets of unknown "
-            "size (`length_m` null).",
-        ]
-    on = (config.get("output") or {}).get("backscatter_column")
-    if on is not None:
-        out += [
-            "",
-            "`backscatter_db` holds each chip's float32 dB (P, H, W), NaN = invalid, as a zlib-compressed "
-            "`.npy` (`schemas.backscatter.decode_backscatter`)."
-            if on
-            else "`backscatter_db` is null in this build (`output.backscatter_column: false`); use the PNG "
-            "stretch above, which saturates on bright targets.",
-        ]
-    return out
-
-
 def _on_every_card(line: str) -> bool:
     """The AlphaEarth and Copernicus lines the card always writes itself."""
     return line == ALPHAEARTH_ATTRIBUTION or line.startswith("Contains modified Copernicus Sentinel data")
@@ -176,47 +140,6 @@ def _rejects_text(manifest: dict[str, Any]) -> str:
         else ""
     )
     return f"{n} chips were rejected{by} and are not part of the splits.{where}"
-
-
-def _splits_section(report: dict[str, Any] | None) -> list[str]:
-    """The "Splits" section: the method and the figures of the split report (nothing when there is none)."""
-    if not report:
-        return []
-    cross = report["cross_split"]
-    out = [
-        "## Splits",
-        "",
-        f"Splits are blocked spatially with blocks of {report['block_km']} km: {report['method']}. Two chips "
-        "of different splits therefore cover disjoint sets of blocks and share no pixel, whatever scene "
-        "they come from. No guard band is added: sharing no block already means sharing no pixel (larger "
-        "blocks, not a band, widen the distance between splits). Measured on the kept chips: "
-        f"{report['split_guard_rejects']} chip(s) rejected by the split guard; "
-        f"{cross['pairs_meeting']} pair(s) of chips of different splits have footprints that meet, "
-        f"{cross['pairs_sharing_area']} of them share area, the largest shared area is "
-        f"{cross['max_shared_m2']:g} m2; {report['blocks_in_two_splits']} block(s) hold chips of two splits.",
-        "",
-    ]
-    if report.get("max_overlap") is not None:
-        out += [
-            "Near duplicates: the largest fraction of a chip's footprint covered by another kept chip of its "
-            f"scene is {report.get('max_same_scene_overlap', 'unknown')} (chip.max_overlap "
-            f"{report['max_overlap']:g}); {report.get('windows_near_duplicate', 0)} flush last-row / "
-            "last-column window(s) that would have shared more were not laid.",
-            "",
-        ]
-    out += [
-        "| split | chips | blocks | scenes | labelled objects | detected targets |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    out += [
-        f"| {s} | {c['chips']} | {c['blocks']} | {c['scenes']} | {c['objects']} | {c['detections']} |"
-        for s, c in report["per_split"].items()
-    ]
-    out.append("")
-    if report.get("warnings"):
-        for w in report["warnings"]:
-            out += ["> [!WARNING]", f"> {w}", ""]
-    return out
 
 
 def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
@@ -295,7 +218,9 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     ]
     if isinstance(stretch, dict):
         out += ["", "Stretch used: " + ", ".join(f"{k} = {v}" for k, v in stretch.items()) + "."]
-    out += _boxes_section(manifest.get("config"))
+    out += radiometry_section(manifest)
+    out += labels_section(manifest)
+    out += boxes_section(manifest.get("config"))
     out += [
         "",
         "## AlphaEarth embeddings (de-quantization)",
@@ -313,7 +238,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "",
         "(NOT q / 127 and NOT uint8.)",
         "",
-        *_splits_section(manifest.get("splits")),
+        *splits_section(manifest.get("splits")),
         "## Loading",
         "",
         "```python",

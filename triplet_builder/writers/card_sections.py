@@ -1,0 +1,170 @@
+"""Sections of the dataset card computed from the build (its manifest and resolved config): radiometric
+conventions and thresholds, labels and how they were matched to scenes, the frame of boxes and grid
+cells, and the split report. `card.render_card` assembles them; nothing here is boilerplate: every figure
+comes from the manifest."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from schemas.frames import PAPER_FRAME, qa_frame
+from triplet_builder.facts.cfar import MIN_MEASURABLE_PX
+from triplet_builder.facts.surface import reference_band
+from triplet_builder.facts.thresholds import resolve
+
+CONVENTION_NAMES = {
+    "sigma0": "sigma0 (backscatter normalised by the ellipsoid ground area)",
+    "gamma0": "gamma0 (terrain-flattened: normalised by the illuminated area, radiometric terrain correction)",
+    "beta0": "beta0 (radar brightness, normalised in slant range)",
+    "unknown": "unknown (nothing in the product states it: no caption names a convention)",
+}
+
+
+def radiometry_section(manifest: dict[str, Any]) -> list[str]:
+    """Per (convention, where it was read, polarisations): scene count and the water / bright thresholds the
+    facts stage uses for it (the same `resolve` the stage calls)."""
+    scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, dict)]
+    if not scenes:
+        return []
+    facts = (manifest.get("config") or {}).get("facts") or {}
+    water_cfg, bright_cfg = facts.get("water_threshold_db"), facts.get("bright_threshold_db")
+    groups = Counter(
+        (
+            str(s.get("backscatter", "unknown")),
+            str(s.get("backscatter_source", "unknown")),
+            tuple(s.get("polarisations") or ()),
+        )
+        for s in scenes
+    )
+    out = [
+        "",
+        "## Radiometry",
+        "",
+        "The backscatter convention of each scene is read from what the product states (sidecar, GeoTIFF "
+        "tags, product name or type), never guessed; the water and strong-scatterer thresholds of the facts "
+        "depend on it and on the polarisation.",
+        "",
+        "| convention | stated by | polarisations | scenes | water threshold | bright threshold |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for (conv, src, pols), n in sorted(groups.items()):
+        if water_cfg == "otsu":
+            water = "Otsu split of each scene's histogram (`facts.surface.water_threshold_db` of each row)"
+            t = resolve(conv, pols, reference_band(pols), None, bright_cfg)
+        else:
+            t = resolve(conv, pols, reference_band(pols), water_cfg, bright_cfg)
+            water = f"{t.water_db:g} dB ({t.water_source})"
+            if t.water_cross_db is not None:
+                water += f"; cross-pol {t.water_cross_db:g} dB, water only where both are below"
+        bright = f"{t.bright_db:g} dB ({t.bright_source})"
+        out.append(
+            f"| {CONVENTION_NAMES.get(conv, conv)} | {src} | {', '.join(pols) or 'unknown'} | {n} | {water} | {bright} |"
+        )
+    return out
+
+
+def labels_section(manifest: dict[str, Any]) -> list[str]:
+    """Where object labels came from and how many were used, matched elsewhere or never used."""
+    lc = (manifest.get("counts") or {}).get("labels")
+    out = ["", "## Object labels", ""]
+    if not isinstance(lc, dict):
+        return [
+            *out,
+            "No label file was used: the only targets are the CFAR detections (bright point targets "
+            "without a class).",
+        ]
+    rule = {
+        "scene_id": "by the scene / product id column (the same acquisition, never by date or prefix alone)",
+        "time": f"by acquisition time within {lc.get('time_tolerance_s', 'unknown')} s of the scene start",
+        "none": "not matched: the labels were declared timeless (`match: none`) and used on every scene they overlap",
+    }.get(str(lc.get("match")), str(lc.get("match")))
+    return [
+        *out,
+        f"Labels from `{lc.get('file', 'unknown')}` were matched to scenes {rule}; a label is used only in a "
+        "chip of its own scene that holds it. Of its "
+        f"{lc.get('total', 0)} rows: {lc.get('in_chips', 0)} in a chip, {lc.get('matched_outside_chips', 0)} "
+        f"matched to a scene of the build but in none of its chips, {lc.get('unmatched', 0)} matched to no scene "
+        f"of the build (never used), {lc.get('no_position', 0)} without a position (skipped).",
+    ]
+
+
+def boxes_section(config: Any) -> list[str]:
+    """How boxes, cells, targets and the optional backscatter column are to be read, from the build's config."""
+    out = ["", "## Boxes, grid cells and targets", ""]
+    if not isinstance(config, dict) or not isinstance(config.get("chip"), dict):
+        return [*out, "The build's configuration is unknown: the frame of the boxes is not stated here."]
+    size = int(config["chip"]["size"])
+    frame = qa_frame(size, size)
+    scale = PAPER_FRAME.width / size
+    out += [
+        f"Every box in `qa` and `messages` is [x1, y1, x2, y2] in {frame.phrase} (the chip as stored, "
+        f"{size} x {size} px; every detection and classification question says so). For the FUSAR-GPT "
+        f"{PAPER_FRAME.width} x {PAPER_FRAME.height} frame multiply by {PAPER_FRAME.width} / {size} = "
+        f"{scale:g} (`schemas.frames.rescale_box`, which the trainer uses). In `facts`, `bbox_norm` is the "
+        "same box normalized to [0, 1] and the 3 x 3 cells (1..9 row-major) are cut at 1/3 and 2/3 of the "
+        "image in normalized coordinates, so a target keeps its cell at any image size.",
+    ]
+    cfar = (config.get("facts") or {}).get("cfar")
+    if isinstance(cfar, dict) and {"max_extent_px", "guard", "train"} <= set(cfar):
+        margin = int(cfar["max_extent_px"]) + int(cfar["guard"]) + int(cfar["train"])
+        out += [
+            "",
+            f"Bright point targets (CA-CFAR) are detected on each chip with a {margin} px context around it "
+            "and belong to the chip that holds their peak, so overlapping chips report the same targets; "
+            f"boxes are clipped to the chip. A length is stated only for a target spanning at least "
+            f"{MIN_MEASURABLE_PX} px along its box's longer side; smaller ones are point targets of unknown "
+            "size (`length_m` null).",
+        ]
+    on = (config.get("output") or {}).get("backscatter_column")
+    if on is not None:
+        out += [
+            "",
+            "`backscatter_db` holds each chip's float32 dB (P, H, W), NaN = invalid, as a zlib-compressed "
+            "`.npy` (`schemas.backscatter.decode_backscatter`)."
+            if on
+            else "`backscatter_db` is null in this build (`output.backscatter_column: false`); use the PNG "
+            "stretch above, which saturates on bright targets.",
+        ]
+    return out
+
+
+def splits_section(report: dict[str, Any] | None) -> list[str]:
+    """The "Splits" section: the method and the figures of the split report (nothing when there is none)."""
+    if not report:
+        return []
+    cross = report["cross_split"]
+    out = [
+        "## Splits",
+        "",
+        f"Splits are blocked spatially with blocks of {report['block_km']} km: {report['method']}. Two chips "
+        "of different splits therefore cover disjoint sets of blocks and share no pixel, whatever scene "
+        "they come from. No guard band is added: sharing no block already means sharing no pixel (larger "
+        "blocks, not a band, widen the distance between splits). Measured on the kept chips: "
+        f"{report['split_guard_rejects']} chip(s) rejected by the split guard; "
+        f"{cross['pairs_meeting']} pair(s) of chips of different splits have footprints that meet, "
+        f"{cross['pairs_sharing_area']} of them share area, the largest shared area is "
+        f"{cross['max_shared_m2']:g} m2; {report['blocks_in_two_splits']} block(s) hold chips of two splits.",
+        "",
+    ]
+    if report.get("max_overlap") is not None:
+        out += [
+            "Near duplicates: the largest fraction of a chip's footprint covered by another kept chip of its "
+            f"scene is {report.get('max_same_scene_overlap', 'unknown')} (chip.max_overlap "
+            f"{report['max_overlap']:g}); {report.get('windows_near_duplicate', 0)} flush last-row / "
+            "last-column window(s) that would have shared more were not laid.",
+            "",
+        ]
+    out += [
+        "| split | chips | blocks | scenes | labelled objects | detected targets |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    out += [
+        f"| {s} | {c['chips']} | {c['blocks']} | {c['scenes']} | {c['objects']} | {c['detections']} |"
+        for s, c in report["per_split"].items()
+    ]
+    out.append("")
+    if report.get("warnings"):
+        for w in report["warnings"]:
+            out += ["> [!WARNING]", f"> {w}", ""]
+    return out
