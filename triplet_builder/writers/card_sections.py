@@ -83,7 +83,8 @@ def labels_section(manifest: dict[str, Any]) -> list[str]:
         *out,
         f"Labels from `{lc.get('file', 'unknown')}` were matched to scenes {rule}; a label is used only in a "
         "chip of its own scene that holds it. Of its "
-        f"{lc.get('total', 0)} rows: {lc.get('in_chips', 0)} in a chip, {lc.get('matched_outside_chips', 0)} "
+        f"{lc.get('total', 0)} rows: {lc.get('in_chips', 0)} in a chip window of the plan (chips rejected later "
+        f"keep theirs out of the rows), {lc.get('matched_outside_chips', 0)} "
         f"matched to a scene of the build but in none of its chips, {lc.get('unmatched', 0)} matched to no scene "
         f"of the build (never used), {lc.get('no_position', 0)} without a position (skipped).",
     ]
