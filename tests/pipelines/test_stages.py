@@ -18,8 +18,8 @@ from triplet_builder.record import ChipRecord, chip_id_for
 from triplet_builder.stages.base import Stats, run_stages
 from triplet_builder.stages.embed import anchor_positions
 from triplet_builder.stages.filter import Filter
-from triplet_builder.stages.screen import Screen
 from triplet_builder.stages.georef import split_for
+from triplet_builder.stages.screen import Screen
 
 DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
 
