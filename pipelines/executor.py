@@ -362,6 +362,7 @@ def build(
             **({"labels": label_counts} if label_counts is not None else {}),
         },
         "stages": stats.to_dict(),
+        "stage_order": list(names),  # the assembled list (the JSON keys of `stages` are sorted)
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,

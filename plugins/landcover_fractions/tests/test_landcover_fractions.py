@@ -207,3 +207,54 @@ def test_a_region_file_naming_it_builds_a_task(tmp_path: Path, setup: dict) -> N
         assert facts["ext"] == {"landcover_fractions": stage.annotate(rec)}
         assert str(tmp_path) not in r["facts"]  # no folder of the building machine in the rows
     stage.close()
+
+
+@pytest.mark.slow
+def test_the_cli_builds_the_demo_with_the_plugin(tmp_path: Path) -> None:
+    """Through the CLI and Dask workers: the stage found by its entry point in each worker, its stats in the
+    manifest between facts and text, and its section in every row."""
+    import subprocess
+    import sys
+
+    with rasterio.open(
+        ROOT / "data/demo/spatialist/S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
+    ) as ds:
+        crs, bounds = ds.crs, ds.bounds
+    arr = np.where(np.arange(100)[None, :] < 50, 10, 20).astype(np.uint8).repeat(100, axis=0)
+    with rasterio.open(
+        tmp_path / "lc.tif",
+        "w",
+        driver="GTiff",
+        width=100,
+        height=100,
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=from_origin(
+            bounds.left, bounds.top, (bounds.right - bounds.left) / 100, (bounds.top - bounds.bottom) / 100
+        ),
+    ) as dst:
+        dst.write(arr, 1)
+    region = _region(tmp_path, {"raster": "lc.tif", "classes": CLASSES})
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pipelines", *args]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    v = run("validate", str(region))
+    assert (
+        v.returncode == 0
+        and "stages: tile -> georeference -> embed -> screen -> facts -> landcover_fractions -> text"
+        in v.stdout
+    )
+    r = run("build", str(region), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["stage_order"][4:7] == ["facts", "landcover_fractions", "text"]
+    assert m["stages"]["landcover_fractions"]["seen"] == m["stages"]["text"]["seen"] > 0
+    rows = pq.read_table(tmp_path / "out" / "data", columns=["facts"]).to_pylist()
+    assert rows and len(rows) == m["stages"]["write"]["kept"]
+    sections = [json.loads(r["facts"])["ext"]["landcover_fractions"] for r in rows]
+    assert all(s["raster"] == "lc.tif" for s in sections)
+    # the raster covers the port tile only: its chips are covered, the other scene's are not
+    assert {s["covered_fraction"] == 1.0 for s in sections} == {True, False}
