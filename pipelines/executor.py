@@ -35,7 +35,7 @@ from triplet_builder.config import ConfigError, RegionConfig
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import SceneRef, Window
 from triplet_builder.sources import SceneFailure, discover_scenes
-from triplet_builder.stages.assemble import stage_names
+from triplet_builder.stages.assemble import plugin_summary, stage_names
 from triplet_builder.stages.base import Stats
 from triplet_builder.tiling import ChipTooLargeError, lay_windows
 from triplet_builder.writers.attributions import attributions
@@ -363,6 +363,7 @@ def build(
         },
         "stages": stats.to_dict(),
         "stage_order": list(names),  # the assembled list (the JSON keys of `stages` are sorted)
+        "plugins": plugin_summary(cfg.stages),
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,

@@ -125,3 +125,19 @@ def check_order(planned: Sequence[PlannedStage]) -> list[str]:
 def stage_names(entries: Sequence[Any] = ()) -> tuple[str, ...]:
     """The names of the assembled list, in order (progress bars and the manifest's per-stage stats)."""
     return tuple(p.name for p in assemble(entries))
+
+
+def plugin_summary(entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """The manifest's `plugins`: each extra stage's name, how the region file names it, where it runs and
+    the fact sections it adds (`$.ext.<section>`)."""
+    planned = assemble(entries)
+    return [
+        {
+            "stage": p.name,
+            "ref": entries[p.entry].name,
+            "after": planned[k - 1].name,
+            "sections": [s for s in p.cls.provides if s not in CORE_SECTIONS],
+        }
+        for k, p in enumerate(planned)
+        if p.entry is not None
+    ]

@@ -252,6 +252,15 @@ def test_the_cli_builds_the_demo_with_the_plugin(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert m["stage_order"][4:7] == ["facts", "landcover_fractions", "text"]
     assert m["stages"]["landcover_fractions"]["seen"] == m["stages"]["text"]["seen"] > 0
+    assert m["plugins"] == [
+        {
+            "stage": "landcover_fractions",
+            "ref": "landcover_fractions",
+            "after": "facts",
+            "sections": ["landcover_fractions"],
+        }
+    ]
+    assert "adds `facts.ext.landcover_fractions`" in (tmp_path / "out" / "README.md").read_text()
     rows = pq.read_table(tmp_path / "out" / "data", columns=["facts"]).to_pylist()
     assert rows and len(rows) == m["stages"]["write"]["kept"]
     sections = [json.loads(r["facts"])["ext"]["landcover_fractions"] for r in rows]
