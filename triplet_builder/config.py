@@ -567,36 +567,6 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     )
 
 
-def _plugin_stages(entries: list[StageEntry], base: Path) -> tuple[list[StageEntry], list[str]]:
-    """Find each plugin stage, validate its config with the stage's config_model (paths resolved against
-    the region file's folder) and check the assembled list's order; the entries with validated configs,
-    and the problems (`stages[0].config.raster: ...`)."""
-    from triplet_builder.stages.assemble import assemble
-    from triplet_builder.stages.plugins import load_stage_class
-
-    problems: list[str] = []
-    out = list(entries)
-    for i, e in enumerate(entries):
-        try:
-            cls = load_stage_class(e.name)
-        except ValueError:
-            continue  # assemble() names it
-        model: type[BaseModel] = cls.config_model  # type: ignore[attr-defined]
-        try:
-            valid = model.model_validate(e.config, context={"base_dir": str(base)})
-        except ValidationError as err:
-            for x in err.errors():
-                loc = ".".join(["config", *filter(None, [_fmt_loc(x["loc"])])])
-                problems.append(f"stages[{i}].{loc}: {x['msg'].removeprefix('Value error, ')}")
-            continue
-        out[i] = e.model_copy(update={"config": valid.model_dump()})
-    try:
-        assemble(entries)
-    except ValueError as err:
-        problems.append(str(err))
-    return out, problems
-
-
 def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> RegionConfig:
     """Read and validate a region file; raise ConfigError (one line, every invalid field) on any problem."""
     path = Path(path)
@@ -663,8 +633,10 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
             except ValueError as e:
                 missing.append(f"facts.labels: {e}")
     upd["output"] = cfg.output.model_copy(update={"dir": _resolve(base, cfg.output.dir)})
-    if cfg.stages:
-        stages, problems = _plugin_stages(cfg.stages, base)
+    if cfg.stages:  # find each plugin, validate its config, check the assembled list's order
+        from triplet_builder.stages.plugins import check_entries
+
+        stages, problems = check_entries(cfg.stages, base)
         missing.extend(problems)
         upd["stages"] = stages
     if missing:

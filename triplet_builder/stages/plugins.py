@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from triplet_builder.stages.base import Stage
+
+if TYPE_CHECKING:
+    from triplet_builder.config import StageEntry
 
 ENTRY_POINT_GROUP = "triplet_builder.stages"
 
@@ -57,3 +62,34 @@ def load_stage_class(ref: str) -> type[Stage]:
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ValueError(f"stage {ref!r} declares no config_model (a pydantic model of its config)")
     return obj
+
+
+def check_entries(entries: list[StageEntry], base: Path) -> tuple[list[StageEntry], list[str]]:
+    """What the region file loader runs on `stages:`: find each stage, validate its config with its
+    config_model (RegionPath fields resolved against the region file's folder `base`) and check the
+    assembled list's order. The entries with validated configs, and the problems (one per invalid field,
+    e.g. `stages[0].config.raster: ...`)."""
+    from triplet_builder.config import _fmt_loc
+    from triplet_builder.stages.assemble import assemble
+
+    problems: list[str] = []
+    out = list(entries)
+    for i, e in enumerate(entries):
+        try:
+            cls = load_stage_class(e.name)
+        except ValueError:
+            continue  # assemble() names it
+        model: type[BaseModel] = cls.config_model  # type: ignore[attr-defined]
+        try:
+            valid = model.model_validate(e.config, context={"base_dir": str(base)})
+        except ValidationError as err:
+            for x in err.errors():
+                loc = ".".join(["config", *filter(None, [_fmt_loc(x["loc"])])])
+                problems.append(f"stages[{i}].{loc}: {x['msg'].removeprefix('Value error, ')}")
+            continue
+        out[i] = e.model_copy(update={"config": valid.model_dump()})
+    try:
+        assemble(entries)
+    except ValueError as err:
+        problems.append(str(err))
+    return out, problems
