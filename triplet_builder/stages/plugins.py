@@ -34,7 +34,7 @@ def _import(ref: str, what: str) -> object:
         obj: object = importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
+    except Exception as e:  # third-party code: any failure at import is reported naming the stage
         cause = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(
             f"{what} {ref!r} cannot be imported ({type(e).__name__}: {cause}): install the package that "

@@ -246,3 +246,14 @@ def test_a_failing_plugin_fails_its_task_and_leaves_nothing(tmp_path: Path) -> N
     with pytest.raises(TaskFailed, match="RuntimeError: the annotation service is down"):
         run_task(TaskSpec(0, t.scene, t.windows[:4]), cfg)
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_a_plugin_failing_at_import_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_stage_module.py").write_text("raise RuntimeError('needs a licence key')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError) as e:
+        assemble([StageEntry(name="broken_stage_module:Stage")])
+    assert str(e.value) == (
+        "stages[0].name: stage 'broken_stage_module:Stage' cannot be imported (RuntimeError: needs a licence "
+        "key): install the package that provides it or fix the path"
+    )
