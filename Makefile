@@ -37,8 +37,10 @@ $(TRAIN): $(BASE)
 	$(BIN)/python -m pip install -q -e ".[train]"
 	@touch $@
 
-$(STAMP): $(TRAIN)
+# the example stage plugin too (plugins/landcover_fractions): its tests find it through its entry point
+$(STAMP): $(TRAIN) plugins/landcover_fractions/pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[train,test]"
+	$(BIN)/python -m pip install -q --no-deps -e plugins/landcover_fractions
 	@touch $@
 
 build-dataset: $(BASE)

@@ -17,6 +17,7 @@ import yaml
 from pipelines.executor import BuildError, build, plan, summary
 from triplet_builder.config import ConfigError, load_region
 from triplet_builder.sources import SourceError
+from triplet_builder.stages.assemble import stage_names
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     else ""
                 )
             )
+            print(f"  stages: {' -> '.join(stage_names(cfg.stages))}")
             for s in p.scenes:
                 print(
                     f"  {s.scene_id}  {s.acquired:%Y-%m-%d}  {'+'.join(s.polarisations)}  {s.scale.value}  {s.pixel_size_m:.1f} m"

@@ -27,7 +27,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
-from pipelines.stages import STAGE_NAMES, TaskFailed, TaskSpec, run_task, task_marker
+from pipelines.stages import TaskFailed, TaskSpec, run_task, task_marker
 from schemas import COLUMN_DOCS, SCHEMA_VERSION
 from triplet_builder import __version__
 from triplet_builder.area import area_polygon
@@ -35,6 +35,7 @@ from triplet_builder.config import ConfigError, RegionConfig
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import SceneRef, Window
 from triplet_builder.sources import SceneFailure, discover_scenes
+from triplet_builder.stages.assemble import plugin_summary, stage_names
 from triplet_builder.stages.base import Stats
 from triplet_builder.tiling import ChipTooLargeError, lay_windows
 from triplet_builder.writers.attributions import attributions
@@ -219,20 +220,21 @@ def build(
     task_failures: list[dict[str, Any]] = []
     bars: dict[str, Any] = {}
     total_windows = sum(len(t.windows) for t in p.tasks)
+    names = stage_names(cfg.stages)  # the assembled list, plugins included
     if progress:
-        for i, name in enumerate(STAGE_NAMES):
+        for i, name in enumerate(names):
             bars[name] = tqdm(
                 total=total_windows, desc=f"{name:>12}", unit="chip", position=i, leave=True, file=sys.stderr
             )
     stats = Stats()
-    for name in STAGE_NAMES:
+    for name in names:
         stats[name]
 
     def advance(res: dict[str, Any]) -> None:
         st = Stats.from_dict(res["stats"])
         stats.merge(st)
         if bars:
-            for name in STAGE_NAMES:
+            for name in names:
                 total = stats[name]
                 bars[name].update(res["windows"])
                 bars[name].set_postfix(kept=total.kept, rejected=sum(total.rejected.values()), refresh=False)
@@ -360,6 +362,8 @@ def build(
             **({"labels": label_counts} if label_counts is not None else {}),
         },
         "stages": stats.to_dict(),
+        "stage_order": list(names),  # the assembled list (the JSON keys of `stages` are sorted)
+        "plugins": plugin_summary(cfg.stages),
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +21,23 @@ import rasterio
 from triplet_builder import __version__
 from triplet_builder.config import RegionConfig
 from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
+from triplet_builder.stages.assemble import assemble, stage_names
 from triplet_builder.stages.base import Stage, Stats, run_stages
 from triplet_builder.stages.embed import Embed, make_provider
 from triplet_builder.stages.facts import Facts
 from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.georef import Georeference
+from triplet_builder.stages.screen import Screen
 from triplet_builder.stages.text import WriteText
 from triplet_builder.stages.tile import ReadChips
+from triplet_builder.stages.write import Write
 from triplet_builder.text.consistency import COMMON_CLASSES
 from triplet_builder.writers.parquet import ShardWriter
 from triplet_builder.writers.png import Stretch
 
 log = logging.getLogger(__name__)
 
-STAGE_NAMES = ("tile", "georeference", "embed", "facts", "text", "filter", "write")
+STAGE_NAMES = stage_names()  # the core list; a region file's plugins add theirs (stage_names(cfg.stages))
 
 
 class TaskFailed(RuntimeError):
@@ -50,32 +53,49 @@ class TaskSpec:
     windows: tuple[Window, ...]
 
 
-def build_stages(cfg: RegionConfig) -> list[Stage]:
-    """scene -> tile -> georeference -> embed -> facts -> text -> filter (the writer closes the chain)."""
-    return [
-        ReadChips(max_nodata_fraction=cfg.chip.max_nodata_fraction, margin=cfg.facts.cfar.margin),
-        Georeference(
+def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
+    """The assembled list (triplet_builder/stages/assemble.py): tile -> georeference -> embed -> screen ->
+    facts -> [plugins] -> text -> filter -> write; the writer writes task `task_id`'s shards."""
+    stretch = Stretch(**cfg.output.stretch.model_dump())
+    core: dict[str, Callable[[], Stage]] = {
+        ReadChips.name: lambda: ReadChips(
+            max_nodata_fraction=cfg.chip.max_nodata_fraction, margin=cfg.facts.cfar.margin
+        ),
+        Georeference.name: lambda: Georeference(
             block_km=cfg.split.block_km,
             validation=cfg.split.validation,
             test=cfg.split.test,
             salt=cfg.split.salt,
         ),
-        Embed(
+        Embed.name: lambda: Embed(
             make_provider(cfg.embeddings, earthengine=cfg.earthengine, cache_dir=cfg.cache_root()),
             grid=cfg.embeddings.grid,
         ),
-        Facts(cfg.facts),
-        WriteText(
-            cfg.text,
-            cache_dir=cfg.cache_root() / "llm",
-            stretch=Stretch(**cfg.output.stretch.model_dump()),
+        Screen.name: lambda: Screen(min_std_db=cfg.filter.min_std_db, dedupe=cfg.filter.dedupe),
+        Facts.name: lambda: Facts(cfg.facts),
+        WriteText.name: lambda: WriteText(cfg.text, cache_dir=cfg.cache_root() / "llm", stretch=stretch),
+        Filter.name: lambda: Filter(classes=(*COMMON_CLASSES, *cfg.text.negative_classes)),
+        Write.name: lambda: Write(
+            ShardWriter(
+                Path(cfg.output.dir),
+                task_id,
+                config_hash=cfg.config_hash(),
+                pipeline_version=__version__,
+                max_rows_per_shard=cfg.output.max_rows_per_shard,
+                row_group_rows=cfg.output.row_group_rows,
+                stretch=stretch,
+                backscatter_column=cfg.output.backscatter_column,
+            )
         ),
-        Filter(
-            min_std_db=cfg.filter.min_std_db,
-            dedupe=cfg.filter.dedupe,
-            classes=(*COMMON_CLASSES, *cfg.text.negative_classes),
-        ),
-    ]
+    }
+    stages: list[Stage] = []
+    for p in assemble(cfg.stages):
+        if p.entry is None:
+            stages.append(core[p.name]())
+        else:
+            model = p.cls.config_model  # type: ignore[attr-defined]
+            stages.append(p.cls(model.model_validate(cfg.stages[p.entry].config), cfg))  # type: ignore[call-arg]
+    return stages
 
 
 def task_marker(out_dir: Path, task_id: int) -> Path:
@@ -98,43 +118,28 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     out_dir = Path(cfg.output.dir)
     stats = Stats()
-    stages = build_stages(cfg)
-    writer = ShardWriter(
-        out_dir,
-        spec.task_id,
-        config_hash=cfg.config_hash(),
-        pipeline_version=__version__,
-        max_rows_per_shard=cfg.output.max_rows_per_shard,
-        row_group_rows=cfg.output.row_group_rows,
-        stretch=Stretch(**cfg.output.stretch.model_dump()),
-        backscatter_column=cfg.output.backscatter_column,
-    )
-    wst = stats["write"]
+    stages = build_stages(cfg, spec.task_id)
+    write = stages[-1]
+    assert isinstance(write, Write)
     failure: str | None = None
     # GDAL's block cache defaults to 5 % of RAM per process; a task reads each window once, so keep it small
     with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb * 1024 * 1024):
         try:
-            for rec in run_stages(stages, _records(spec), stats):
-                t1 = time.perf_counter()
-                if rec.rejected:
-                    writer.reject(rec)
-                else:
-                    writer.write(rec)
-                    wst.seen += 1
-                    wst.kept += 1
-                wst.seconds += time.perf_counter() - t1
-            t1 = time.perf_counter()
-            written = writer.close()
-            wst.seconds += time.perf_counter() - t1
+            for _ in run_stages(stages, _records(spec), stats):
+                pass
+            written = write.written
+            assert written is not None
         except Exception as e:
-            writer.abort()  # nothing of this task reaches a final name
+            for st in stages:
+                st.abort()  # nothing of this task reaches a final name
             cause = str(e).splitlines()[0] if str(e) else ""
             failure = (
                 f"scene {spec.scene.scene_id} ({', '.join(spec.scene.uris)}), task {spec.task_id}: "
                 f"{type(e).__name__}: {cause}; if the file is corrupt or truncated, fetch it again or remove it"
             )
         except BaseException:
-            writer.abort()
+            for st in stages:
+                st.abort()
             raise
         finally:
             for st in stages:

@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,6 +34,22 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _region_path(v: str, info: ValidationInfo) -> str:
+    """Resolve against the region file's folder (passed as validation context `base_dir` when the region
+    file loads) and check a local path exists; without a context (on the workers) keep it as it is."""
+    base = (info.context or {}).get("base_dir")
+    if base is None:
+        return v
+    p = _resolve(Path(base), v)
+    if "://" not in p and not p.startswith("/vsi") and not Path(p).exists():
+        raise ValueError(f"{v} not found (a relative path is read from the region file's folder)")
+    return p
+
+
+# a path field of a stage's config (plugins): relative to the region file, checked to exist when it loads
+RegionPath = Annotated[str, AfterValidator(_region_path)]
 
 
 class AreaConfig(_Model):
@@ -353,6 +371,22 @@ class FilterConfig(_Model):
     dedupe: bool = True
 
 
+class StageEntry(_Model):
+    """One extra stage of the list (a plugin): see triplet_builder/stages/assemble.py and
+    docs/adding-a-stage.md."""
+
+    name: str = Field(
+        description="Entry point name (group triplet_builder.stages) or 'package.module:Class'."
+    )
+    after: str | None = Field(
+        None,
+        description="The stage it goes right after (a core stage or an earlier entry); default: before text.",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The stage's own config, validated by its config_model."
+    )
+
+
 class StretchConfig(_Model):
     """dB -> 8-bit PNG codes. fixed: the same range for every chip; percentile: per chip (stored per row)."""
 
@@ -431,6 +465,9 @@ class RegionConfig(_Model):
     chip: ChipConfig = ChipConfig()
     facts: FactsConfig = FactsConfig()
     filter: FilterConfig = FilterConfig()
+    stages: list[StageEntry] = Field(
+        default_factory=list, description="Extra stages (plugins), each with its own config section."
+    )
     split: SplitConfig = SplitConfig()
     output: OutputConfig
     workers: int = Field(2, ge=1, le=512)
@@ -509,6 +546,8 @@ class RegionConfig(_Model):
                 },
                 "description": True,
                 "output": {"dir"},
+                # no plugin stages: the hash of a region file without `stages:` stays what it was
+                **({} if self.stages else {"stages": True}),
             },
         )
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -594,6 +633,12 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
             except ValueError as e:
                 missing.append(f"facts.labels: {e}")
     upd["output"] = cfg.output.model_copy(update={"dir": _resolve(base, cfg.output.dir)})
+    if cfg.stages:  # find each plugin, validate its config, check the assembled list's order
+        from triplet_builder.stages.plugins import check_entries
+
+        stages, problems = check_entries(cfg.stages, base)
+        missing.extend(problems)
+        upd["stages"] = stages
     if missing:
         raise ConfigError(f"region file {path} is invalid: " + "; ".join(missing))
     resolved = cfg.model_copy(update=upd)

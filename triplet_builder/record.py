@@ -152,7 +152,7 @@ class Anchors:
 
 @dataclass(slots=True, eq=False)
 class ChipRecord:
-    """One chip as it travels scene -> tile -> georeference -> embed -> facts -> text -> filter -> shard."""
+    """One chip as it travels scene -> tile -> georeference -> embed -> screen -> facts -> text -> filter -> write."""
 
     chip_id: str
     scene: SceneRef

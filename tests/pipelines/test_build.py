@@ -78,8 +78,8 @@ def test_demo_builds_and_summarises(demo_build: tuple[Path, subprocess.Completed
     assert c["scenes"] == 2 and c["chips_kept"] > 40
     assert c["chips_kept"] + c["chips_rejected"] == c["windows"]  # nothing lost
     assert m["synthetic_embeddings"] is True and m["schema_version"] == SCHEMA_VERSION
-    for stage in ("tile", "georeference", "embed", "facts", "text", "filter", "write"):
-        assert stage in m["stages"]
+    stages = ("tile", "georeference", "embed", "screen", "facts", "text", "filter", "write")
+    assert tuple(m["stage_order"]) == stages and set(m["stages"]) == set(stages)
     card = (out / "README.md").read_text()
     assert (
         "The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind."

@@ -19,6 +19,7 @@ from triplet_builder.stages.base import Stats, run_stages
 from triplet_builder.stages.embed import anchor_positions
 from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.georef import split_for
+from triplet_builder.stages.screen import Screen
 
 DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
 
@@ -42,7 +43,7 @@ def task(cfg: RegionConfig) -> TaskSpec:
 @pytest.fixture(scope="module")
 def records(cfg: RegionConfig, task: TaskSpec) -> list[ChipRecord]:
     recs = [ChipRecord(chip_id_for(task.scene.scene_id, w), task.scene, w) for w in task.windows]
-    stages = build_stages(cfg)[:-1]  # everything before the filter
+    stages = [s for s in build_stages(cfg) if s.name not in ("filter", "write")]  # all before the filter
     out = list(run_stages(stages, recs, Stats()))
     for s in stages:
         s.close()
@@ -100,7 +101,7 @@ def test_embed_anchor_grid(records: list[ChipRecord]) -> None:
     assert a is not None and a.lonlat[:16, 1].mean() > a.lonlat[-16:, 1].mean()
 
 
-def test_filter_rejects_featureless_inconsistent_and_duplicate(records: list[ChipRecord]) -> None:
+def test_screen_and_filter_reject_featureless_inconsistent_and_duplicate(records: list[ChipRecord]) -> None:
     import copy
 
     good = records[0]
@@ -119,12 +120,14 @@ def test_filter_rejects_featureless_inconsistent_and_duplicate(records: list[Chi
     twin = copy.copy(good)
     twin.chip_id = "twin"
     stats = Stats()
-    out = {r.chip_id: r for r in Filter(min_std_db=0.5).run([good, flat, liar, twin], stats)}
+    screened = Screen(min_std_db=0.5).run([good, flat, liar, twin], stats)
+    out = {r.chip_id: r for r in Filter().run(screened, stats)}
     assert not out[good.chip_id].rejected
     assert out["flat"].reject_reason == "featureless"
     assert out["liar"].reject_reason == "inconsistent_text" and "count" in (out["liar"].reject_detail or "")
     assert out["twin"].reject_reason == "duplicate" and good.chip_id in (out["twin"].reject_detail or "")
-    assert dict(stats["filter"].rejected) == {"featureless": 1, "inconsistent_text": 1, "duplicate": 1}
+    assert dict(stats["screen"].rejected) == {"featureless": 1, "duplicate": 1}
+    assert dict(stats["filter"].rejected) == {"inconsistent_text": 1}
 
 
 def test_run_task_in_process_writes_shards_and_marker(cfg: RegionConfig, task: TaskSpec) -> None:

@@ -13,10 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from schemas import frames, validate
+from schemas import frames, json_schema, validate
 from triplet_builder.record import Georef, SceneRef, Window
 
 FACTS_VERSION = "1.0"
+# the sections the facts stage writes (every required key but the version); annotation stages add theirs
+# under EXT_KEY (`$.ext.<stage name>`), see triplet_builder/stages/annotation.py
+CORE_SECTIONS: tuple[str, ...] = tuple(k for k in json_schema("facts")["required"] if k != "version")
+EXT_KEY = "ext"
 ANISOTROPY_TOLERANCE = 0.01  # pixel sizes per axis are stated when the axes differ by more than this
 _NORTH_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring"}
 _NORTH_SEASONS |= {6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}

@@ -1,12 +1,20 @@
 """The stage protocol: a small class that maps an iterator of chip records to an iterator of chip records.
 
 Stages never import dask; the executor (pipelines/executor.py) runs the list. Rejected records pass
-through every later stage untouched so the writer can put them in the rejects table: nothing is dropped
-silently. Every stage counts what it saw, kept and rejected (by reason) and the time it spent.
+through every later stage untouched so the writer (the last stage) can put them in the rejects table:
+nothing is dropped silently. Every stage counts what it saw, kept and rejected (by reason) and the time
+it spent.
+
+Three bases: `Stage` (override `process`, one record at a time, or `run`), `BatchStage` (override
+`process_batch`: the base batches, skips rejected records, times and counts), and
+`triplet_builder.stages.annotation.AnnotationStage` (a `BatchStage` that adds one namespaced section to
+the fact sheet; the base of plugin stages, see docs/adding-a-stage.md). Each declares the fact sections
+it `needs` and `provides`; the assembled list is checked for order (triplet_builder/stages/assemble.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -81,6 +89,8 @@ class Stage:
     """Base class. Override `process` (one record at a time) or `run` (to batch or hold state)."""
 
     name: ClassVar[str] = "stage"
+    needs: ClassVar[tuple[str, ...]] = ()  # fact sections an earlier stage must provide
+    provides: ClassVar[tuple[str, ...]] = ()  # fact sections this stage writes
 
     def process(self, record: ChipRecord) -> ChipRecord:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -106,6 +116,36 @@ class Stage:
 
     def close(self) -> None:
         """Release resources (open files, clients). Called by the executor at the end of a task."""
+
+    def abort(self) -> None:
+        """The task failed: discard what this stage staged (the writer's temporary files). Called before
+        `close`."""
+
+
+class BatchStage(Stage):
+    """A stage that works on batches of `batch` records: subclasses implement `process_batch` over the
+    batch's non-rejected records (in place: set fields, or `record.reject(self.name, reason, detail)`).
+    The base batches, skips rejected records (they pass through), times `process_batch` and counts each
+    processed record as kept or rejected; records leave in input order."""
+
+    batch: int = 64
+
+    def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:  # pragma: no cover
+        """Process the non-rejected records of one batch (never empty); `st.extra` takes counters."""
+        raise NotImplementedError
+
+    def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
+        st = stats[self.name]
+        it = iter(records)
+        while batch := list(itertools.islice(it, self.batch)):
+            todo = [r for r in batch if not r.rejected]
+            if todo:
+                t0 = time.perf_counter()
+                self.process_batch(todo, st)
+                st.seconds += time.perf_counter() - t0
+                for r in todo:
+                    self.account(st, r)
+            yield from batch
 
 
 def run_stages(stages: list[Stage], records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:

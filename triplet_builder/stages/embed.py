@@ -3,9 +3,6 @@ acquisition year. Chips are batched so the provider can group the reads of many 
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,7 +10,7 @@ import numpy as np
 
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import Anchors, ChipRecord
-from triplet_builder.stages.base import Stage, Stats
+from triplet_builder.stages.base import BatchStage, StageStats
 
 
 class EmbeddingProvider(Protocol):
@@ -32,7 +29,7 @@ def anchor_positions(grid: int) -> np.ndarray:
     return np.column_stack([yy.ravel(), xx.ravel()]).astype(np.float32)
 
 
-class Embed(Stage):
+class Embed(BatchStage):
     name = "embed"
 
     def __init__(self, provider: EmbeddingProvider, *, grid: int = 16, batch: int = 64) -> None:
@@ -41,24 +38,14 @@ class Embed(Stage):
         self.batch = batch
         self.positions = anchor_positions(grid)  # (S, 2)
 
-    def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
-        st = stats[self.name]
-        it = iter(records)
-        while batch := list(itertools.islice(it, self.batch)):
-            todo = [r for r in batch if not r.rejected]
-            todo_ids = {id(r) for r in todo}
-            t0 = time.perf_counter()
-            self._embed(todo)
-            st.seconds += time.perf_counter() - t0
-            drain = getattr(self.provider, "drain_counters", None)  # remote providers count requests
-            if drain is not None:
-                st.extra.update(drain())
-            for r in batch:
-                if id(r) in todo_ids:
-                    self.account(st, r)
-                    if r.anchors is not None and not r.anchors.valid.any():
-                        st.extra["chips_without_valid_anchors"] += 1
-                yield r
+    def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
+        self._embed(records)
+        drain = getattr(self.provider, "drain_counters", None)  # remote providers count requests
+        if drain is not None:
+            st.extra.update(drain())
+        for r in records:
+            if r.anchors is not None and not r.anchors.valid.any():
+                st.extra["chips_without_valid_anchors"] += 1
 
     def _embed(self, records: list[ChipRecord]) -> None:
         s = len(self.positions)

@@ -8,9 +8,7 @@ agree on their targets; every other fact (surface fractions, statistics) uses th
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,18 +18,19 @@ import shapely
 from triplet_builder.config import FactsConfig
 from triplet_builder.facts.cfar import CfarParams, detect, detector_info
 from triplet_builder.facts.places import nearest_places
-from triplet_builder.facts.sheet import build_fact_sheet
+from triplet_builder.facts.sheet import CORE_SECTIONS, build_fact_sheet
 from triplet_builder.facts.surface import reference_band, surface_facts, water_mask
 from triplet_builder.facts.thresholds import Thresholds, otsu_threshold, resolve
 from triplet_builder.record import ChipRecord, SceneRef
 from triplet_builder.sources.sample import scene_db_sample
-from triplet_builder.stages.base import Stage, StageStats, Stats
+from triplet_builder.stages.base import BatchStage, StageStats, Stats
 
 logger = logging.getLogger(__name__)
 
 
-class Facts(Stage):
+class Facts(BatchStage):
     name = "facts"
+    provides = CORE_SECTIONS
 
     def __init__(self, cfg: FactsConfig, *, batch: int = 64) -> None:
         self.cfg = cfg
@@ -61,24 +60,20 @@ class Facts(Stage):
         return self._labels
 
     def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
-        st = stats[self.name]
         self._scenes, self._labels_used = set(), set()
-        it = iter(records)
-        while batch := list(itertools.islice(it, self.batch)):
-            todo = [r for r in batch if not r.rejected]
-            t0 = time.perf_counter()
-            places = nearest_places(
-                [r.georef.centre_lon for r in todo],  # type: ignore[union-attr]
-                [r.georef.centre_lat for r in todo],  # type: ignore[union-attr]
-                max_km=self.cfg.max_place_km,
-            )
-            for r, place in zip(todo, places, strict=True):
-                self._facts(r, place)
-                self.account(st, r)
-            st.seconds += time.perf_counter() - t0
-            self._scenes.update(r.scene for r in batch)
-            yield from batch
-        self._count_labels(st)
+        for r in super().run(records, stats):
+            self._scenes.add(r.scene)
+            yield r
+        self._count_labels(stats[self.name])
+
+    def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
+        places = nearest_places(
+            [r.georef.centre_lon for r in records],  # type: ignore[union-attr]
+            [r.georef.centre_lat for r in records],  # type: ignore[union-attr]
+            max_km=self.cfg.max_place_km,
+        )
+        for r, place in zip(records, places, strict=True):
+            self._facts(r, place)
 
     def _count_labels(self, st: StageStats) -> None:
         """Per task: labels of the file matched to the task's scene(s) or not, and of the matched those

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triplet_builder.config import TextConfig
+from triplet_builder.facts.sheet import CORE_SECTIONS
 from triplet_builder.record import ChipRecord
 from triplet_builder.stages.base import Stage, StageStats, Stats
 from triplet_builder.text.base import TextResult, TextWriter
@@ -50,6 +51,7 @@ def make_writer(cfg: TextConfig, cache_dir: Path | None = None) -> TextWriter:
 
 class WriteText(Stage):
     name = "text"
+    needs = CORE_SECTIONS
 
     def __init__(
         self, cfg: TextConfig, *, cache_dir: Path | None = None, stretch: Stretch | None = None

@@ -142,6 +142,25 @@ def _rejects_text(manifest: dict[str, Any]) -> str:
     return f"{n} chips were rejected{by} and are not part of the splits.{where}"
 
 
+def _plugins_text(manifest: dict[str, Any]) -> list[str]:
+    """The extra stages of the build (the manifest's `plugins`) and the fact sections they add."""
+    plugins = [p for p in _as_list(manifest.get("plugins")) if isinstance(p, dict)]
+    if not plugins:
+        return []
+    out = ["", "Extra stages (plugins) of this build:"]
+    for p in plugins:
+        sections = ", ".join(f"`facts.ext.{s}`" for s in p.get("sections") or [])
+        out.append(
+            f"- `{p.get('stage')}` (`{p.get('ref')}`), after `{p.get('after')}`"
+            + (f": adds {sections}" if sections else "")
+        )
+    if any(p.get("sections") for p in plugins):
+        out.append(
+            "The text is not checked against the `facts.ext` sections (an LLM writer sees them in its prompt)."
+        )
+    return out
+
+
 def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     """The card's text (see `write_card`)."""
     splits = _splits(manifest)
@@ -192,6 +211,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "The text is written from the fact sheet only (the `facts` column, the sole source of truth): "
         "every count, fraction and grid cell in a caption or answer is checked against it. "
         "`text_generator` and `prompt_version` name the writer of each row.",
+        *_plugins_text(manifest),
         "",
         "## Columns",
         "",

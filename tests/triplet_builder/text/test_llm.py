@@ -304,7 +304,7 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, max_concurrent=3, repair_attempts=0))
         stage = WriteText(text, cache_dir=cache)
         stats = Stats()
-        out = list(run_stages([stage, Filter(min_std_db=0.0)], _records(16), stats))
+        out = list(run_stages([stage, Filter()], _records(16), stats))
         stage.close()
     assert [r.chip_id for r in out] == [r.chip_id for r in _records(16)]  # order kept, nothing lost
     assert out[3].reject_reason == "upstream"

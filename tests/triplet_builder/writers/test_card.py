@@ -182,3 +182,23 @@ def test_the_card_states_the_box_frame_from_the_build_config(tmp_path: Path) -> 
     assert "128 x 128 image" in text and "504 / 128 = 3.9375" in text and "zlib-compressed" in text
     text = write_card(tmp_path, _manifest(), COLUMN_DOCS).read_text()  # no config: said, not guessed
     assert "frame of the boxes is not stated here" in text
+
+
+def test_the_card_names_the_plugins_of_the_build_and_their_unchecked_sections(tmp_path: Path) -> None:
+    plugins = [
+        {
+            "stage": "landcover_fractions",
+            "ref": "landcover_fractions",
+            "after": "facts",
+            "sections": ["landcover_fractions"],
+        }
+    ]
+    body = write_card(tmp_path, _manifest(plugins=plugins), COLUMN_DOCS).read_text()
+    assert (
+        "- `landcover_fractions` (`landcover_fractions`), after `facts`: adds `facts.ext.landcover_fractions`"
+        in body
+    )
+    assert "The text is not checked against the `facts.ext` sections" in body
+    for plain in (_manifest(), _manifest(plugins=[])):
+        body = write_card(tmp_path, plain, COLUMN_DOCS).read_text()
+        assert "Extra stages" not in body and "facts.ext" not in body
