@@ -17,13 +17,13 @@ Folders are written to a hidden temporary sibling and renamed into place, so a c
 checkpoint or the new one, never half of one. Loading is strict: a missing, unexpected or mis-shaped key is
 a one-line `CheckpointError` naming the file and what to do.
 
-Loading the release's published TLM + LoRA (inference): put the release's LoRA adapter folder
-(adapter_model.safetensors + adapter_config.json, as peft writes them) and its TLM weights (one state dict:
-tlm.safetensors, or tlm.pt / tlm.bin, keys mlp.0.weight, mlp.0.bias, mlp.2.weight, mlp.2.bias) with its JSON
-config (renamed tlm_config.json) into one folder, then
-`model.predict.load_for_inference(folder, base="Qwen/Qwen2.5-VL-7B-Instruct")` or
-`python -m model.predict --checkpoint folder --base Qwen/Qwen2.5-VL-7B-Instruct ...`. A release config
-has no `patch_centres` key and therefore loads with the release's index-based anchor placement.
+The release's layout (kklvyyhadr/FUSAR-GPT tlm.py, `save_tlm`): the LoRA adapter as above, `vec64_film.pt`
+= torch.save({"film_mlp": state dict of the Sequential}, keys 0.weight, 0.bias, 2.weight, 2.bias) and
+`tlm_config.json` = {format: "tlm_original_train_patch_resize_v1", sigma, hidden_mult, image_size, vec_dim}.
+`load_weights` reads it as well (torch.load with weights_only=True; the keys map 0.* -> mlp.0.*), and a
+config with the release's `format` selects the release's exact maths (model.tlm). `save_release` writes it
+(`python -m model.export_release --checkpoint DIR --out DIR`); predict and eval then load the folder with
+--base naming the base model (default: the adapter config's base_model_name_or_path).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TLM_WEIGHTS = "tlm.safetensors"
+RELEASE_TLM_WEIGHTS = "vec64_film.pt"  # the release's TLM file: {"film_mlp": Sequential state dict}
+RELEASE_TLM_KEY = "film_mlp"
 TLM_CONFIG = "tlm_config.json"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -139,6 +141,44 @@ def save_weights(model: FusarGPT, folder: Path) -> None:
     if tlm is not None:
         save_file(tlm_state_dict(model), str(folder / TLM_WEIGHTS), metadata={"format": "pt"})
         _write_json(folder / TLM_CONFIG, tlm.cfg.to_json(), sort_keys=False)  # the release's keys first
+
+
+def save_release(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a model.train checkpoint in the release's layout: the LoRA adapter (peft), vec64_film.pt and
+    tlm_config.json exactly as the release's `save_tlm` writes them. Only a TLM trained with the release's
+    maths (tlm.release: true) can be exported: any other would compute something else in the release's code.
+    """
+    src, dst = Path(checkpoint), Path(out)
+    if not src.is_dir():
+        raise CheckpointError(f"checkpoint folder {src} does not exist")
+    cfg = load_tlm_config(src)
+    if cfg is None:
+        raise CheckpointError(f"{src} has no TLM (tlm_config.json); the release format needs one")
+    if not cfg.release:
+        raise CheckpointError(
+            f"{src / TLM_CONFIG}: this TLM was trained with our maths (patch_centres {cfg.patch_centres}, "
+            f"normalization {cfg.normalization}), not the release's; train with `tlm: {{release: true}}` to export"
+        )
+    weights = _tlm_file(src)
+    if weights is None:
+        raise CheckpointError(f"checkpoint {src} has no TLM weights")
+    sd = _load_tensors(weights)
+    expected = {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
+    if set(sd) != expected:
+        raise CheckpointError(f"{weights}: keys {sorted(sd)} are not the TLM MLP's {sorted(expected)}")
+    adapter = json.loads(_require(src, ADAPTER_CONFIG).read_text())
+    if not adapter.get("base_model_name_or_path") and (src / CONFIG_JSON).is_file():
+        adapter["base_model_name_or_path"] = read_json(src, CONFIG_JSON)["config"].get("base")
+    weights_path = _require(src, ADAPTER_WEIGHTS)
+
+    def write(tmp: Path) -> None:
+        film = {k.removeprefix("mlp."): v.contiguous() for k, v in sd.items()}
+        torch.save({RELEASE_TLM_KEY: film}, tmp / RELEASE_TLM_WEIGHTS)
+        (tmp / TLM_CONFIG).write_text(json.dumps(cfg.to_json(), indent=2), encoding="utf-8")
+        shutil.copyfile(weights_path, tmp / ADAPTER_WEIGHTS)
+        _write_json(tmp / ADAPTER_CONFIG, adapter)
+
+    return atomic_dir(dst, write)
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -270,11 +310,18 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path} holds a {type(sd).__name__}, not a state dict of tensors")
+    if set(sd) == {RELEASE_TLM_KEY}:  # the release: {"film_mlp": {0.weight, 0.bias, 2.weight, 2.bias}}
+        inner = sd[RELEASE_TLM_KEY]
+        if not isinstance(inner, dict):
+            raise CheckpointError(
+                f"{path}: {RELEASE_TLM_KEY} holds a {type(inner).__name__}, not a state dict"
+            )
+        return {f"mlp.{k}": v for k, v in inner.items()}
     return sd
 
 
 def _tlm_file(folder: Path) -> Path | None:
-    for name in (TLM_WEIGHTS, "tlm.pt", "tlm.bin", "tlm.pth"):
+    for name in (TLM_WEIGHTS, RELEASE_TLM_WEIGHTS, "tlm.pt", "tlm.bin", "tlm.pth"):
         if (folder / name).is_file():
             return folder / name
     return None
@@ -400,6 +447,7 @@ __all__ = [
     "load_weights",
     "read_meta",
     "save_checkpoint",
+    "save_release",
     "save_weights",
     "strict_load",
 ]

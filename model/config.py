@@ -34,7 +34,10 @@ class TLMSection(_Model):
     sigma: float = Field(2.0, gt=0)
     hidden_mult: int = Field(4, ge=1)
     identity_init: bool = False
-    patch_centres: bool = True
+    patch_centres: bool = True  # false: anchors at y * (h - 1) against patch indices, as the release
+    release: bool = (
+        False  # the release's exact maths (tlm_config.json format tlm_original_train_patch_resize_v1)
+    )
 
 
 class LoRASection(_Model):

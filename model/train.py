@@ -49,7 +49,7 @@ from model.checkpoint import (
 from model.collate import Collator
 from model.config import StageConfig, TrainConfig, load_config
 from model.data import Sample, ShardDataset
-from model.tlm import TLM, FusarGPT, TLMConfig
+from model.tlm import RELEASE_FORMAT, TLM, FusarGPT, TLMConfig
 
 logger = logging.getLogger("model.train")
 
@@ -121,6 +121,7 @@ def build_model(
                 image_size=cfg.image_size,
                 identity_init=cfg.tlm.identity_init,
                 patch_centres=cfg.tlm.patch_centres,
+                format=RELEASE_FORMAT if cfg.tlm.release else None,
             )
             if cfg.tlm.enabled
             else None

@@ -131,9 +131,8 @@ def test_stage2_updates_exactly_lora(tmp_path: Path, shards: Path) -> None:
 def test_tiny_model_overfits_a_handful_of_rows(tmp_path: Path) -> None:
     """Four chips with four different short captions: the loss of the same loop falls below half its start.
 
-    The tiny base is random: its frozen lm_head (init std 0.02) bounds every logit to about +-1, so no
-    adapter could make it confident. Scaling the head by 8 gives it the confident logits a pretrained
-    base has; LoRA + TLM then have to learn which image gets which caption."""
+    The tiny base's output head is built with the confident logit range of a pretrained base
+    (model.base.build_tiny_base); LoRA + TLM then have to learn which image gets which caption."""
     words = ["rice paddies", "a busy port", "sand dunes", "a frozen lake"]
     rows = []
     for i, w in enumerate(words):
@@ -148,8 +147,6 @@ def test_tiny_model_overfits_a_handful_of_rows(tmp_path: Path) -> None:
     )
     cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"dropout": 0.0})})
     model, processor = build_model(cfg)
-    with torch.no_grad():
-        model.base.get_output_embeddings().weight.mul_(8.0)
     result = train_stage(cfg, "stage1", model, processor, CPU, data=str(tmp_path))
     assert result.steps == 25
     assert result.last_loss < 0.5 * result.first_loss, (result.first_loss, result.last_loss)
