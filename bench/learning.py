@@ -2,8 +2,9 @@
 and scored through the real path: triplet shards (schemas.triplet rows) -> ShardDataset -> Collator ->
 model.train's two-stage loop -> checkpoints -> model.eval (greedy generate, with and without the anchors).
 
-- `count` (the answer is visible in the image): 1-4 bright 28 x 28 px squares (one visual token each) on a dark noisy 112 px chip.
-  Stage 1 captions "There are N bright targets."; stage 2 counting QA answers "N".
+- `count` (the answer is visible in the image): 1-4 bright square targets (40-56 px, one per quadrant) on a dark noisy 112 px chip.
+  Every chip has the same anchors. Stage 1 captions "N bright targets."; stage 2 counting QA
+  answers "N".
 - `anchors` (the answer is carried ONLY by the anchors): every chip is the same image; each chip's 4 x 4
   AlphaEarth-like anchors are a class prototype (one random unit 64-d vector per class) plus noise. Stage 1
   captions "A SAR chip of a <class> region."; stage 2 classification QA answers "<class>". Only a model whose
@@ -58,11 +59,14 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def count_image(k: int, rng: np.random.Generator) -> np.ndarray:
-    """A dark noisy chip with k bright 28 x 28 squares on distinct cells of the 4 x 4 visual-token grid."""
+    """A dark noisy chip with k bright square targets (40-56 px a side), each in its own quadrant."""
     img = rng.integers(10, 60, size=(SIZE, SIZE)).astype(np.uint8)
-    for cell in rng.choice(16, size=k, replace=False):
-        r, c = divmod(int(cell), 4)
-        img[r * 28 : (r + 1) * 28, c * 28 : (c + 1) * 28] = rng.integers(220, 256)
+    half = SIZE // 2
+    for quadrant in rng.choice(4, size=k, replace=False):
+        side = int(rng.integers(40, half + 1))
+        r0 = int(quadrant) // 2 * half + int(rng.integers(0, half - side + 1))
+        c0 = int(quadrant) % 2 * half + int(rng.integers(0, half - side + 1))
+        img[r0 : r0 + side, c0 : c0 + side] = rng.integers(200, 256)
     return img
 
 
@@ -73,7 +77,7 @@ def prototypes(seed: int) -> np.ndarray:
 
 
 def anchor_codes(cls: int | None, rng: np.random.Generator, protos: np.ndarray) -> np.ndarray:
-    """(16, 64) int8 codes: the class prototype plus noise (cls None: random unit vectors)."""
+    """(16, 64) int8 codes: the class prototype plus noise (cls None: a random direction plus noise)."""
     base = protos[cls] if cls is not None else rng.normal(size=64)
     v = base[None, :] + 0.15 * rng.normal(size=(GRID * GRID, 64))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
@@ -87,12 +91,15 @@ def make_rows(task: str, n: int, split: str, seed: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng([seed, SPLITS[split]])
     protos = prototypes(seed)
     same_image = count_image(0, np.random.default_rng(seed + 11))  # the anchors task: one image for all
+    same_codes = anchor_codes(
+        None, np.random.default_rng(seed + 13), protos
+    )  # the count task: one anchor set
     rows = []
     for i in range(n):
         if task == "count":
             k = int(rng.integers(1, 5))
-            png, codes = _png(count_image(k, rng)), anchor_codes(None, rng, protos)
-            caption = f"There are {k} bright targets."
+            png, codes = _png(count_image(k, rng)), same_codes  # the anchors carry nothing here
+            caption = f"{k} bright targets."
             qa = [{"task": "counting", "question": COUNT_Q, "answer": str(k)}]
         elif task == "anchors":
             c = int(rng.integers(0, len(CLASSES)))
@@ -211,10 +218,11 @@ def learn(
     data = root / "data_root"
     if not (data / "data").is_dir():
         write_task(data, task, n_train=n_train, n_test=n_test, seed=seed)
+    tag = "tlm" if tlm else "no_tlm"
     cfg = train_config(
         task,
         data,
-        root / ("tlm" if tlm else "no_tlm"),
+        root / tag,
         base=base,
         tlm=tlm,
         steps=steps,
@@ -235,15 +243,15 @@ def learn(
     s1 = EvalSettings(
         data=str(data), split="test", tasks=("caption",), batch_size=16, max_new_tokens_caption=48
     )
-    run_eval(res["stage1"].final, s1, out=root / "eval1")
-    recs = [json.loads(ln) for ln in (root / "eval1" / "predictions.jsonl").read_text().splitlines()]
+    run_eval(res["stage1"].final, s1, out=root / f"eval1-{tag}")
+    recs = [json.loads(ln) for ln in (root / f"eval1-{tag}" / "predictions.jsonl").read_text().splitlines()]
     maj = majority_answers(str(data), ["caption"])
     recs_all = recs + baseline_records(recs, maj)
     out["stage1"] = {m: exact_match(recs_all, m) for m in sorted({r["model"] for r in recs_all})}
     # stage 2: the QA task through model.eval (TLM / no TLM / majority)
     qa = QA_TASK[task]
     s2 = EvalSettings(data=str(data), split="test", tasks=(qa,), batch_size=16, max_new_tokens_qa=16)
-    results = run_eval(res["stage2"].final, s2, out=root / "eval2")
+    results = run_eval(res["stage2"].final, s2, out=root / f"eval2-{tag}")
     out["stage2"] = {m: r[qa]["accuracy"] for m, r in results.items()}
     out["n_test"] = sum(r["model"] == "majority" for r in recs_all)
     return out
