@@ -260,7 +260,9 @@ def learn(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.learning", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--small", action="store_true", help="the tiny width-64 base of model/configs/tiny.yaml (a CPU check)")
+    p.add_argument(
+        "--small", action="store_true", help="the tiny width-64 base of model/configs/tiny.yaml (a CPU check)"
+    )
     p.add_argument("--width", type=int, default=1024, help="LLM width of the built base (not with --small)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--steps", type=int, nargs=2, default=(150, 150), metavar=("STAGE1", "STAGE2"))

@@ -362,5 +362,7 @@ def test_the_stage_summary_averages_each_end_and_names_eval_losses(tmp_path: Pat
         eval_losses=[3.25, 2.0, 0.875],
     )
     assert r.window == 2
-    assert r.summary() == "loss 7.0000 -> 5.0000 (mean of the first / last 2 steps), eval loss 3.2500 -> 0.8750"
+    assert (
+        r.summary() == "loss 7.0000 -> 5.0000 (mean of the first / last 2 steps), eval loss 3.2500 -> 0.8750"
+    )
     assert StageResult(final=tmp_path, steps=0, first_loss=0.0, last_loss=0.0).summary() == "no step"
