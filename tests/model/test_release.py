@@ -235,3 +235,20 @@ def test_export_command_one_line_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
+
+
+def test_eval_loads_the_release_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from model.eval.__main__ import main
+    from tests.model.data_fixtures import write_dataset
+
+    ckpt, _ = _trained_like_checkpoint(tmp_path)
+    release = save_release(ckpt, tmp_path / "release")
+    data = write_dataset(tmp_path / "shards", ["test", "train"], rows_per_file=2)
+    assert main(["--checkpoint", str(release), "--tasks", "counting"]) == 2  # no config.json names the data
+    err = capsys.readouterr().err
+    assert "release's layout" in err and "--data" in err and err.count("\n") == 1
+    out = tmp_path / "eval"
+    args = ["--checkpoint", str(release), "--data", str(data), "--tasks", "counting", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"TLM", "no TLM", "majority"} and results["TLM"]["counting"]["n"] == 1
