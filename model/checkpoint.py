@@ -21,8 +21,8 @@ The release's layout (kklvyyhadr/FUSAR-GPT tlm.py, `save_tlm`): the LoRA adapter
 = torch.save({"film_mlp": state dict of the Sequential}, keys 0.weight, 0.bias, 2.weight, 2.bias) and
 `tlm_config.json` = {format: "tlm_original_train_patch_resize_v1", sigma, hidden_mult, image_size, vec_dim}.
 `load_weights` reads it as well (torch.load with weights_only=True; the keys map 0.* -> mlp.0.*), and a
-config with the release's `format` selects the release's exact maths (model.tlm). `save_release` writes it
-(`python -m model.export_release --checkpoint DIR --out DIR`); predict and eval then load the folder with
+config with the release's `format` selects the release's exact maths (model.tlm). model.export_release writes
+it (`python -m model.export_release --checkpoint DIR --out DIR`); predict and eval then load the folder with
 --base naming the base model (default: the adapter config's base_model_name_or_path).
 """
 
@@ -141,44 +141,6 @@ def save_weights(model: FusarGPT, folder: Path) -> None:
     if tlm is not None:
         save_file(tlm_state_dict(model), str(folder / TLM_WEIGHTS), metadata={"format": "pt"})
         _write_json(folder / TLM_CONFIG, tlm.cfg.to_json(), sort_keys=False)  # the release's keys first
-
-
-def save_release(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a model.train checkpoint in the release's layout: the LoRA adapter (peft), vec64_film.pt and
-    tlm_config.json exactly as the release's `save_tlm` writes them. Only a TLM trained with the release's
-    maths (tlm.release: true) can be exported: any other would compute something else in the release's code.
-    """
-    src, dst = Path(checkpoint), Path(out)
-    if not src.is_dir():
-        raise CheckpointError(f"checkpoint folder {src} does not exist")
-    cfg = load_tlm_config(src)
-    if cfg is None:
-        raise CheckpointError(f"{src} has no TLM (tlm_config.json); the release format needs one")
-    if not cfg.release:
-        raise CheckpointError(
-            f"{src / TLM_CONFIG}: this TLM was trained with our maths (patch_centres {cfg.patch_centres}, "
-            f"normalization {cfg.normalization}), not the release's; train with `tlm: {{release: true}}` to export"
-        )
-    weights = _tlm_file(src)
-    if weights is None:
-        raise CheckpointError(f"checkpoint {src} has no TLM weights")
-    sd = _load_tensors(weights)
-    expected = {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}
-    if set(sd) != expected:
-        raise CheckpointError(f"{weights}: keys {sorted(sd)} are not the TLM MLP's {sorted(expected)}")
-    adapter = json.loads(_require(src, ADAPTER_CONFIG).read_text())
-    if not adapter.get("base_model_name_or_path") and (src / CONFIG_JSON).is_file():
-        adapter["base_model_name_or_path"] = read_json(src, CONFIG_JSON)["config"].get("base")
-    weights_path = _require(src, ADAPTER_WEIGHTS)
-
-    def write(tmp: Path) -> None:
-        film = {k.removeprefix("mlp."): v.contiguous() for k, v in sd.items()}
-        torch.save({RELEASE_TLM_KEY: film}, tmp / RELEASE_TLM_WEIGHTS)
-        (tmp / TLM_CONFIG).write_text(json.dumps(cfg.to_json(), indent=2), encoding="utf-8")
-        shutil.copyfile(weights_path, tmp / ADAPTER_WEIGHTS)
-        _write_json(tmp / ADAPTER_CONFIG, adapter)
-
-    return atomic_dir(dst, write)
 
 
 def rng_state() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -327,6 +289,16 @@ def _tlm_file(folder: Path) -> Path | None:
     return None
 
 
+def read_tlm_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's TLM state dict (keys mlp.*), from tlm.safetensors or the release's vec64_film.pt."""
+    path = _tlm_file(Path(folder))
+    if path is None:
+        raise CheckpointError(
+            f"checkpoint {folder} has no TLM weights ({TLM_WEIGHTS} or {RELEASE_TLM_WEIGHTS})"
+        )
+    return _load_tensors(path)
+
+
 def load_tlm_config(folder: str | Path) -> TLMConfig | None:
     """The checkpoint's TLMConfig, or None when it has no TLM (a no-AlphaEarth baseline)."""
     p = Path(folder) / TLM_CONFIG
@@ -446,8 +418,8 @@ __all__ = [
     "load_trainer_state",
     "load_weights",
     "read_meta",
+    "read_tlm_weights",
     "save_checkpoint",
-    "save_release",
     "save_weights",
     "strict_load",
 ]

@@ -18,14 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.checkpoint import (
-    RELEASE_TLM_WEIGHTS,
-    CheckpointError,
-    load_tlm_config,
-    save_checkpoint,
-    save_release,
-)
+from model.checkpoint import RELEASE_TLM_WEIGHTS, CheckpointError, load_tlm_config, save_checkpoint
 from model.config import parse_config
+from model.export_release import save_release
 from model.tlm import RELEASE_FORMAT, TLM, TLMConfig
 
 C = 64
