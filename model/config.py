@@ -35,9 +35,8 @@ class TLMSection(_Model):
     hidden_mult: int = Field(4, ge=1)
     identity_init: bool = False
     patch_centres: bool = True  # false: anchors at y * (h - 1) against patch indices, as the release
-    release: bool = (
-        False  # the release's exact maths (tlm_config.json format tlm_original_train_patch_resize_v1)
-    )
+    # the release's exact maths (its tlm_config.json format); implies its placement whatever patch_centres says
+    release: bool = False
 
 
 class LoRASection(_Model):
