@@ -153,7 +153,8 @@ def gaussian_weights(
     Returns (B, grid_h * grid_w, S), patches row-major; masked anchors weigh exactly 0 and a row with no
     valid anchor is all zeros. "eps": each row sums to s / (s + eps) with s the raw weight sum, i.e. 1
     wherever an anchor lies within about 3.5 sigma; "softmax": each row with a valid anchor sums to 1;
-    "release": the release's two steps, w / (sum over ALL anchors + eps), masked, / (sum + eps) again.
+    "release": the release's two steps, w / (sum over ALL anchors + eps), masked, / (sum + eps) again (in a
+    padded batch the padding joins the first sum, as an image's own invalid anchors do: an eps-sized effect).
     patch_centres False: anchors at y * (grid_h - 1), x * (grid_w - 1) against indices (the release).
     """
     pos = positions.float()
