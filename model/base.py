@@ -127,15 +127,30 @@ TINY_VISION: dict[str, Any] = {
 }
 
 
-def _tiny_text(tok: PreTrainedTokenizerFast, ids: dict[str, int]) -> dict[str, Any]:
+def _heads(width: int) -> int:
+    """Attention heads of a built-in base of LLM width `width`: head_dim 16 up to width 64, then 128."""
+    return 4 if width <= 64 else max(4, width // 128)
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """mRoPE (t, h, w) sections summing to head_dim / 2 ([2, 3, 3] at 16, [16, 24, 24] at 128)."""
+    t = head_dim // 8
+    h = (head_dim // 2 - t) // 2
+    return [t, h, head_dim // 2 - t - h]
+
+
+def _tiny_text(
+    tok: PreTrainedTokenizerFast, ids: dict[str, int], width: int = TINY_TEXT_HIDDEN, layers: int = 2
+) -> dict[str, Any]:
     """The text-model sizes both tiny families share."""
+    heads = _heads(width)
     return {
         "vocab_size": len(tok),
-        "hidden_size": TINY_TEXT_HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads // 2,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
@@ -151,25 +166,31 @@ def _special_ids(ids: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _tiny_qwen2_5_vl(tok: PreTrainedTokenizerFast) -> PreTrainedModel:
+def _tiny_qwen2_5_vl(
+    tok: PreTrainedTokenizerFast, width: int = TINY_TEXT_HIDDEN, layers: int = 2
+) -> PreTrainedModel:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     ids = _token_ids(tok)
-    head_dim = 16  # hidden 64 / 4 heads; mRoPE sections (t, h, w) must sum to head_dim / 2
+    head_dim = width // _heads(width)  # 16 at the default width 64; mRoPE sections sum to head_dim / 2
     cfg = Qwen2_5_VLConfig(
         text_config={
-            **_tiny_text(tok, ids),
+            **_tiny_text(tok, ids, width, layers),
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": _mrope_section(head_dim),
+            },
         },
         vision_config={
             **TINY_VISION,
+            "out_hidden_size": width,
             "window_size": 56,
             "fullatt_block_indexes": [1],
         },
         **_special_ids(ids),
     )
-    assert head_dim * 4 == TINY_TEXT_HIDDEN
     return Qwen2_5_VLForConditionalGeneration(cfg)
 
 
@@ -257,17 +278,29 @@ def _processor(family: str, tok: PreTrainedTokenizerFast) -> ProcessorMixin:
     return processor
 
 
-def build_tiny_base(family: str = "qwen2_5_vl", *, seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
+def build_tiny_base(
+    family: str = "qwen2_5_vl", *, seed: int = 0, width: int = TINY_TEXT_HIDDEN, layers: int = 2
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """A randomly initialised tiny VLM of the given family and its processor; nothing is downloaded.
 
     Seeded so two calls give identical weights (tests compare a wrapped model against the bare one).
+    width / layers (Qwen2.5-VL only) size the LLM, e.g. 1024 x 4 for the GPU learning bench.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown base family {family!r}; use one of {FAMILIES}")
+    if (width, layers) != (TINY_TEXT_HIDDEN, 2) and family != "qwen2_5_vl":
+        raise ValueError("width / layers are only supported for the qwen2_5_vl tiny base")
+    if width % 64 or layers < 1:
+        raise ValueError(f"tiny base width must be a multiple of 64 and layers >= 1, got {width} x {layers}")
     tok = build_tiny_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _tiny_qwen2_5_vl(tok) if family == "qwen2_5_vl" else _tiny_qwen3_vl(tok)
+        model = _tiny_qwen2_5_vl(tok, width, layers) if family == "qwen2_5_vl" else _tiny_qwen3_vl(tok)
+        # The output head of a trained LM spans logits of +-15 or more. At transformers' default init (std
+        # 0.02) a width-64 head behind the frozen final RMSNorm spans about +-1.3, so whatever LoRA learns the
+        # next-token distribution stays nearly uniform (loss >= ~2.2 / token) and greedy decoding picks a
+        # near-tie (the demo's empty answers). std 16 / width gives rows of norm 16 / sqrt(width).
+        torch.nn.init.normal_(model.lm_head.weight, std=16.0 / hidden_size(model))
     model.eval()
     return model, _processor(family, tok)
 

@@ -17,13 +17,13 @@ Folders are written to a hidden temporary sibling and renamed into place, so a c
 checkpoint or the new one, never half of one. Loading is strict: a missing, unexpected or mis-shaped key is
 a one-line `CheckpointError` naming the file and what to do.
 
-Loading the release's published TLM + LoRA (inference): put the release's LoRA adapter folder
-(adapter_model.safetensors + adapter_config.json, as peft writes them) and its TLM weights (one state dict:
-tlm.safetensors, or tlm.pt / tlm.bin, keys mlp.0.weight, mlp.0.bias, mlp.2.weight, mlp.2.bias) with its JSON
-config (renamed tlm_config.json) into one folder, then
-`model.predict.load_for_inference(folder, base="Qwen/Qwen2.5-VL-7B-Instruct")` or
-`python -m model.predict --checkpoint folder --base Qwen/Qwen2.5-VL-7B-Instruct ...`. A release config
-has no `patch_centres` key and therefore loads with the release's index-based anchor placement.
+The release's layout (kklvyyhadr/FUSAR-GPT tlm.py, `save_tlm`): the LoRA adapter as above, `vec64_film.pt`
+= torch.save({"film_mlp": state dict of the Sequential}, keys 0.weight, 0.bias, 2.weight, 2.bias) and
+`tlm_config.json` = {format: "tlm_original_train_patch_resize_v1", sigma, hidden_mult, image_size, vec_dim}.
+`load_weights` reads it as well (torch.load with weights_only=True; the keys map 0.* -> mlp.0.*), and a
+config with the release's `format` selects the release's exact maths (model.tlm). model.export_release writes
+it (`python -m model.export_release --checkpoint DIR --out DIR`); predict and eval then load the folder with
+--base naming the base model (default: the adapter config's base_model_name_or_path).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TLM_WEIGHTS = "tlm.safetensors"
+RELEASE_TLM_WEIGHTS = "vec64_film.pt"  # the release's TLM file: {"film_mlp": Sequential state dict}
+RELEASE_TLM_KEY = "film_mlp"
 TLM_CONFIG = "tlm_config.json"
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -270,14 +272,31 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path} holds a {type(sd).__name__}, not a state dict of tensors")
+    if set(sd) == {RELEASE_TLM_KEY}:  # the release: {"film_mlp": {0.weight, 0.bias, 2.weight, 2.bias}}
+        inner = sd[RELEASE_TLM_KEY]
+        if not isinstance(inner, dict):
+            raise CheckpointError(
+                f"{path}: {RELEASE_TLM_KEY} holds a {type(inner).__name__}, not a state dict"
+            )
+        return {f"mlp.{k}": v for k, v in inner.items()}
     return sd
 
 
 def _tlm_file(folder: Path) -> Path | None:
-    for name in (TLM_WEIGHTS, "tlm.pt", "tlm.bin", "tlm.pth"):
+    for name in (TLM_WEIGHTS, RELEASE_TLM_WEIGHTS, "tlm.pt", "tlm.bin", "tlm.pth"):
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def read_tlm_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's TLM state dict (keys mlp.*), from tlm.safetensors or the release's vec64_film.pt."""
+    path = _tlm_file(Path(folder))
+    if path is None:
+        raise CheckpointError(
+            f"checkpoint {folder} has no TLM weights ({TLM_WEIGHTS} or {RELEASE_TLM_WEIGHTS})"
+        )
+    return _load_tensors(path)
 
 
 def load_tlm_config(folder: str | Path) -> TLMConfig | None:
@@ -399,6 +418,7 @@ __all__ = [
     "load_trainer_state",
     "load_weights",
     "read_meta",
+    "read_tlm_weights",
     "save_checkpoint",
     "save_weights",
     "strict_load",

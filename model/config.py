@@ -34,7 +34,9 @@ class TLMSection(_Model):
     sigma: float = Field(2.0, gt=0)
     hidden_mult: int = Field(4, ge=1)
     identity_init: bool = False
-    patch_centres: bool = True
+    patch_centres: bool = True  # false: anchors at y * (h - 1) against patch indices, as the release
+    # the release's exact maths (its tlm_config.json format); implies its placement whatever patch_centres says
+    release: bool = False
 
 
 class LoRASection(_Model):

@@ -19,8 +19,9 @@ one (S, 70) array; model.data.read_release_anchors). Without --aef the image get
 is skipped for it (its visual tokens pass unchanged), i.e. what the model does without AlphaEarth.
 
 The checkpoint: a folder written by model.train (its config.json says which base, LoRA and TLM), or a
-release folder (adapter_model.safetensors + adapter_config.json + tlm weights + tlm_config.json, see
-model/checkpoint.py) with --base naming the base model.
+folder in the release's layout (adapter_model.safetensors + adapter_config.json + vec64_film.pt +
+tlm_config.json, see model/checkpoint.py; e.g. written by model.export_release), detected by its lack of
+config.json, with --base naming the base model (default: the adapter config's base_model_name_or_path).
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ def _config(ckpt: Path, base: str | None) -> TrainConfig:
         return parse_config(raw, str(ckpt / CONFIG_JSON))
     if not (ckpt / ADAPTER_CONFIG).is_file():
         raise CheckpointError(f"{ckpt} has neither config.json (model.train) nor adapter_config.json (peft)")
+    ad = json.loads((ckpt / ADAPTER_CONFIG).read_text())
+    base = base or ad.get("base_model_name_or_path") or None
     if base is None:
         raise CheckpointError(
-            f"{ckpt} is not a model.train checkpoint: pass --base (e.g. Qwen/Qwen2.5-VL-7B-Instruct)"
+            f"{ckpt} is not a model.train checkpoint and its adapter names no base: pass --base "
+            "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)"
         )
-    ad = json.loads((ckpt / ADAPTER_CONFIG).read_text())
     targets = ad.get("target_modules")
     tlm = load_tlm_config(ckpt)
     derived: dict[str, Any] = {
@@ -89,7 +92,7 @@ def _config(ckpt: Path, base: str | None) -> TrainConfig:
             "alpha": ad.get("lora_alpha", 32),
             "dropout": ad.get("lora_dropout", 0.05),
         },
-        "tlm": {"enabled": tlm is not None},
+        "tlm": {"enabled": tlm is not None, "release": bool(tlm is not None and tlm.release)},
         "image_size": tlm.image_size if tlm is not None else 504,
         "stage2": {"data": "qa", "train": ["lora"], "lr": 1e-5},
     }

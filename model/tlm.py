@@ -12,6 +12,12 @@ anchor count per image (aef_mask; images without anchors pass through bit for bi
 initialisation, float32 maths under bf16 autocast, anchors placed against patch centres
 (`TLMConfig.patch_centres`), an optional stable normalization (`TLMConfig.normalization`), Qwen3-VL
 (`TLMConfig.modulate_deepstack`), and the weights resized before mixing (same result, 1/4 of the work).
+
+Release mode (`TLMConfig.format = RELEASE_FORMAT`, what a release tlm_config.json says) follows the release's
+tlm.py (kklvyyhadr/FUSAR-GPT @ 2079a37) exactly: anchors at y * (hp - 1), x * (wp - 1) against patch indices,
+weights normalized over all anchors (+1e-6), masked, normalized again (+1e-6), the MLP in the tokens' dtype
+when they are bf16 / fp16 (the release's autocast), gamma / beta rounded to that dtype. Equal within bf16
+rounding for square images (the release's only input: its resize is exact for square grids only).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from model.base import visual_module
 
 # The keys of the release's TLM JSON config, in its order; ours follow.
 RELEASE_KEYS = ("sigma", "hidden_mult", "image_size", "vec_dim")
-NORMALIZATIONS = ("eps", "softmax")
+NORMALIZATIONS = ("eps", "softmax", "release")
+RELEASE_FORMAT = "tlm_original_train_patch_resize_v1"  # the release's TLMModel.FORMAT
 
 
 @dataclass
@@ -40,9 +47,11 @@ class TLMConfig:
 
     patch_centres: anchor positions are normalized image coordinates (0 = top/left EDGE, 1 = bottom/right
     edge), so in patch units an anchor at y lies in patch floor(y * grid_h), whose centre is h + 0.5.
-    True compares anchors with patch centres (h + 0.5, w + 0.5): the field of a centred anchor is then
-    symmetric on the grid. False compares with patch indices (h, w), as the release does (a half-patch,
-    i.e. 7 px, shift up-left). A release JSON (which lacks the key) loads as False, to reproduce it.
+    True compares anchors at y * grid_h with patch centres (h + 0.5, w + 0.5): the field of a centred anchor
+    is then symmetric on the grid. False places them as the release does, at y * (grid_h - 1) against patch
+    indices h (0 and 1 land on the first and last patch).
+    format: None (ours) or RELEASE_FORMAT: the release's maths exactly (patch_centres False, normalization
+    "release", the MLP in bf16 when the tokens are); a release JSON (it has the key) loads so.
     """
 
     sigma: float = 2.0  # Gaussian width, in pre-merge patches
@@ -61,8 +70,20 @@ class TLMConfig:
     # layers, added to the LLM's first layers at the image positions). False modulates the main visual
     # tokens only, as on Qwen2.5-VL; True applies the same gamma / beta to the deepstack tokens too.
     modulate_deepstack: bool = False
+    format: str | None = None
 
     def __post_init__(self) -> None:
+        if self.format not in (None, RELEASE_FORMAT):
+            raise ValueError(
+                f"TLMConfig.format {self.format!r} is not supported; use {RELEASE_FORMAT!r} (the release) or none"
+            )
+        if self.release:
+            self.patch_centres = False
+            self.normalization = "release"
+            if self.vec_dim != 64 or self.min_hidden != 128 or self.eps != 1e-6 or self.identity_init:
+                raise ValueError(
+                    "TLMConfig in release format needs vec_dim 64, min_hidden 128, eps 1e-6 and no identity_init"
+                )
         if not (self.sigma > 0 and math.isfinite(self.sigma)):
             raise ValueError(f"TLMConfig.sigma must be a positive number of patches, got {self.sigma}")
         if self.hidden_mult < 1 or self.min_hidden < 1 or self.vec_dim < 1:
@@ -76,13 +97,22 @@ class TLMConfig:
                 f"TLMConfig.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}"
             )
 
+    @property
+    def release(self) -> bool:
+        """True when the release's exact maths (and file layout on export) apply."""
+        return self.format == RELEASE_FORMAT
+
     def hidden(self, c: int) -> int:
         """H, the MLP's hidden width for LLM width C (14336 at C = 3584)."""
         return max(self.min_hidden, self.hidden_mult * c)
 
     def to_json(self) -> dict[str, Any]:
-        """The release's {sigma, hidden_mult, image_size, vec_dim} plus our extra keys."""
+        """The release's {sigma, hidden_mult, image_size, vec_dim} plus our extra keys; in release format
+        exactly the release's file: {format, sigma, hidden_mult, image_size, vec_dim}."""
         d = asdict(self)
+        if self.release:
+            return {"format": self.format} | {k: d[k] for k in RELEASE_KEYS}
+        d.pop("format")
         return {k: d[k] for k in RELEASE_KEYS} | {k: v for k, v in d.items() if k not in RELEASE_KEYS}
 
     @classmethod
@@ -101,7 +131,8 @@ class TLMConfig:
                 f"TLM config lacks the release keys {missing}; write all of {list(RELEASE_KEYS)}"
             )
         d = dict(d)
-        d.setdefault("patch_centres", False)  # a release config: index-based positions
+        if "patch_centres" not in d:  # a release config (with its format key, or an older one without)
+            d.setdefault("format", RELEASE_FORMAT)
         return cls(**d)
 
 
@@ -121,12 +152,15 @@ def gaussian_weights(
     positions (B, S, 2) normalized (y, x) in [0, 1]; mask (B, S) bool, False = padding / invalid.
     Returns (B, grid_h * grid_w, S), patches row-major; masked anchors weigh exactly 0 and a row with no
     valid anchor is all zeros. "eps": each row sums to s / (s + eps) with s the raw weight sum, i.e. 1
-    wherever an anchor lies within about 3.5 sigma; "softmax": each row with a valid anchor sums to 1.
+    wherever an anchor lies within about 3.5 sigma; "softmax": each row with a valid anchor sums to 1;
+    "release": the release's two steps, w / (sum over ALL anchors + eps), masked, / (sum + eps) again (in a
+    padded batch the padding joins the first sum, as an image's own invalid anchors do: an eps-sized effect).
+    patch_centres False: anchors at y * (grid_h - 1), x * (grid_w - 1) against indices (the release).
     """
     pos = positions.float()
-    py = pos[..., 0] * grid_h  # (B, S) in patch units
-    px = pos[..., 1] * grid_w
     off = 0.5 if patch_centres else 0.0
+    py = pos[..., 0] * (grid_h if patch_centres else grid_h - 1)  # (B, S) in patch units
+    px = pos[..., 1] * (grid_w if patch_centres else grid_w - 1)
     hh = torch.arange(grid_h, device=pos.device, dtype=torch.float32) + off  # (h,)
     ww = torch.arange(grid_w, device=pos.device, dtype=torch.float32) + off  # (w,)
     ly = -((hh[None, :, None] - py[:, None, :]) ** 2) / (2.0 * sigma * sigma)  # (B, h, S) log-weights
@@ -138,10 +172,16 @@ def gaussian_weights(
         if keep is not None:
             logits = logits.masked_fill(~keep[:, None, :], float("-inf"))
         return torch.nan_to_num(torch.softmax(logits, dim=-1), nan=0.0)  # no valid anchor: NaN -> 0
-    if normalization != "eps":
+    if normalization not in ("eps", "release"):
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     # The Gaussian is separable: exp on (h + w) * S values, one product on h * w * S.
     ey, ex = torch.exp(ly), torch.exp(lx)
+    if normalization == "release":
+        raw = (ey[:, :, None, :] * ex[:, None, :, :]).reshape(b, grid_h * grid_w, s)  # (B, hw, S)
+        w = raw / (raw.sum(-1, keepdim=True) + eps)
+        if keep is not None:
+            w = w * keep[:, None, :].to(w.dtype)
+        return w / (w.sum(-1, keepdim=True) + eps)
     if keep is not None:
         ex = ex * keep[:, None, :].to(ex.dtype)
     w = (ey[:, :, None, :] * ex[:, None, :, :]).reshape(b, grid_h * grid_w, s)  # (B, hw, S)
@@ -196,9 +236,18 @@ class TLM(nn.Module):
         """The MLP's last Linear (H -> 2C): zero it and gamma = beta = 0 (the TLM is the identity)."""
         return cast(nn.Linear, self.mlp[2])
 
-    def anchor_params(self, features: Tensor) -> Tensor:
-        """(N, 64) anchor vectors -> (N, 2C) [gamma | beta], in float32 whatever the weights' dtype."""
+    def anchor_params(self, features: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """(N, 64) anchor vectors -> (N, 2C) [gamma | beta], returned in float32 whatever the weights' dtype.
+
+        In release format with bf16 / fp16 tokens (`dtype`), the MLP runs in that dtype as the release's
+        autocast does, and gamma / beta are its rounded values; otherwise it runs in float32."""
         fc1, fc2 = self.fc1, self.fc2
+        half = self.cfg.release and dtype in (torch.bfloat16, torch.float16)
+        if half:
+            assert dtype is not None
+            with torch.autocast(device_type=features.device.type, enabled=False):
+                x = F.silu(F.linear(features.to(dtype), fc1.weight.to(dtype), fc1.bias.to(dtype)))
+                return F.linear(x, fc2.weight.to(dtype), fc2.bias.to(dtype)).float()
         x = features.float()
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = F.silu(F.linear(x, fc1.weight.float(), fc1.bias.float()))
@@ -220,7 +269,9 @@ class TLM(nn.Module):
         (t, h/m, w/m) grid; grid_thw (B, 3) the pre-merge grid of each image; features (B, S, 64),
         positions (B, S, 2), mask (B, S). Images without a valid anchor pass through unchanged.
         """
-        fields = self.modulation(grid_thw, features, positions, mask, merge=merge, n_tokens=tokens.shape[0])
+        fields = self.modulation(
+            grid_thw, features, positions, mask, merge=merge, n_tokens=tokens.shape[0], dtype=tokens.dtype
+        )
         return tokens if fields is None else modulate(tokens, *fields)
 
     def modulation(
@@ -232,8 +283,11 @@ class TLM(nn.Module):
         *,
         merge: int = 2,
         n_tokens: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor] | None:
         """gamma, beta (N, C) float32 for every visual token of the batch (zeros for unanchored images).
+
+        dtype: the visual tokens' dtype (the release format runs its MLP in it when it is bf16 / fp16).
 
         None when no image has a valid anchor (the tokens are then left as they are), except while the TLM
         trains: then zero fields linked to its weights, so its gradients are zeros, not missing.
@@ -270,7 +324,7 @@ class TLM(nn.Module):
             return zeros, zeros
         b, s = valid.shape
         params = features.new_zeros(b, s, 2 * self.hidden_size, dtype=torch.float32)  # (B, S, 2C)
-        params[valid] = self.anchor_params(features[valid])  # only valid anchors reach the MLP
+        params[valid] = self.anchor_params(features[valid], dtype)  # only valid anchors reach the MLP
         per_image = self.token_fields(params, positions, valid, grids, anchored, merge)
         parts = [
             f.repeat(t, 1) if f is not None else params.new_zeros(sizes[i], 2 * self.hidden_size)
@@ -356,7 +410,9 @@ class FusarGPT(nn.Module):
         feats, pos, mask = self._aef
         assert self.tlm is not None
         pooled = output[1] if isinstance(output, tuple) else output.pooler_output
-        fields = self.tlm.modulation(grid_thw, feats, pos, mask, merge=self.merge, n_tokens=pooled.shape[0])
+        fields = self.tlm.modulation(
+            grid_thw, feats, pos, mask, merge=self.merge, n_tokens=pooled.shape[0], dtype=pooled.dtype
+        )
         if fields is None:
             return output
         if isinstance(output, tuple):

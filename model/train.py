@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from model.checkpoint import (
 from model.collate import Collator
 from model.config import StageConfig, TrainConfig, load_config
 from model.data import Sample, ShardDataset
-from model.tlm import TLM, FusarGPT, TLMConfig
+from model.tlm import RELEASE_FORMAT, TLM, FusarGPT, TLMConfig
 
 logger = logging.getLogger("model.train")
 
@@ -121,6 +121,7 @@ def build_model(
                 image_size=cfg.image_size,
                 identity_init=cfg.tlm.identity_init,
                 patch_centres=cfg.tlm.patch_centres,
+                format=RELEASE_FORMAT if cfg.tlm.release else None,
             )
             if cfg.tlm.enabled
             else None
@@ -291,6 +292,24 @@ class StageResult:
     steps: int
     first_loss: float
     last_loss: float
+    losses: list[float] = field(default_factory=list)  # every step's training loss of this run
+    eval_losses: list[float] = field(default_factory=list)  # every eval loss of this run, in order
+
+    @property
+    def window(self) -> int:
+        """Steps averaged at each end for the summary: a tenth of the run (batch losses are noisy)."""
+        return max(1, len(self.losses) // 10)
+
+    def summary(self) -> str:
+        """'loss 5.26 -> 2.45 (mean of the first / last 5 steps), eval loss 3.26 -> 0.86'."""
+        k = self.window
+        text = "no step"
+        if self.losses:
+            head, tail = self.losses[:k], self.losses[-k:]
+            text = f"loss {sum(head) / k:.4f} -> {sum(tail) / k:.4f} (mean of the first / last {k} steps)"
+        if self.eval_losses:
+            text += f", eval loss {self.eval_losses[0]:.4f} -> {self.eval_losses[-1]:.4f}"
+        return text
 
 
 def stage_dir(cfg: TrainConfig, name: str) -> Path:
@@ -445,6 +464,8 @@ def train_stage(
 
     metrics = _metrics_file(out / "metrics.jsonl", step) if rt.is_main else None
     first = last = float("nan")
+    losses: list[float] = []
+    evals: list[float] = []
     stream = batches(iter(ds), st.batch_size)
     bar = tqdm(total=total, initial=step, desc=name, disable=not rt.is_main, dynamic_ncols=True)
     ddp.train()
@@ -475,6 +496,7 @@ def train_stage(
             loss_val, tok_s = _reduce_metrics(loss_sum, tokens / max(time.perf_counter() - t0, 1e-9), rt)
             first = loss_val if math.isnan(first) else first
             last = loss_val
+            losses.append(loss_val)
             if metrics is not None and (step % st.log_every == 0 or step == total):
                 rec = {
                     "step": step,
@@ -488,14 +510,14 @@ def train_stage(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_val:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}")
             if eval_ds is not None and st.eval_every and step % st.eval_every == 0:
-                _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
+                evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
             if st.save_every and step % st.save_every == 0 and step < total:
                 save(out / f"checkpoint-{step:06d}")
             _barrier(rt)
     finally:
         bar.close()
     if eval_ds is not None:
-        _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
+        evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
     final = out / "final"
     save(final)
     if rt.is_main:
@@ -507,16 +529,20 @@ def train_stage(
                 "%s: %d samples were truncated to max_length %d", name, collator.truncated, cfg.max_length
             )
     _barrier(rt)
-    return StageResult(final=final, steps=step, first_loss=first, last_loss=last)
+    return StageResult(
+        final=final, steps=step, first_loss=first, last_loss=last, losses=losses, eval_losses=evals
+    )
 
 
-def _log_eval(metrics: Any, step: int, value: float | None) -> None:
+def _log_eval(metrics: Any, step: int, value: float | None) -> list[float]:
+    """Log and record an eval loss; returns [value] (or [] when the split is empty)."""
     if value is None:
-        return
+        return []
     logger.info("step %d: eval loss %.4f", step, value)
     if metrics is not None:
         metrics.write(json.dumps({"step": step, "eval_loss": value}) + "\n")
         metrics.flush()
+    return [value]
 
 
 def _reduce_metrics(loss: float, tok_s: float, rt: Runtime) -> tuple[float, float]:
@@ -623,14 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, r in results.items():
-        logger.info(
-            "%s: %d steps, loss %.4f -> %.4f, final checkpoint %s",
-            name,
-            r.steps,
-            r.first_loss,
-            r.last_loss,
-            r.final,
-        )
+        logger.info("%s: %d steps, %s, final checkpoint %s", name, r.steps, r.summary(), r.final)
     return 0
 
 

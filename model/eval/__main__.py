@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tasks", nargs="+", help="subset of caption counting localization detection classification"
     )
+    p.add_argument("--base", help="base model of a checkpoint in the release's layout (no config.json)")
     p.add_argument("--limit", type=int, help="at most N captions and N QA samples (a quick look)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", help="output folder (default <checkpoint>/eval-<split>)")
@@ -40,13 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        data = args.data or read_json(Path(args.checkpoint), "config.json")["config"].get("data")
+        ckpt = Path(args.checkpoint)
+        if not args.data and not (ckpt / "config.json").is_file() and ckpt.is_dir():
+            raise ValueError(f"{ckpt} is in the release's layout (no config.json): pass --data DIR")
+        data = args.data or read_json(ckpt, "config.json")["config"].get("data")
         if not data:
             raise ValueError("no data: pass --data DIR (the checkpoint's config names none)")
         settings = EvalSettings(data=data, split=args.split, batch_size=args.batch_size, limit=args.limit)
         if args.tasks:
             settings = dataclasses.replace(settings, tasks=tuple(args.tasks))
-        results = run_eval(args.checkpoint, settings, baseline=args.baseline, out=args.out)
+        results = run_eval(args.checkpoint, settings, baseline=args.baseline, out=args.out, base=args.base)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Evaluate a checkpoint: generate answers on a split's QA and captions and score them with
 model.eval.metrics, with the TLM fed its anchors ("TLM") and with every anchor withheld ("no TLM", the same
-weights without AlphaEarth), plus an optional baseline checkpoint (e.g. a model trained without a TLM).
+weights without AlphaEarth), plus an optional baseline checkpoint (e.g. a model trained without a TLM), beside
+the majority-answer baseline ("majority": always the task's most common training answer, model.eval.baseline).
 
     python -m model.eval --checkpoint DIR [--data DIR] [--split test] [--baseline DIR] [--limit N]
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from model.collate import reference_answer
 from model.data import ReleaseDataset, Sample, ShardDataset, _resolve_files
+from model.eval.baseline import baseline_records, majority_answers
 from model.eval.metrics import evaluate, report_table
 from model.predict import generate, load_for_inference
 
@@ -131,11 +133,14 @@ def run_eval(
     *,
     baseline: str | Path | None = None,
     out: str | Path | None = None,
+    base: str | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Score the checkpoint with and without its anchors (and the baseline); write and return the results."""
+    """Score the checkpoint with and without its anchors (and the baseline); write and return the results.
+
+    base: the base model of a checkpoint in the release's layout (default: its adapter config's)."""
     ckpt = Path(checkpoint)
     out_dir = Path(out) if out else ckpt / f"eval-{s.split}"
-    model, processor, cfg = load_for_inference(ckpt)
+    model, processor, cfg = load_for_inference(ckpt, base=base)
     samples = list(eval_samples(s, cfg.image_size))
     if not samples:
         raise ValueError(
@@ -159,6 +164,10 @@ def run_eval(
         recs = predict_records(m, proc, samples, s, name=name, use_anchors=anchors, max_length=max_length)
         results[name] = evaluate(recs)
         records += recs
+    # beside every score: always answering the task's most common training answer
+    majority = majority_answers(s.data, {x.task for x in samples})
+    if majority:
+        results["majority"] = evaluate(baseline_records(records, majority))
     table = report_table(results)
     synthetic = synthetic_anchors(s.data)
     if synthetic:

@@ -170,12 +170,16 @@ def test_eval_scores_with_and_without_tlm(checkpoint: Path, tmp_path: Path) -> N
         data=str(data), split="test", limit=2, max_new_tokens_qa=8, max_new_tokens_caption=8
     )
     results = run_eval(checkpoint, settings, out=tmp_path / "eval")
-    assert set(results) == {"TLM", "no TLM"}
+    assert set(results) == {"TLM", "no TLM", "majority"}
+    # the majority baseline answers the one train chip's answers ("1" for counting and for localization)
+    assert results["majority"]["counting"] == {"accuracy": 1.0, "n": 1.0}
+    assert results["majority"]["localization"]["acc@100"] == 1.0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["majority"] == results["majority"]
     # limit 2: two captions, and the first two QA items (counting, localization) of the first test chip
     assert set(results["TLM"]) == {"caption", "counting", "localization"}
     assert results["TLM"]["caption"]["n"] == 2 and results["TLM"]["counting"]["n"] == 1
     report = (tmp_path / "eval" / "report.md").read_text()
-    assert "| task | metric | TLM | no TLM |" in report
+    assert "| task | metric | TLM | no TLM | majority |" in report
     preds = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert {p["model"] for p in preds} == {"TLM", "no TLM"} and all(p["reference"] for p in preds)
 

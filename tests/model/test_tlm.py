@@ -87,7 +87,9 @@ def test_two_anchor_weights_by_hand() -> None:
     """Grid 4 x 4, sigma 1, anchors at patch-unit (1, 1) and (3, 2); index convention and centres."""
     pos = torch.tensor([[[0.25, 0.25], [0.75, 0.5]]])
     mask = torch.ones(1, 2, dtype=torch.bool)
-    w_idx = gaussian_weights(pos, mask, 4, 4, 1.0, patch_centres=False, eps=0.0)
+    # the release's index convention: y * (4 - 1), so (1/3, 1/3) and (1, 2/3) are patch units (1, 1), (3, 2)
+    pos_idx = torch.tensor([[[1 / 3, 1 / 3], [1.0, 2 / 3]]])
+    w_idx = gaussian_weights(pos_idx, mask, 4, 4, 1.0, patch_centres=False, eps=0.0)
     w_ctr = gaussian_weights(pos, mask, 4, 4, 1.0, patch_centres=True, eps=0.0)
     # index convention, patch (h=1, w=1): distances^2 0 and (2^2 + 1^2) = 5
     a, b = 1.0, math.exp(-5 / 2)
@@ -100,14 +102,16 @@ def test_two_anchor_weights_by_hand() -> None:
     assert w_ctr[0, 0].tolist() == pytest.approx([a / (a + b), b / (a + b)], rel=1e-6)
 
 
-def test_centred_anchor_gives_a_symmetric_field_only_with_patch_centres() -> None:
-    pos = torch.tensor([[[0.5, 0.5]]])
-    w = gaussian_weights(pos, None, 6, 6, 1.0, eps=0.0)[0, :, 0].reshape(6, 6)
-    assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))
-    w_idx = gaussian_weights(pos, None, 6, 6, 1.0, patch_centres=False, eps=0.0)[0, :, 0].reshape(6, 6)
-    assert torch.all(w_idx == 1.0)  # one anchor: normalized weight 1 everywhere...
-    raw = torch.exp(-((torch.arange(6.0)[:, None] - 3) ** 2 + (torch.arange(6.0)[None] - 3) ** 2) / 2)
-    assert not torch.allclose(raw, raw.flip(0))  # ...but its Gaussian peaks half a patch off the middle
+def test_centred_anchor_gives_a_symmetric_field_in_both_conventions() -> None:
+    """Centres compare y * h with h + 0.5, the release y * (h - 1) with h: both put 0.5 in the middle
+    (the old index convention, y * h against h, put it half a patch down-right)."""
+    pos = torch.tensor([[[0.5, 0.2], [0.5, 0.8]]])  # mirror images of each other about the middle
+    for centres in (True, False):
+        for norm in ("eps", "release"):
+            w = gaussian_weights(pos, None, 6, 6, 1.0, patch_centres=centres, normalization=norm)
+            left, right = w[0, :, 0].reshape(6, 6), w[0, :, 1].reshape(6, 6)
+            assert torch.allclose(left, right.flip(1), atol=1e-6)  # mirrored anchors, mirrored fields
+            assert torch.allclose(left, left.flip(0), atol=1e-6)  # y = 0.5 lies on the middle row line
 
 
 def test_resizing_weights_equals_resizing_the_fields() -> None:

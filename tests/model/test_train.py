@@ -131,9 +131,8 @@ def test_stage2_updates_exactly_lora(tmp_path: Path, shards: Path) -> None:
 def test_tiny_model_overfits_a_handful_of_rows(tmp_path: Path) -> None:
     """Four chips with four different short captions: the loss of the same loop falls below half its start.
 
-    The tiny base is random: its frozen lm_head (init std 0.02) bounds every logit to about +-1, so no
-    adapter could make it confident. Scaling the head by 8 gives it the confident logits a pretrained
-    base has; LoRA + TLM then have to learn which image gets which caption."""
+    The tiny base's output head is built with the confident logit range of a pretrained base
+    (model.base.build_tiny_base); LoRA + TLM then have to learn which image gets which caption."""
     words = ["rice paddies", "a busy port", "sand dunes", "a frozen lake"]
     rows = []
     for i, w in enumerate(words):
@@ -148,10 +147,8 @@ def test_tiny_model_overfits_a_handful_of_rows(tmp_path: Path) -> None:
     )
     cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"dropout": 0.0})})
     model, processor = build_model(cfg)
-    with torch.no_grad():
-        model.base.get_output_embeddings().weight.mul_(8.0)
     result = train_stage(cfg, "stage1", model, processor, CPU, data=str(tmp_path))
-    assert result.steps == 25
+    assert result.steps == 25 and len(result.losses) == 25 and result.losses[-1] == result.last_loss
     assert result.last_loss < 0.5 * result.first_loss, (result.first_loss, result.last_loss)
     lines = [json.loads(x) for x in (tmp_path / "run" / "stage1" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(1, 26))
@@ -350,3 +347,22 @@ def test_ddp_on_cpu_with_torchrun(tmp_path: Path, shards: Path) -> None:
     assert [r["step"] for r in s2 if "loss" in r] == [1, 2]
     assert "data exhausted at step 2 of 3" in proc.stderr
     assert (tmp_path / "out" / "stage2" / "final" / "inherits.json").is_file()
+
+
+def test_the_stage_summary_averages_each_end_and_names_eval_losses(tmp_path: Path) -> None:
+    """The summary `make train` prints: noisy batch losses are averaged over a tenth of the run at each end."""
+    from model.train import StageResult
+
+    r = StageResult(
+        final=tmp_path,
+        steps=20,
+        first_loss=9.0,
+        last_loss=9.0,
+        losses=[9.0, 5.0] + [3.0] * 16 + [1.0, 9.0],
+        eval_losses=[3.25, 2.0, 0.875],
+    )
+    assert r.window == 2
+    assert (
+        r.summary() == "loss 7.0000 -> 5.0000 (mean of the first / last 2 steps), eval loss 3.2500 -> 0.8750"
+    )
+    assert StageResult(final=tmp_path, steps=0, first_loss=0.0, last_loss=0.0).summary() == "no step"
