@@ -14,16 +14,22 @@ script of faults, consumed request by request per part ("caption" / "qa" / "*" f
   timeout       sleep `sleep_s` (past the client's timeout), then answer good
   truncated     half a JSON object with finish_reason "length"
 
-Server attributes (set through `openai_server(...)`): `faults`, `latency_s` (added to every request),
+Like the real API it checks the key (`api_key`: a request without `Authorization: Bearer <api_key>` gets
+401 before anything else; None accepts any) and decodes every image part of the messages: a data URL that
+is not base64 of a PNG is a 400 ("Invalid image"), and the decoded bytes are logged (`images`).
+
+Server attributes (set through `openai_server(...)`): `api_key`, `faults`, `latency_s` (added to every request),
 `sleep_s`, `refuse_json_schema` (400 on response_format json_schema, as some servers do),
 `require_max_completion_tokens` (400 on max_tokens, as OpenAI's reasoning models do), `log` (one
-dict per request: part, action, repair, response_format, authorization, image, model,
-last_user), and `gauge` (requests in
+dict per request, appended BEFORE the answer is sent: part, action, repair, response_format,
+authorization, image, images (the decoded PNG bytes of every image part), model, last_user), and `gauge` (requests in
 flight: the maximum and the time-weighted mean; also served as JSON on GET /_stats).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -141,6 +147,35 @@ def _hedge(part: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 # == the handler =====================================================================================
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
+
+
+def decode_images(messages: list[dict[str, Any]]) -> list[bytes]:
+    """The bytes of every image part of the messages, decoded as the API does; ValueError names the
+    first part that is not a base64 PNG data URL."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            url = (part.get("image_url") or {}).get("url", "")
+            dm = _DATA_URL_RE.match(url)
+            if dm is None or dm["mime"] != "image/png":
+                raise ValueError(f"Invalid image: expected a data:image/png;base64 URL, got {url[:40]!r}")
+            try:
+                data = base64.b64decode(dm["data"], validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"Invalid image: bad base64 ({e})") from e
+            if not data.startswith(_PNG_SIGNATURE) or len(data) < 67:  # 67 B: the smallest valid PNG
+                raise ValueError(f"Invalid image: {len(data)} bytes that are not a PNG")
+            out.append(data)
+    return out
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -157,8 +192,10 @@ class OpenAICompatServer(LoopbackServer):
         sleep_s: float,
         refuse_json_schema: bool,
         require_max_completion_tokens: bool,
+        api_key: str | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), OpenAICompatHandler)
+        self.api_key = api_key
         self.faults = {k: list(v) for k, v in faults.items()}
         self.latency_s = latency_s
         self.sleep_s = sleep_s
@@ -233,7 +270,13 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         text = _text_of(first_user["content"])
         part = "qa" if _TASKS_RE.search(text) else "caption"
         rf = (body.get("response_format") or {}).get("type")
-        action = self._next_action(part)
+        authorization = self.headers.get("Authorization")
+        key_ok = srv.api_key is None or authorization == f"Bearer {srv.api_key}"
+        try:
+            images, image_error = decode_images(messages), None
+        except ValueError as e:
+            images, image_error = [], str(e)
+        action = self._next_action(part) if key_ok and image_error is None else "refused"
         with srv.lock:
             srv.log.append(
                 {
@@ -241,12 +284,17 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
                     "action": action,
                     "repair": sum(1 for m in messages if m["role"] == "user") > 1,
                     "response_format": rf,
-                    "authorization": self.headers.get("Authorization"),
-                    "image": isinstance(first_user["content"], list),
+                    "authorization": authorization,
+                    "image": bool(images),
+                    "images": images,
                     "model": body.get("model"),
                     "last_user": _text_of([m for m in messages if m["role"] == "user"][-1]["content"]),
                 }
             )
+        if not key_ok:
+            return self._error(401, "Incorrect API key provided.")
+        if image_error is not None:
+            return self._error(400, image_error, param="messages")
         time.sleep(srv.latency_s)
         if rf == "json_schema" and srv.refuse_json_schema:
             return self._error(400, "json_schema is not supported by this server", param="response_format")
@@ -313,11 +361,12 @@ def openai_server(
     sleep_s: float = 1.0,
     refuse_json_schema: bool = False,
     require_max_completion_tokens: bool = False,
+    api_key: str | None = None,
 ) -> Iterator[OpenAICompatServer]:
     """Run the server in a thread for the length of a `with` (as tests.servers.serve does); base URL
     for the client: f"{server.url}/v1"."""
     server = OpenAICompatServer(
-        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens
+        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens, api_key
     )
     with running(server):
         yield server

@@ -4,21 +4,24 @@ the REAL openai client against the loopback OpenAI-compatible server of tests/se
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from pipelines.executor import plan
 from pipelines.stages import TaskSpec, run_task
 from tests.conftest import ROOT, port_scene
-from tests.servers.openai_compat import openai_server
+from tests.servers.openai_compat import OpenAICompatServer, decode_images, openai_server
 from triplet_builder.config import LlmConfig, TextConfig, load_region
 from triplet_builder.record import ChipRecord, Window, chip_id_for
 from triplet_builder.stages.base import Stats, run_stages
@@ -35,6 +38,7 @@ from triplet_builder.text.llm import (
     parse_reply,
     qa_plan,
 )
+from triplet_builder.writers.png import Stretch, encode_chip
 
 from .factsheets import FACT_SHEETS, fact_sheet
 
@@ -47,6 +51,13 @@ NAMES = sorted(FACT_SHEETS)
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+def serve_llm(
+    faults: dict[str, list[str]] | None = None, *, api_key: str | None = SECRET, **kw: Any
+) -> AbstractContextManager[OpenAICompatServer]:
+    """The loopback server, checking the test key like the real API."""
+    return openai_server(faults, api_key=api_key, **kw)
 
 
 def llm_cfg(url: str, **kw: Any) -> LlmConfig:
@@ -79,7 +90,7 @@ def parts(log: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", NAMES)
 def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> None:
     facts = fact_sheet(name)
-    with openai_server() as srv:
+    with serve_llm() as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, f"chip-{name}")
         w.close()
@@ -97,7 +108,7 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
 
 def test_the_prompt_carries_only_the_fact_sheet_and_the_checker_rules(cache: Path) -> None:
     facts = fact_sheet("port")
-    with openai_server() as srv:
+    with serve_llm() as srv:
         writer(srv.url, cache).write(facts, "c")
     cap = parts(srv.log, "caption")[0]["last_user"]
     block = cap.split("<facts>")[1].split("</facts>")[0]
@@ -116,7 +127,7 @@ def test_the_prompt_carries_only_the_fact_sheet_and_the_checker_rules(cache: Pat
 # -- retries ----------------------------------------------------------------------------------------
 def test_invalid_json_then_good_is_retried(cache: Path) -> None:
     facts = fact_sheet("open_water")
-    with openai_server({"caption": ["invalid_json"]}) as srv:
+    with serve_llm({"caption": ["invalid_json"]}) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -127,7 +138,7 @@ def test_invalid_json_then_good_is_retried(cache: Path) -> None:
 @pytest.mark.parametrize("fault", ["429", "500", "503", "timeout"])
 def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
     facts = fact_sheet("land")
-    with openai_server({"qa": [fault, fault]}, sleep_s=1.5) as srv:
+    with serve_llm({"qa": [fault, fault]}, sleep_s=1.5) as srv:
         w = writer(srv.url, cache, timeout_s=0.6)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -142,7 +153,7 @@ def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
     ("invalid_json", "llm_invalid_output", "invalid reply"),
 ])  # fmt: skip
 def test_never_good_is_a_bounded_clear_reject(fault: str, reason: str, needle: str, cache: Path) -> None:
-    with openai_server({"caption": [fault] * 10}, sleep_s=1.2) as srv:
+    with serve_llm({"caption": [fault] * 10}, sleep_s=1.2) as srv:
         w = writer(srv.url, cache, timeout_s=0.6, max_retries=2)
         with pytest.raises(TextRejected) as info:
             w.write(fact_sheet("port"), "c")
@@ -155,7 +166,7 @@ def test_never_good_is_a_bounded_clear_reject(fault: str, reason: str, needle: s
 
 
 def test_truncated_reply_is_rejected_without_retries(cache: Path) -> None:
-    with openai_server({"qa": ["truncated"]}) as srv:
+    with serve_llm({"qa": ["truncated"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache).write(fact_sheet("port"), "c")
     assert info.value.reason == "llm_invalid_output" and "max_tokens" in info.value.detail
@@ -163,15 +174,29 @@ def test_truncated_reply_is_rejected_without_retries(cache: Path) -> None:
 
 
 def test_authentication_error_stops_and_never_shows_the_key(cache: Path) -> None:
-    with openai_server({"*": ["401"] * 4}) as srv:
+    with serve_llm({"*": ["401"] * 4}) as srv:
         with pytest.raises(LlmError) as info:
             writer(srv.url, cache).write(fact_sheet("port"), "c")
     assert "HTTP 401" in str(info.value) and KEY_ENV in str(info.value) and SECRET not in str(info.value)
 
 
+def test_a_wrong_key_is_refused_by_the_server_and_never_shown(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "sk-wrong-0000000000000000000000000000-DO-NOT-LEAK"
+    monkeypatch.setenv(KEY_ENV, wrong)
+    with serve_llm() as srv:
+        with pytest.raises(LlmError) as info:
+            writer(srv.url, cache).write(fact_sheet("port"), "c")
+    assert "HTTP 401" in str(info.value) and KEY_ENV in str(info.value)
+    assert wrong not in str(info.value) and SECRET not in str(info.value)
+    assert srv.log and {e["action"] for e in srv.log} == {"refused"}
+    assert {e["authorization"] for e in srv.log} == {f"Bearer {wrong}"}
+
+
 def test_falls_back_when_the_server_refuses_json_schema(cache: Path) -> None:
     facts = fact_sheet("two_classes")
-    with openai_server(refuse_json_schema=True) as srv:
+    with serve_llm(refuse_json_schema=True) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -182,7 +207,7 @@ def test_falls_back_when_the_server_refuses_json_schema(cache: Path) -> None:
 
 def test_adapts_to_max_completion_tokens_and_rejects_other_bad_requests(cache: Path) -> None:
     facts = fact_sheet("port")
-    with openai_server(require_max_completion_tokens=True) as srv:
+    with serve_llm(require_max_completion_tokens=True) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
         assert check_text(facts, res.caption_fields, res.qa) == []
@@ -190,7 +215,7 @@ def test_adapts_to_max_completion_tokens_and_rejects_other_bad_requests(cache: P
         n = len(srv.log)
         w.write(fact_sheet("land"), "c")  # remembered: no second refusal
         assert len(srv.log) == n + 2
-    with openai_server({"caption": ["400"]}) as srv:
+    with serve_llm({"caption": ["400"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache / "2").write(facts, "c")
     assert info.value.reason == "llm_bad_request" and "HTTP 400" in info.value.detail
@@ -210,7 +235,7 @@ def test_parse_reply_accepts_fenced_and_chatty_json_and_rejects_the_rest() -> No
 # -- the checker: repair, reject ------------------------------------------------------------------
 def test_hallucinated_count_is_repaired_with_the_findings(cache: Path) -> None:
     facts = fact_sheet("open_water")
-    with openai_server({"caption": ["hallucinate"]}) as srv:
+    with serve_llm({"caption": ["hallucinate"]}) as srv:
         w = writer(srv.url, cache, repair_attempts=1)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -222,7 +247,7 @@ def test_hallucinated_count_is_repaired_with_the_findings(cache: Path) -> None:
 
 @pytest.mark.parametrize(("part", "needle"), [("caption", "targets:"), ("qa", "counting answer")])
 def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, cache: Path) -> None:
-    with openai_server({part: ["hallucinate", "hallucinate"]}) as srv:
+    with serve_llm({part: ["hallucinate", "hallucinate"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache, repair_attempts=1).write(fact_sheet("port"), "c")
     assert info.value.reason == "inconsistent_text"
@@ -234,7 +259,7 @@ def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, 
     ("part", "needle"), [("caption", "hedge word 'possibly'"), ("qa", "hedge word 'probably'")]
 )
 def test_hedging_is_rejected(part: str, needle: str, cache: Path) -> None:
-    with openai_server({part: ["hedge"]}) as srv:
+    with serve_llm({part: ["hedge"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache, repair_attempts=0).write(fact_sheet("land"), "c")
     assert info.value.reason == "hedged_text" and needle in info.value.detail
@@ -244,7 +269,7 @@ def test_hedging_is_rejected(part: str, needle: str, cache: Path) -> None:
 # -- the cache --------------------------------------------------------------------------------------
 def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cache: Path) -> None:
     sheets = [fact_sheet(n) for n in NAMES]
-    with openai_server({"caption": ["invalid_json", "hallucinate"]}) as srv:
+    with serve_llm({"caption": ["invalid_json", "hallucinate"]}) as srv:
         first = [writer(srv.url, cache).write(f, f"c{i}") for i, f in enumerate(sheets)]
         n_first = len(srv.log)
         w2 = writer(srv.url, cache)
@@ -262,7 +287,7 @@ def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cach
 
 
 def test_the_writer_pickles_without_its_client_or_key(cache: Path) -> None:
-    with openai_server() as srv:
+    with serve_llm() as srv:
         w = writer(srv.url, cache)
         w.write(fact_sheet("land"), "c")  # builds the client
         blob = pickle.dumps(w)
@@ -274,7 +299,7 @@ def test_the_writer_pickles_without_its_client_or_key(cache: Path) -> None:
 def test_a_local_server_needs_no_key_but_openai_does(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with openai_server() as srv:
+    with serve_llm(api_key=NO_KEY_PLACEHOLDER) as srv:
         writer(srv.url, cache).write(fact_sheet("land"), "c")
     assert {e["authorization"] for e in srv.log} == {f"Bearer {NO_KEY_PLACEHOLDER}"}
     w = LlmWriter(LlmConfig(model="gpt-4o-mini", api_key_env=KEY_ENV), cache_dir=cache / "other")
@@ -300,7 +325,7 @@ def _records(n: int) -> Iterator[ChipRecord]:
 
 
 def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
-    with openai_server({"caption": ["hallucinate"] * 4}, latency_s=0.05) as srv:
+    with serve_llm({"caption": ["hallucinate"] * 4}, latency_s=0.05) as srv:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, max_concurrent=3, repair_attempts=0))
         stage = WriteText(text, cache_dir=cache)
         stats = Stats()
@@ -323,14 +348,42 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
 
 
 def test_vision_sends_the_chip_png_as_a_data_url(cache: Path) -> None:
-    with openai_server() as srv:
+    with serve_llm() as srv:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, vision=True))
         stage = WriteText(text, cache_dir=cache)
         out = list(stage.run(_records(1), Stats()))
         stage.close()
     assert not out[0].rejected
     cap, qa = parts(srv.log, "caption"), parts(srv.log, "qa")
-    assert cap[0]["image"] and not qa[0]["image"]
+    assert cap[0]["image"] and not qa[0]["image"] and qa[0]["images"] == []
+    # the image the server decoded is the chip's PNG, byte for byte, and shows the chip's pixels
+    (sent,) = cap[0]["images"]
+    rec = next(_records(1))
+    assert rec.db is not None and rec.valid is not None
+    png = encode_chip(rec.db, rec.valid, rec.scene.polarisations, Stretch())
+    assert sent == png.png
+    with Image.open(io.BytesIO(sent)) as im:
+        assert im.size == (16, 16)
+        pixels = np.asarray(im)
+    lo, hi = Stretch().min_db, Stretch().max_db
+    expect = np.rint(np.clip((rec.db[0] - lo) / (hi - lo), 0, 1) * 255)  # the fixed stretch, by hand
+    grey = pixels[..., 0] if pixels.ndim == 3 else pixels
+    assert np.abs(grey.astype(int) - expect).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:image/png;base64,",  # an empty image
+        "data:image/png;base64,bm90IGEgcG5n",  # "not a png"
+        "data:image/jpeg;base64,iVBORw0KGgo=",
+        "https://example.com/chip.png",
+    ],
+)
+def test_the_server_refuses_images_that_are_not_pngs(url: str) -> None:
+    content = [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": url}}]
+    with pytest.raises(ValueError, match="Invalid image"):
+        decode_images([{"role": "user", "content": content}])
 
 
 def test_run_task_with_the_llm_writer_nothing_lost_rerun_free_key_never_written(
@@ -339,7 +392,7 @@ def test_run_task_with_the_llm_writer_nothing_lost_rerun_free_key_never_written(
     caplog.set_level(logging.DEBUG)
     cache_root = tmp_path / "cache"
     monkeypatch.setenv("TRIPLET_BUILDER_CACHE", str(cache_root))
-    with openai_server({"caption": ["hallucinate"] * 6, "qa": ["500"]}) as srv:
+    with serve_llm({"caption": ["hallucinate"] * 6, "qa": ["500"]}) as srv:
         over = {
             "text.writer": "llm",
             "text.llm": llm_cfg(srv.url, repair_attempts=0).model_dump(),
