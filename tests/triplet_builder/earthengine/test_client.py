@@ -298,3 +298,30 @@ def test_server_answers_geotiff_on_the_requested_grid(server: LoopbackServer, tm
         assert ds.crs.to_string() == "EPSG:32613" and ds.transform.c == 418080.0 and ds.transform.e == -10.0
         assert ds.descriptions == BANDS[:2]
         np.testing.assert_array_equal(ds.read(1), npy["A00"])
+
+
+def test_the_client_speaks_v1_with_its_token(server: LoopbackServer, tmp_path: Path) -> None:
+    """The real client fetches the v1 discovery document and calls the v1 paths it describes, with the
+    token as a Bearer credential (the server refuses anything else)."""
+    ComputePixelsRunner(settings_for(server, tmp_path)).fetch(aef_request())
+    log = request_log(server)
+    assert [r.kind for r in log][:1] == ["discovery"] and all(r.status == 200 for r in log), log
+    calls = [r for r in log if r.kind != "discovery"]
+    assert "computePixels" in {r.kind for r in calls} and {r.kind for r in calls} <= {
+        "algorithms",
+        "computePixels",
+    }
+    assert all(r.path.startswith("/v1/projects/test-project/") for r in calls), [r.path for r in calls]
+
+
+def test_a_wrong_token_is_refused_and_named(tmp_path: Path) -> None:
+    with serve(EEHandler, **ee_server_attrs(aef_rasters(), token="another-token")) as srv:
+        runner = ComputePixelsRunner(settings_for(srv, tmp_path))
+        with pytest.raises((EarthEngineError, EarthEngineSetupError)) as info:
+            runner.fetch(aef_request())
+        log = request_log(srv)
+    message = str(info.value)
+    assert "refused the credentials (HTTP 401)" in message and "EE_ACCESS_TOKEN" in message, message
+    assert "test-token" not in message and "\n" not in message
+    assert log and not pixel_requests(srv)  # nothing computed without credentials
+    assert {r.kind for r in log} == {"discovery", "unauthenticated"}
