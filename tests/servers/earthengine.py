@@ -28,7 +28,8 @@ Faults, latency and accounting live on the server object (see `ee_server_attrs`)
 `faults` is a list consumed one per computePixels request: "429", "500", "slow" (answers after
 `slow_s`, past the client's deadline) or "too_large" (the 400 Earth Engine sends for oversized
 requests); any request whose response would exceed `max_bytes` also gets that 400. `latency_s` delays
-every computePixels answer. `log` records every request; `inflight` / `max_inflight` and `events`
+every computePixels answer; `gather` holds the first N computePixels requests until N are in flight at
+once (tests.servers.Gather). `log` records every request; `inflight` / `max_inflight` and `events`
 (time, +1 / -1) measure achieved concurrency.
 """
 
@@ -60,6 +61,7 @@ from rasterio.windows import Window
 
 from schemas.aef import NODATA as AEF_NODATA
 from schemas.aef import dequantize
+from tests.servers import Gather
 
 EE_DIR = Path(ee.__file__).parent / "tests"
 DISCOVERY = Path(__file__).with_name("earthengine_discovery_v1.json")
@@ -237,6 +239,7 @@ class EEHandler(BaseHTTPRequestHandler):
             self.srv.max_inflight = max(self.srv.max_inflight, self.srv.inflight)
             self.srv.events.append((t0, +1))
         try:
+            self.srv.gather()
             status, body, ctype = self._compute(req, fault)
             # recorded on arrival, before any latency or deadline fault: a client that gives up on a
             # slow answer has already been counted (no race with a test counting requests)
@@ -508,10 +511,12 @@ def ee_server_attrs(
     page_size: int = 1000,
     list_faults: list[str] | None = None,
     token: str | None = "test-token",
+    gather: int = 0,
 ) -> dict[str, object]:
     """The attributes `serve(EEHandler, **ee_server_attrs(...))` needs."""
     return {
         "token": token,
+        "gather": Gather(gather),
         "rasters": rasters,
         "catalogue": catalogue or {},
         "faults": list(faults or []),

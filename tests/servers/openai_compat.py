@@ -20,7 +20,8 @@ is not base64 of a PNG is a 400 ("Invalid image"), and the decoded bytes are log
 
 Server attributes (set through `openai_server(...)`): `api_key`, `faults`, `latency_s` (added to every request),
 `sleep_s`, `refuse_json_schema` (400 on response_format json_schema, as some servers do),
-`require_max_completion_tokens` (400 on max_tokens, as OpenAI's reasoning models do), `log` (one
+`require_max_completion_tokens` (400 on max_tokens, as OpenAI's reasoning models do), `gather` (hold
+the first N requests until N are in flight at once: tests.servers.Gather), `log` (one
 dict per request, appended BEFORE the answer is sent: part, action, repair, response_format,
 authorization, image, images (the decoded PNG bytes of every image part), model, last_user), and `gauge` (requests in
 flight: the maximum and the time-weighted mean; also served as JSON on GET /_stats).
@@ -40,7 +41,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers import LoopbackServer, running
+from tests.servers import Gather, LoopbackServer, running
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
 
@@ -193,9 +194,11 @@ class OpenAICompatServer(LoopbackServer):
         refuse_json_schema: bool,
         require_max_completion_tokens: bool,
         api_key: str | None = None,
+        gather: int = 0,
     ) -> None:
         super().__init__(("127.0.0.1", 0), OpenAICompatHandler)
         self.api_key = api_key
+        self.gather = Gather(gather)
         self.faults = {k: list(v) for k, v in faults.items()}
         self.latency_s = latency_s
         self.sleep_s = sleep_s
@@ -256,6 +259,7 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         gauge = self.server.gauge
         gauge.enter()
         try:
+            self.server.gather()
             self._handle()
         finally:
             gauge.leave()
@@ -362,11 +366,12 @@ def openai_server(
     refuse_json_schema: bool = False,
     require_max_completion_tokens: bool = False,
     api_key: str | None = None,
+    gather: int = 0,
 ) -> Iterator[OpenAICompatServer]:
     """Run the server in a thread for the length of a `with` (as tests.servers.serve does); base URL
     for the client: f"{server.url}/v1"."""
     server = OpenAICompatServer(
-        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens, api_key
+        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens, api_key, gather
     )
     with running(server):
         yield server

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +83,12 @@ def test_slow_answer_hits_the_deadline_and_is_retried(tmp_path: Path) -> None:
     with serve(EEHandler, **ee_server_attrs(aef_rasters(), faults=["slow"], slow_s=1.5)) as srv:
         runner = ComputePixelsRunner(settings_for(srv, tmp_path, timeout_s=0.5))
         arr = runner.fetch(aef_request())
-        deadline = time.monotonic() + 5
-        while len(pixel_requests(srv)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the slow answer is logged when the server finally sends it
-        faults = sorted(str(r.fault) for r in pixel_requests(srv))
+        faults = [r.fault for r in pixel_requests(srv)]  # recorded on arrival, slow one included
     assert arr.shape == (10, 10)
-    assert faults == ["None", "slow"]
+    # the slow answer first; then good ones (more than one only if a loaded machine answers past 0.5 s)
+    assert faults[0] == "slow" and len(faults) >= 2 and set(faults[1:]) == {None}, faults
     c = runner.drain()
-    assert c["retries"] == 1 and c["requests"] == 2
+    assert c["retries"] == len(faults) - 1 and c["requests"] == len(faults)
 
 
 def test_server_too_large_is_split_not_retried(tmp_path: Path) -> None:
@@ -165,11 +162,12 @@ def test_corrupt_cache_entry_is_refetched(server: LoopbackServer, tmp_path: Path
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:
-    with serve(EEHandler, **ee_server_attrs(aef_rasters(), latency_s=0.1)) as srv:
+    with serve(EEHandler, **ee_server_attrs(aef_rasters(), gather=3)) as srv:
         runner = ComputePixelsRunner(settings_for(srv, tmp_path, max_concurrent=3))
         reqs = [aef_request(WINDOW_GRID.sub(r, 0, 1, 10)) for r in range(10)]
         rows = runner.fetch_many(reqs)
-        assert srv.max_inflight == 3  # type: ignore[attr-defined]
+        # the server held the first 3 until all 3 were in flight: concurrent; and never more than 3
+        assert srv.gather.reached and srv.max_inflight == 3  # type: ignore[attr-defined]
     whole = np.concatenate(rows)
     assert whole.shape == (10, 10)
 

@@ -138,12 +138,15 @@ def test_invalid_json_then_good_is_retried(cache: Path) -> None:
 @pytest.mark.parametrize("fault", ["429", "500", "503", "timeout"])
 def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
     facts = fact_sheet("land")
+    # a short deadline only where the fault is a deadline: a loaded machine answers well within 30 s
     with serve_llm({"qa": [fault, fault]}, sleep_s=1.5) as srv:
-        w = writer(srv.url, cache, timeout_s=0.6)
+        w = writer(srv.url, cache, timeout_s=0.6 if fault == "timeout" else 30.0)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
-    assert [e["action"] for e in parts(srv.log, "qa")] == [fault, fault, "good"]
-    assert w.take_counters()["retries"] == 2
+    actions = [e["action"] for e in parts(srv.log, "qa")]
+    # the two faults, then good replies (more than one only if a good reply ran past 0.6 s)
+    assert actions[:2] == [fault, fault] and len(actions) >= 3 and set(actions[2:]) == {"good"}, actions
+    assert w.take_counters()["retries"] == len(srv.log) - 2  # every request but the two first ones
 
 
 @pytest.mark.parametrize(("fault", "reason", "needle"), [
@@ -154,7 +157,7 @@ def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
 ])  # fmt: skip
 def test_never_good_is_a_bounded_clear_reject(fault: str, reason: str, needle: str, cache: Path) -> None:
     with serve_llm({"caption": [fault] * 10}, sleep_s=1.2) as srv:
-        w = writer(srv.url, cache, timeout_s=0.6, max_retries=2)
+        w = writer(srv.url, cache, timeout_s=0.6 if fault == "timeout" else 30.0, max_retries=2)
         with pytest.raises(TextRejected) as info:
             w.write(fact_sheet("port"), "c")
     assert info.value.reason == reason
@@ -325,7 +328,7 @@ def _records(n: int) -> Iterator[ChipRecord]:
 
 
 def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
-    with serve_llm({"caption": ["hallucinate"] * 4}, latency_s=0.05) as srv:
+    with serve_llm({"caption": ["hallucinate"] * 4}, gather=3) as srv:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, max_concurrent=3, repair_attempts=0))
         stage = WriteText(text, cache_dir=cache)
         stats = Stats()
@@ -343,8 +346,8 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
     assert st.seen == 15 and st.kept + sum(st.rejected.values()) == 15
     assert st.extra["llm_requests"] == len(srv.log) and len(text_rejects) == 4
     assert st.extra["llm_prompt_tokens"] > 0
-    assert srv.gauge.maximum <= 3  # bounded ...
-    assert srv.gauge.maximum >= 2  # ... and concurrent
+    # the server held the first 3 requests until all 3 were in flight: concurrent; and never more
+    assert srv.gather.reached and srv.gauge.maximum == 3
 
 
 def test_vision_sends_the_chip_png_as_a_data_url(cache: Path) -> None:
