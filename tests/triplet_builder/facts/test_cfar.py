@@ -154,6 +154,7 @@ def test_real_port_scene() -> None:
     h, w = db.shape
     items = detect(db, valid, np.zeros_like(valid), px)
     assert 0 < len(items) < 200
+    assert any(d["length_m"] is not None for d in items)  # the length check below is not vacuous
     for d in items:
         x1, y1, x2, y2 = d["bbox"]
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h

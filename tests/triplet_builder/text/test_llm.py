@@ -338,10 +338,11 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
     assert out[3].reject_reason == "upstream"
     text_rejects = [r for r in out if r.reject_stage == "text"]
     assert all(r.reject_reason == "inconsistent_text" and r.reject_detail for r in text_rejects)
-    for r in out:
-        if not r.rejected:
-            assert check_text(r.facts or {}, r.caption_fields or {}, r.qa) == []
-            assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.0"
+    kept = [r for r in out if not r.rejected]
+    assert len(kept) == 15 - len(text_rejects)  # the chips neither rejected upstream nor by the checker
+    for r in kept:
+        assert check_text(r.facts or {}, r.caption_fields or {}, r.qa) == []
+        assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.0"
     st = stats["text"]
     assert st.seen == 15 and st.kept + sum(st.rejected.values()) == 15
     assert st.extra["llm_requests"] == len(srv.log) and len(text_rejects) == 4
