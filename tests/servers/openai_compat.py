@@ -1,14 +1,19 @@
 """A loopback OpenAI-compatible chat-completions server (POST /v1/chat/completions, the OpenAI wire
 format with `usage`) for testing the LLM writer through the REAL openai client.
 
-It answers from the fact sheet it receives (the `<facts>` block of the first user message): a good
-caption is the offline writer's caption of those facts, good QA answers are computed from the facts for
-every item of the `<tasks>` block (a reference implementation of the FUSAR-GPT formats). A per-test
-script of faults, consumed request by request per part ("caption" / "qa" / "*" for either), injects:
+It answers from the fact sheet it receives (the `<facts>` block of the first user message). For the
+fact sheets of tests/triplet_builder/text/factsheets.py the replies are HAND-WRITTEN
+(tests/servers/openai_fixtures.py: a good caption, a wrong one, a table of QA answers), so the good path
+tests the writer and the checker against text nobody derived from them; for any other sheet (real
+chips of the pipeline tests) a good reply is computed from the facts (the offline writer's caption, a
+reference implementation of the FUSAR-GPT QA formats). `log` says which (`source`: fixture / computed).
+A per-test script of faults, consumed request by request per part ("caption" / "qa" / "*" for either),
+injects:
 
   good          well-formed JSON grounded in the facts (also what comes after the script runs out)
   invalid_json  a chatty reply that is not JSON
-  hallucinate   counts that contradict the facts (caption: 17 targets in cell 5; QA: counts + 3)
+  hallucinate   counts that contradict the facts: the fixture's wrong caption / counting answers one
+                short (computed sheets: 17 targets in cell 5; counts + 3)
   hedge         hedging text ("possibly" in the caption, "probably" in the answers)
   429 / 500 / 503 / 401 / 400   that HTTP status with an OpenAI error body (429 with Retry-After: 0)
   timeout       sleep `sleep_s` (past the client's timeout), then answer good
@@ -42,6 +47,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.servers import Gather, LoopbackServer, running
+from tests.servers.openai_fixtures import answer, replies_for
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
 
@@ -84,11 +90,14 @@ class Gauge:
             return self.area / span if span > 0 else 0.0
 
 
-# == good answers computed from the facts ============================================================
+_NOTES = "1. place 2. context 3. function 4. scattering 5. targets 6. checked"
+
+
+# == good answers computed from the facts (sheets without hand-written replies) ========================
 def good_caption(facts: dict[str, Any]) -> dict[str, Any]:
     chip = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     fields = OfflineWriter().caption_fields(facts, chip)
-    return {"notes": "1. place 2. context 3. function 4. scattering 5. targets 6. checked", **fields}
+    return {"notes": _NOTES, **fields}
 
 
 def _frame(facts: dict[str, Any]) -> str:
@@ -281,8 +290,10 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         except ValueError as e:
             images, image_error = [], str(e)
         action = self._next_action(part) if key_ok and image_error is None else "refused"
+        entry: dict[str, Any] = {"source": None}
         with srv.lock:
-            srv.log.append(
+            srv.log.append(entry)
+            entry.update(
                 {
                     "part": part,
                     "action": action,
@@ -314,14 +325,21 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         if m is None:
             return self._error(400, "no <facts> block in the first user message")
         facts = json.loads(m.group("json"))
-        if part == "caption":
-            obj: dict[str, Any] = good_caption(facts)
+        replies = replies_for(facts)
+        items = json.loads(tm.group("json")) if (tm := _TASKS_RE.search(text)) else []
+        obj: dict[str, Any]
+        if replies is not None and part == "caption":
+            obj = {"notes": _NOTES, **(replies.wrong_caption if action == "hallucinate" else replies.caption)}
+        elif replies is not None:
+            obj = {"qa": [answer(facts, replies, it, wrong=action == "hallucinate") for it in items]}
+        elif part == "caption":
+            obj = good_caption(facts)
         else:
-            tm = _TASKS_RE.search(text)
-            assert tm is not None
-            obj = {"qa": [good_answer(facts, it) for it in json.loads(tm.group("json"))]}
+            obj = {"qa": [good_answer(facts, it) for it in items]}
+        with srv.lock:
+            entry["source"] = "fixture" if replies is not None else "computed"
         finish = "stop"
-        if action == "hallucinate":
+        if action == "hallucinate" and replies is None:
             content = json.dumps(_hallucinate(part, obj))
         elif action == "hedge":
             content = json.dumps(_hedge(part, obj))

@@ -447,3 +447,22 @@ def test_flags_under_claiming_answers(name: str, task: str) -> None:
             qa = [dict(x) for x in res.qa]
             qa[i]["answer"] = answer
             assert _has(check_text(facts, res.caption_fields, qa), f"qa[{i}]"), (q, answer)
+
+
+@pytest.mark.parametrize("name", sorted(FACT_SHEETS))
+def test_hand_written_replies_pass_and_their_wrong_twins_do_not(name: str) -> None:
+    """The loopback LLM server's hand-written replies (tests/servers/openai_fixtures.py): text nobody
+    derived from the checker or the offline writer. The good ones pass; the wrong ones are caught."""
+    from tests.servers.openai_fixtures import answer, replies_for
+    from triplet_builder.text.llm import qa_plan
+
+    facts = fact_sheet(name)
+    replies = replies_for(facts)
+    assert replies is not None
+    assert check_caption(facts, replies.caption) == []
+    assert _has(check_caption(facts, replies.wrong_caption), "targets")
+    for chip_id in CHIP_IDS:
+        plan = qa_plan(facts, chip_id)
+        assert check_qa(facts, [answer(facts, replies, item) for item in plan]) == []
+        wrong = [answer(facts, replies, item, wrong=True) for item in plan]
+        assert _has(check_qa(facts, wrong), "counting answer"), chip_id

@@ -22,6 +22,7 @@ from pipelines.executor import plan
 from pipelines.stages import TaskSpec, run_task
 from tests.conftest import ROOT, port_scene
 from tests.servers.openai_compat import OpenAICompatServer, decode_images, openai_server
+from tests.servers.openai_fixtures import replies_for
 from triplet_builder.config import LlmConfig, TextConfig, load_region
 from triplet_builder.record import ChipRecord, Window, chip_id_for
 from triplet_builder.stages.base import Stats, run_stages
@@ -100,6 +101,10 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
     assert len(res.qa) == len(qa_plan(facts, f"chip-{name}"))
     assert w.name == "loopback/test-model" and w.prompt_version == load_prompt().version == "fusar-geovl/1.0"
     assert [e["part"] for e in sorted(srv.log, key=lambda e: e["part"])] == ["caption", "qa"]
+    assert {e["source"] for e in srv.log} == {"fixture"}  # hand-written replies, not our own code's
+    fixture = replies_for(facts)
+    assert fixture is not None
+    assert {k: v for k, v in res.caption_fields.items()} == fixture.caption
     assert {e["response_format"] for e in srv.log} == {"json_schema"}
     assert all(e["authorization"] == f"Bearer {SECRET}" for e in srv.log)
     c = w.take_counters()
@@ -244,7 +249,8 @@ def test_hallucinated_count_is_repaired_with_the_findings(cache: Path) -> None:
     assert check_text(facts, res.caption_fields, res.qa) == []
     cap = parts(srv.log, "caption")
     assert [(e["action"], e["repair"]) for e in cap] == [("hallucinate", False), ("good", True)]
-    assert "17" in cap[1]["last_user"] and "targets" in cap[1]["last_user"]  # the checker's findings
+    # the checker's findings on the fixture's wrong caption ("One bright point target ...": 2 in the facts)
+    assert "One bright point target" in cap[1]["last_user"] and "targets" in cap[1]["last_user"]
     assert w.take_counters()["repairs"] == 1
 
 
@@ -281,7 +287,8 @@ def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cach
         assert second == first
         assert w2.take_counters()["cache_hits"] == n_first - 1  # the invalid JSON reply is not cached
         # corrupt two entries (not the hallucinated reply: refetched, it would come back good, unrepaired)
-        entries = sorted(p for p in cache.rglob("*.json") if "17 bright point targets" not in p.read_text())
+        wrong = [replies_for(f).wrong_caption["targets"] for f in sheets]  # type: ignore[union-attr]
+        entries = sorted(p for p in cache.rglob("*.json") if not any(w and w in p.read_text() for w in wrong))
         entries[0].write_text("{not json")
         entries[1].write_bytes(entries[1].read_bytes()[:20])
         third = [writer(srv.url, cache).write(f, f"c{i}") for i, f in enumerate(sheets)]
