@@ -10,7 +10,8 @@ the API version the client asks for, v1):
 - GET  /v1/projects/earthengine-public/assets/C:listAssets?filter=...&view=FULL&pageSize=...
                                    the images of collection C in a small in-memory catalogue, filtered
                                    by every clause of the filter (startTime / endTime / intersects(...)
-                                   / properties.K op V; an unknown clause is an error), paged.
+                                   / properties.K op V; an unknown clause is an error), paged; the
+                                   BASIC view sets only type, name and id (unspecified = FULL).
 - POST /v1/projects/P/image:computePixels   the serialized expression graph is read far enough to
                                    find the image (Image.load) or collection (ImageCollection.load) and
                                    its date filter, the selected bands and the unmask sentinel; the
@@ -198,8 +199,9 @@ class EEHandler(BaseHTTPRequestHandler):
                 self._record("listAssets", int(fault), 0, fault, t0)
                 self._error(int(fault), "The service is currently unavailable.", "UNAVAILABLE")
                 return
-            status, body = self._list_assets(url.path, parse_qs(url.query))
-            self._record("listAssets", status, len(body), None, t0)
+            query = parse_qs(url.query)
+            status, body = self._list_assets(url.path, query)
+            self._record("listAssets", status, len(body), None, t0, {k: v[0] for k, v in query.items()})
             self._send(status, body)
         else:
             self._record("other", 404, 0, None, t0)
@@ -214,6 +216,9 @@ class EEHandler(BaseHTTPRequestHandler):
         ]
         size = int(query.get("pageSize", [self.srv.page_size])[0])
         offset = int(query.get("pageToken", ["0"])[0])
+        # EarthEngineAssetView: unspecified = FULL; BASIC sets only type, name and id
+        if query.get("view", ["FULL"])[0] == "BASIC":
+            images = [{k: img[k] for k in ("type", "name", "id") if k in img} for img in images]
         page: dict[str, Any] = {"assets": images[offset : offset + size]}
         if offset + size < len(images):
             page["nextPageToken"] = str(offset + size)
