@@ -13,13 +13,13 @@ BASE   := $(VENV)/.installed-base
 TRAIN  := $(VENV)/.installed-train
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: build-dataset train eval test test-quick lint bench bench-remote bench-train clean help
+.PHONY: build-dataset train eval test test-quick coverage lint bench bench-remote bench-train clean help
 
 help:
 	@echo "make build-dataset [REGION=pipelines/regions/<name>.yaml] [ARGS='--workers 4 --overwrite']"
 	@echo "make train [CONFIG=model/configs/tiny.yaml] [DATA=out/demo] [ARGS='--stage 2 --resume DIR']"
 	@echo "make eval CHECKPOINT=out/train/tiny/stage2/final [DATA=out/demo]"
-	@echo "make test | make test-quick | make bench | make bench-remote | make bench-train | make clean"
+	@echo "make test | make test-quick | make coverage | make bench | make bench-remote | make bench-train | make clean"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,14 @@ test: lint
 
 test-quick: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
+
+# line coverage of the quick subset, subprocesses included (the CLI, Dask workers): [tool.coverage] in
+# pyproject.toml; the figure is in README (Testing)
+coverage: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m coverage run -m pytest -q -m "not slow"
+	$(BIN)/python -m coverage combine -q
+	$(BIN)/python -m coverage report
 
 bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput

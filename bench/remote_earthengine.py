@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aef-chips", type=int, default=16)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "remote_earthengine.json")
     args = ap.parse_args(argv)
-    os.environ.setdefault("EE_ACCESS_TOKEN", "bench")  # the loopback server takes any token
+    os.environ.setdefault("EE_ACCESS_TOKEN", "bench")  # the loopback server checks this token
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         s1_size = args.s1_chip_px * int(np.ceil(np.sqrt(args.s1_chips)))
@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             S1_ID: [Raster(tmp / "s1.tif", ("VV", "VH"), datetime(2024, 1, 1, tzinfo=timezone.utc))],
             COLLECTION: [Raster(tmp / "aef.tif", BANDS, datetime(2024, 1, 1, tzinfo=timezone.utc), "aef")],
         }
-        with serve(EEHandler, **ee_server_attrs(rasters, latency_s=args.latency)) as srv:
+        with serve(
+            EEHandler, **ee_server_attrs(rasters, latency_s=args.latency, token=os.environ["EE_ACCESS_TOKEN"])
+        ) as srv:
             settings = ClientSettings(
                 project="bench-project", url=srv.url, cache_dir=str(tmp / "cache"),
                 max_concurrent=args.max_concurrent, timeout_s=60.0,

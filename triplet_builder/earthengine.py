@@ -378,6 +378,19 @@ def classify(exc: BaseException) -> str:
     return "fatal"
 
 
+def _credentials_refused(exc: BaseException) -> bool:
+    """An HTTP 401, or the refresh google-auth attempts after one with a token that cannot refresh."""
+    from google.auth.exceptions import RefreshError
+    from googleapiclient.errors import HttpError
+
+    for e in (exc, exc.__context__, exc.__cause__):
+        if isinstance(e, RefreshError):
+            return True
+        if isinstance(e, HttpError) and int(getattr(e.resp, "status", 0) or 0) == 401:
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------------------------- runner
 @dataclass
 class _Leaf:
@@ -572,6 +585,11 @@ class ComputePixelsRunner:
                 raise RequestTooLargeError(_first_line(e)) from None
             if kind == "transient":
                 raise TransientError(f"{type(e).__name__}: {_first_line(e)}") from None
+            if _credentials_refused(e):
+                raise EarthEngineError(
+                    "Earth Engine refused the credentials (HTTP 401): renew EE_ACCESS_TOKEN "
+                    "(`gcloud auth print-access-token`) or set earthengine.service_account_key"
+                ) from None
             raise EarthEngineError(f"Earth Engine computePixels failed: {_first_line(e)}") from None
         if not isinstance(data, bytes | bytearray):
             raise EarthEngineError(f"Earth Engine computePixels returned {type(data).__name__}, not bytes")

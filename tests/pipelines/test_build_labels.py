@@ -75,6 +75,7 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
     port_tasks = [e for t, e in zip(tasks, per_task, strict=True) if t["scene_id"] == PORT_ID]
     assert sum(e["labels_in_chips"] for e in port_tasks) >= 2
     ids = set()
+    unclipped = 0
     table = pq.read_table(out / "data", columns=["scene_id", "facts", "caption", "qa"]).to_pylist()
     for row in table:
         for o in json.loads(row["facts"])["objects"]:
@@ -82,6 +83,8 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
             x1, y1, x2, y2 = o["bbox"]
             if 0 < x1 and x2 < 64 and 0 < y1 and y2 < 64:  # not clipped at the chip edge
                 assert (x2 - x1, y2 - y1) == (4, 4)  # 80 m at 20 m
+                unclipped += 1
             ids.add(o["attributes"]["id"])
         assert "non-vessel" not in row["caption"] and all("non-vessel" not in q["answer"] for q in row["qa"])
     assert ids == {"own-1", "own-2"}
+    assert unclipped >= 1  # the box size was checked at least once

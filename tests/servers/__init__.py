@@ -33,6 +33,34 @@ def serve(handler: type[BaseHTTPRequestHandler], **attrs: object) -> Iterator[Lo
         yield server
 
 
+class Gather:
+    """Holds the first `n` requests until all `n` are in flight at once (or `timeout_s` passes), then lets
+    every request through. A client that keeps `n` requests in flight is then SEEN doing so whatever the
+    machine's load (no latency to tune); one that does not leaves `reached` False after the timeout."""
+
+    def __init__(self, n: int, timeout_s: float = 10.0) -> None:
+        self.n = n
+        self.timeout_s = timeout_s
+        self.barrier = threading.Barrier(n) if n > 1 else None
+        self.lock = threading.Lock()
+        self.taken = 0
+        self.reached = False
+
+    def __call__(self) -> None:
+        """Call from a handler once its request counts as in flight."""
+        if self.barrier is None:
+            return
+        with self.lock:
+            if self.taken >= self.n:
+                return
+            self.taken += 1
+        try:
+            self.barrier.wait(self.timeout_s)
+            self.reached = True
+        except threading.BrokenBarrierError:
+            pass
+
+
 S = TypeVar("S", bound=ThreadingHTTPServer)
 
 

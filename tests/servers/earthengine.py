@@ -1,18 +1,25 @@
 """A loopback Earth Engine REST server that the REAL `ee` client talks to, with faults injected per test.
 
-What it answers (the calls `ee.Initialize`, `ee.data.computePixels` and `ee.data.listImages` make):
-- GET  /$discovery/rest            the discovery document the `ee` package ships (ee/tests/), its rootUrl
-                                   rewritten to this server. The shipped copy lacks listAssets' `filter`
-                                   and `view` query parameters, which the live API has; they are added.
-- GET  /v1alpha/projects/P/algorithms                the algorithms list the package ships.
-- GET  /v1alpha/projects/earthengine-public/assets/C:listAssets?filter=...&view=FULL
+What it answers (the calls `ee.Initialize`, `ee.data.computePixels` and `ee.data.listImages` make with
+the API version the client asks for, v1):
+- GET  /$discovery/rest?version=v1  a HAND-WRITTEN v1 discovery document (earthengine_discovery_v1.json:
+                                   the resources, methods, paths and typed parameters the client uses,
+                                   in the live document's shape), its rootUrl rewritten to this server;
+                                   any other version is a 404, as for an unknown API version.
+- GET  /v1/projects/P/algorithms   the algorithms list the `ee` package ships (ee/tests/algorithms.json).
+- GET  /v1/projects/earthengine-public/assets/C:listAssets?filter=...&view=FULL&pageSize=...
                                    the images of collection C in a small in-memory catalogue, filtered
-                                   by startTime / endTime / intersects(...) / properties.K = "V".
-- POST /v1alpha/projects/P/image:computePixels   the serialized expression graph is read far enough to
+                                   by every clause of the filter (startTime / endTime / intersects(...)
+                                   / properties.K op V; an unknown clause is an error), paged; the
+                                   BASIC view sets only type, name and id (unspecified = FULL).
+- POST /v1/projects/P/image:computePixels   the serialized expression graph is read far enough to
                                    find the image (Image.load) or collection (ImageCollection.load) and
                                    its date filter, the selected bands and the unmask sentinel; the
                                    pixels come from local rasters reprojected (nearest) onto the grid,
                                    as NPY (a structured array, one field per band) or GeoTIFF.
+Every API call (not the discovery document, which Google serves publicly) must carry
+`Authorization: Bearer <token>` (`token`, default "test-token", what the test fixtures put in
+EE_ACCESS_TOKEN); otherwise it is answered 401 UNAUTHENTICATED, as Earth Engine does.
 
 AlphaEarth rasters (int8 codes, -128 nodata) are served de-quantized to the float values Earth Engine
 holds (v = sign(q) (q / 127.5)^2), so a client that re-quantizes must get the codes back exactly.
@@ -22,7 +29,8 @@ Faults, latency and accounting live on the server object (see `ee_server_attrs`)
 `faults` is a list consumed one per computePixels request: "429", "500", "slow" (answers after
 `slow_s`, past the client's deadline) or "too_large" (the 400 Earth Engine sends for oversized
 requests); any request whose response would exceed `max_bytes` also gets that 400. `latency_s` delays
-every computePixels answer. `log` records every request; `inflight` / `max_inflight` and `events`
+every computePixels answer; `gather` holds the first N computePixels requests until N are in flight at
+once (tests.servers.Gather). `log` records every request; `inflight` / `max_inflight` and `events`
 (time, +1 / -1) measure achieved concurrency.
 """
 
@@ -54,9 +62,10 @@ from rasterio.windows import Window
 
 from schemas.aef import NODATA as AEF_NODATA
 from schemas.aef import dequantize
+from tests.servers import Gather
 
 EE_DIR = Path(ee.__file__).parent / "tests"
-DISCOVERY = EE_DIR / "cloud_api_discovery_document.json"
+DISCOVERY = Path(__file__).with_name("earthengine_discovery_v1.json")
 ALGORITHMS = EE_DIR / "algorithms.json"
 MAX_BYTES = 48 * 2**20
 
@@ -75,7 +84,7 @@ class Raster:
 @dataclass
 class LoggedRequest:
     method: str
-    kind: str  # discovery, algorithms, listAssets, computePixels, other
+    kind: str  # discovery, algorithms, listAssets, computePixels, unauthenticated, other
     path: str
     status: int
     nbytes: int
@@ -110,10 +119,6 @@ def _discovery(root: str) -> bytes:
     doc = json.loads(DISCOVERY.read_text())
     doc["rootUrl"] = root + "/"
     doc["baseUrl"] = root + "/"
-    for res in (doc["resources"]["projects"], doc["resources"]["projects"]["resources"]["assets"]):
-        params = res["methods"]["listAssets"]["parameters"]
-        params.setdefault("filter", {"type": "string", "location": "query", "description": ""})
-        params.setdefault("view", {"type": "string", "location": "query", "description": ""})
     return json.dumps(doc).encode()
 
 
@@ -163,15 +168,27 @@ class EEHandler(BaseHTTPRequestHandler):
                 )
             )
 
+    def _authorized(self) -> bool:
+        token = getattr(self.srv, "token", None)
+        return token is None or self.headers.get("Authorization") == f"Bearer {token}"
+
     # ------------------------------------------------------------------------------------- GET
     def do_GET(self) -> None:
         t0 = time.monotonic()
         url = urlsplit(self.path)
         if url.path.startswith("/$discovery/rest"):
+            version = parse_qs(url.query).get("version", [""])[0]
+            if version != "v1":
+                self._record("discovery", 404, 0, None, t0)
+                self._error(404, f"discovery document of version {version!r} not found", "NOT_FOUND")
+                return
             body = _discovery(self.srv.url)
             self._record("discovery", 200, len(body), None, t0)
             self._send(200, body)
-        elif url.path.endswith("/algorithms"):
+        elif not self._authorized():
+            self._record("unauthenticated", 401, 0, None, t0)
+            self._error(401, "Request is missing required authentication credential.", "UNAUTHENTICATED")
+        elif re.fullmatch(r"/v1/projects/[^/]+/algorithms", url.path):
             body = ALGORITHMS.read_bytes()
             self._record("algorithms", 200, len(body), None, t0)
             self._send(200, body)
@@ -182,15 +199,16 @@ class EEHandler(BaseHTTPRequestHandler):
                 self._record("listAssets", int(fault), 0, fault, t0)
                 self._error(int(fault), "The service is currently unavailable.", "UNAVAILABLE")
                 return
-            status, body = self._list_assets(url.path, parse_qs(url.query))
-            self._record("listAssets", status, len(body), None, t0)
+            query = parse_qs(url.query)
+            status, body = self._list_assets(url.path, query)
+            self._record("listAssets", status, len(body), None, t0, {k: v[0] for k, v in query.items()})
             self._send(status, body)
         else:
             self._record("other", 404, 0, None, t0)
             self._error(404, f"no such resource {url.path}", "NOT_FOUND")
 
     def _list_assets(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
-        m = re.match(r"^/v1alpha/projects/earthengine-public/assets/(?P<parent>.+):listAssets$", path)
+        m = re.match(r"^/v1/projects/earthengine-public/assets/(?P<parent>.+):listAssets$", path)
         if m is None or m["parent"] not in self.srv.catalogue:
             return 404, json.dumps({"error": {"code": 404, "message": f"{path} not found"}}).encode()
         images = [
@@ -198,6 +216,9 @@ class EEHandler(BaseHTTPRequestHandler):
         ]
         size = int(query.get("pageSize", [self.srv.page_size])[0])
         offset = int(query.get("pageToken", ["0"])[0])
+        # EarthEngineAssetView: unspecified = FULL; BASIC sets only type, name and id
+        if query.get("view", ["FULL"])[0] == "BASIC":
+            images = [{k: img[k] for k in ("type", "name", "id") if k in img} for img in images]
         page: dict[str, Any] = {"assets": images[offset : offset + size]}
         if offset + size < len(images):
             page["nextPageToken"] = str(offset + size)
@@ -208,7 +229,11 @@ class EEHandler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         n = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n)
-        if not self.path.split("?")[0].endswith("/image:computePixels"):
+        if not self._authorized():
+            self._record("unauthenticated", 401, 0, None, t0)
+            self._error(401, "Request is missing required authentication credential.", "UNAUTHENTICATED")
+            return
+        if not re.fullmatch(r"/v1/projects/[^/]+/image:computePixels", self.path.split("?")[0]):
             self._record("other", 404, 0, None, t0)
             self._error(404, f"no such method {self.path}", "NOT_FOUND")
             return
@@ -219,7 +244,11 @@ class EEHandler(BaseHTTPRequestHandler):
             self.srv.max_inflight = max(self.srv.max_inflight, self.srv.inflight)
             self.srv.events.append((t0, +1))
         try:
+            self.srv.gather()
             status, body, ctype = self._compute(req, fault)
+            # recorded on arrival, before any latency or deadline fault: a client that gives up on a
+            # slow answer has already been counted (no race with a test counting requests)
+            self._record("computePixels", status, len(body), fault, t0, req)
             if self.srv.latency_s:
                 time.sleep(self.srv.latency_s)
             if fault == "slow":
@@ -228,7 +257,6 @@ class EEHandler(BaseHTTPRequestHandler):
             with self.srv.lock:
                 self.srv.inflight -= 1
                 self.srv.events.append((time.monotonic(), -1))
-        self._record("computePixels", status, len(body), fault, t0, req)  # before the answer: no race
         self._send(status, body, ctype)
 
     def _compute(self, req: dict[str, Any], fault: str | None) -> tuple[int, bytes, str]:
@@ -487,9 +515,13 @@ def ee_server_attrs(
     max_bytes: int = MAX_BYTES,
     page_size: int = 1000,
     list_faults: list[str] | None = None,
+    token: str | None = "test-token",
+    gather: int = 0,
 ) -> dict[str, object]:
     """The attributes `serve(EEHandler, **ee_server_attrs(...))` needs."""
     return {
+        "token": token,
+        "gather": Gather(gather),
         "rasters": rasters,
         "catalogue": catalogue or {},
         "faults": list(faults or []),

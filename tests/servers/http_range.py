@@ -1,7 +1,7 @@
 """A static file server with HTTP range requests, as object stores serve COGs to GDAL's /vsicurl/.
 
 Like the public AlphaEarth mirror it answers 403 to a request without an explicit User-Agent of our own
-(Python's and curl's defaults are refused), and it logs every request with the bytes it sent so tests
+(Python's, curl's and GDAL's defaults, "GDAL/<version>" since GDAL 3.7, are refused), and it logs every request with the bytes it sent so tests
 and benchmarks can count requests and bytes per chip. Faults and latency are injected per server:
 
     with serve(RangeHandler, root=folder, latency_s=0.2, fail_next={"503": 1}) as srv:
@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-REFUSED_AGENTS = re.compile(r"^(Python-urllib|curl/|$)")
+REFUSED_AGENTS = re.compile(r"^(Python-urllib|curl/|GDAL/|$)")
 
 
 @dataclass(frozen=True)

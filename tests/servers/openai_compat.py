@@ -1,29 +1,41 @@
 """A loopback OpenAI-compatible chat-completions server (POST /v1/chat/completions, the OpenAI wire
 format with `usage`) for testing the LLM writer through the REAL openai client.
 
-It answers from the fact sheet it receives (the `<facts>` block of the first user message): a good
-caption is the offline writer's caption of those facts, good QA answers are computed from the facts for
-every item of the `<tasks>` block (a reference implementation of the FUSAR-GPT formats). A per-test
-script of faults, consumed request by request per part ("caption" / "qa" / "*" for either), injects:
+It answers from the fact sheet it receives (the `<facts>` block of the first user message). For the
+fact sheets of tests/triplet_builder/text/factsheets.py the replies are HAND-WRITTEN
+(tests/servers/openai_fixtures.py: a good caption, a wrong one, a table of QA answers), so the good path
+tests the writer and the checker against text nobody derived from them; for any other sheet (real
+chips of the pipeline tests) a good reply is computed from the facts (the offline writer's caption, a
+reference implementation of the FUSAR-GPT QA formats). `log` says which (`source`: fixture / computed).
+A per-test script of faults, consumed request by request per part ("caption" / "qa" / "*" for either),
+injects:
 
   good          well-formed JSON grounded in the facts (also what comes after the script runs out)
   invalid_json  a chatty reply that is not JSON
-  hallucinate   counts that contradict the facts (caption: 17 targets in cell 5; QA: counts + 3)
+  hallucinate   counts that contradict the facts: the fixture's wrong caption / counting answers one
+                short (computed sheets: 17 targets in cell 5; counts + 3)
   hedge         hedging text ("possibly" in the caption, "probably" in the answers)
   429 / 500 / 503 / 401 / 400   that HTTP status with an OpenAI error body (429 with Retry-After: 0)
   timeout       sleep `sleep_s` (past the client's timeout), then answer good
   truncated     half a JSON object with finish_reason "length"
 
-Server attributes (set through `openai_server(...)`): `faults`, `latency_s` (added to every request),
+Like the real API it checks the key (`api_key`: a request without `Authorization: Bearer <api_key>` gets
+401 before anything else; None accepts any) and decodes every image part of the messages: a data URL that
+is not base64 of a PNG is a 400 ("Invalid image"), and the decoded bytes are logged (`images`).
+
+Server attributes (set through `openai_server(...)`): `api_key`, `faults`, `latency_s` (added to every request),
 `sleep_s`, `refuse_json_schema` (400 on response_format json_schema, as some servers do),
-`require_max_completion_tokens` (400 on max_tokens, as OpenAI's reasoning models do), `log` (one
-dict per request: part, action, repair, response_format, authorization, image, model,
-last_user), and `gauge` (requests in
+`require_max_completion_tokens` (400 on max_tokens, as OpenAI's reasoning models do), `gather` (hold
+the first N requests until N are in flight at once: tests.servers.Gather), `log` (one
+dict per request, appended BEFORE the answer is sent: part, action, repair, response_format,
+authorization, image, images (the decoded PNG bytes of every image part), model, last_user), and `gauge` (requests in
 flight: the maximum and the time-weighted mean; also served as JSON on GET /_stats).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -34,7 +46,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers import LoopbackServer, running
+from tests.servers import Gather, LoopbackServer, running
+from tests.servers.openai_fixtures import answer, replies_for
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
 
@@ -77,11 +90,14 @@ class Gauge:
             return self.area / span if span > 0 else 0.0
 
 
-# == good answers computed from the facts ============================================================
+_NOTES = "1. place 2. context 3. function 4. scattering 5. targets 6. checked"
+
+
+# == good answers computed from the facts (sheets without hand-written replies) ========================
 def good_caption(facts: dict[str, Any]) -> dict[str, Any]:
     chip = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
     fields = OfflineWriter().caption_fields(facts, chip)
-    return {"notes": "1. place 2. context 3. function 4. scattering 5. targets 6. checked", **fields}
+    return {"notes": _NOTES, **fields}
 
 
 def _frame(facts: dict[str, Any]) -> str:
@@ -141,6 +157,35 @@ def _hedge(part: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 # == the handler =====================================================================================
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)$", re.S)
+
+
+def decode_images(messages: list[dict[str, Any]]) -> list[bytes]:
+    """The bytes of every image part of the messages, decoded as the API does; ValueError names the
+    first part that is not a base64 PNG data URL."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "image_url":
+                continue
+            url = (part.get("image_url") or {}).get("url", "")
+            dm = _DATA_URL_RE.match(url)
+            if dm is None or dm["mime"] != "image/png":
+                raise ValueError(f"Invalid image: expected a data:image/png;base64 URL, got {url[:40]!r}")
+            try:
+                data = base64.b64decode(dm["data"], validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"Invalid image: bad base64 ({e})") from e
+            if not data.startswith(_PNG_SIGNATURE) or len(data) < 67:  # 67 B: the smallest valid PNG
+                raise ValueError(f"Invalid image: {len(data)} bytes that are not a PNG")
+            out.append(data)
+    return out
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -157,8 +202,12 @@ class OpenAICompatServer(LoopbackServer):
         sleep_s: float,
         refuse_json_schema: bool,
         require_max_completion_tokens: bool,
+        api_key: str | None = None,
+        gather: int = 0,
     ) -> None:
         super().__init__(("127.0.0.1", 0), OpenAICompatHandler)
+        self.api_key = api_key
+        self.gather = Gather(gather)
         self.faults = {k: list(v) for k, v in faults.items()}
         self.latency_s = latency_s
         self.sleep_s = sleep_s
@@ -219,6 +268,7 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         gauge = self.server.gauge
         gauge.enter()
         try:
+            self.server.gather()
             self._handle()
         finally:
             gauge.leave()
@@ -233,20 +283,33 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         text = _text_of(first_user["content"])
         part = "qa" if _TASKS_RE.search(text) else "caption"
         rf = (body.get("response_format") or {}).get("type")
-        action = self._next_action(part)
+        authorization = self.headers.get("Authorization")
+        key_ok = srv.api_key is None or authorization == f"Bearer {srv.api_key}"
+        try:
+            images, image_error = decode_images(messages), None
+        except ValueError as e:
+            images, image_error = [], str(e)
+        action = self._next_action(part) if key_ok and image_error is None else "refused"
+        entry: dict[str, Any] = {"source": None}
         with srv.lock:
-            srv.log.append(
+            srv.log.append(entry)
+            entry.update(
                 {
                     "part": part,
                     "action": action,
                     "repair": sum(1 for m in messages if m["role"] == "user") > 1,
                     "response_format": rf,
-                    "authorization": self.headers.get("Authorization"),
-                    "image": isinstance(first_user["content"], list),
+                    "authorization": authorization,
+                    "image": bool(images),
+                    "images": images,
                     "model": body.get("model"),
                     "last_user": _text_of([m for m in messages if m["role"] == "user"][-1]["content"]),
                 }
             )
+        if not key_ok:
+            return self._error(401, "Incorrect API key provided.")
+        if image_error is not None:
+            return self._error(400, image_error, param="messages")
         time.sleep(srv.latency_s)
         if rf == "json_schema" and srv.refuse_json_schema:
             return self._error(400, "json_schema is not supported by this server", param="response_format")
@@ -262,14 +325,21 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         if m is None:
             return self._error(400, "no <facts> block in the first user message")
         facts = json.loads(m.group("json"))
-        if part == "caption":
-            obj: dict[str, Any] = good_caption(facts)
+        replies = replies_for(facts)
+        items = json.loads(tm.group("json")) if (tm := _TASKS_RE.search(text)) else []
+        obj: dict[str, Any]
+        if replies is not None and part == "caption":
+            obj = {"notes": _NOTES, **(replies.wrong_caption if action == "hallucinate" else replies.caption)}
+        elif replies is not None:
+            obj = {"qa": [answer(facts, replies, it, wrong=action == "hallucinate") for it in items]}
+        elif part == "caption":
+            obj = good_caption(facts)
         else:
-            tm = _TASKS_RE.search(text)
-            assert tm is not None
-            obj = {"qa": [good_answer(facts, it) for it in json.loads(tm.group("json"))]}
+            obj = {"qa": [good_answer(facts, it) for it in items]}
+        with srv.lock:
+            entry["source"] = "fixture" if replies is not None else "computed"
         finish = "stop"
-        if action == "hallucinate":
+        if action == "hallucinate" and replies is None:
             content = json.dumps(_hallucinate(part, obj))
         elif action == "hedge":
             content = json.dumps(_hedge(part, obj))
@@ -313,11 +383,13 @@ def openai_server(
     sleep_s: float = 1.0,
     refuse_json_schema: bool = False,
     require_max_completion_tokens: bool = False,
+    api_key: str | None = None,
+    gather: int = 0,
 ) -> Iterator[OpenAICompatServer]:
     """Run the server in a thread for the length of a `with` (as tests.servers.serve does); base URL
     for the client: f"{server.url}/v1"."""
     server = OpenAICompatServer(
-        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens
+        faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens, api_key, gather
     )
     with running(server):
         yield server

@@ -338,6 +338,14 @@ _MOSTLY_RE = re.compile(
     r"\b(?:mostly|mainly|largely|predominantly|dominat\w*|majority|entirely|fully|completely|almost\s+all)\b",
     re.I,
 )
+# the whole chip said to be one surface ("entirely land", "all open water"): denies the other one
+_TOTAL_RE = re.compile(
+    r"""\b(?:entirely|completely|fully|wholly|purely|solely|only|all)\s+(?:of\s+it\s+)?
+    (?:(?:dry\s+)?(?P<land>land|ground)|(?:open\s+)?(?P<water>water|sea|ocean))\b""",
+    re.X | re.I,
+)
+# an exclusive cell reference ("water lies only in cell 1"): the cells not named hold none
+_ONLY_RE = re.compile(r"\b(?:only|solely|exclusively)\b", re.I)
 _TOPIC_RES: dict[str, re.Pattern[str]] = {
     "water": re.compile(r"\bwaters?\b|\bsea\b|\bocean\b|\briver\b|\blake\b", re.I),
     "land": re.compile(r"\bland\b|\bground\b", re.I),
@@ -802,6 +810,7 @@ def _topic_at(
 def _check_cells(ctx: _Context, field: str, text: str, refs: list[_Ref]) -> list[str]:
     out = []
     clauses = _clauses(text)
+    exclusive_done: set[tuple[int, int]] = set()
     for ref in refs:
         for n in ref.invalid:
             out.append(f"{field}: cell {n} does not exist (cells are 1..9)")
@@ -839,7 +848,45 @@ def _check_cells(ctx: _Context, field: str, text: str, refs: list[_Ref]) -> list
                         f"the {key}(s) are in cells {sorted(ctx.target_cells(key or GENERIC_KEY)) or 'none'}"
                     )
                 out.append(f"{field}: cell {c} is said to hold {what} but the facts disagree ({fact})")
+        clause = _clause_of(clauses, ref.start)
+        if clause not in exclusive_done:
+            exclusive_done.add(clause)
+            out += _check_only(ctx, field, text, clause, refs, topic)
     return out
+
+
+def _check_only(
+    ctx: _Context,
+    field: str,
+    text: str,
+    clause: tuple[int, int],
+    refs: list[_Ref],
+    topic: tuple[str, str | None, bool, bool],
+) -> list[str]:
+    """An exclusive reference ("water lies only in cell 1") must name every cell that holds it."""
+    kind, key, negated, mostly = topic
+    a, b = clause
+    if negated or kind == "nodata" or not _ONLY_RE.search(text, a, b):
+        return []
+    named = {c for r in refs if a <= r.start < b for c in r.cells}
+    if kind == "target":
+        holding = ctx.target_cells(key or GENERIC_KEY)
+    else:
+        holding = set()
+        for c, cell in ctx.cells.items():
+            w, br = cell["water_fraction"], cell["bright_fraction"]
+            if cell["valid_fraction"] >= NODATA_CELL and (
+                (kind == "water" and w >= (MOSTLY if mostly else WATER_PRESENT))
+                or (kind == "land" and w < (MOSTLY if mostly else 1.0 - WATER_PRESENT))
+                or (kind == "bright" and br >= BRIGHT_PRESENT)
+            ):
+                holding.add(c)
+    missing = sorted(holding - named)
+    if not missing:
+        return []
+    return [
+        f"{field}: '{text[a:b].strip()}' says only cells {sorted(named)} hold {key or kind} but cells {missing} do too"
+    ]
 
 
 def _check_global_negations(ctx: _Context, field: str, text: str, refs: list[_Ref]) -> list[str]:
@@ -862,6 +909,11 @@ def _check_global_negations(ctx: _Context, field: str, text: str, refs: list[_Re
                     out.append(
                         f"{field}: '{text[a:b].strip()}' denies {topic} but the facts have {value:.2f}"
                     )
+        water = ctx.surface["water_fraction"]
+        for m in _TOTAL_RE.finditer(text, a, b):
+            denied, value = ("water", water) if m.group("land") else ("land", 1.0 - water)
+            if value >= GLOBAL_ABSENT:
+                out.append(f"{field}: '{m.group(0)}' denies {denied} but the facts have {value:.2f}")
     return out
 
 
@@ -928,6 +980,8 @@ def _check_claims(ctx: _Context, field: str, text: str) -> list[str]:
     for m in _BOUNDARY_RE.finditer(text):
         window = text[max(0, m.start() - 30) : m.start()]
         if re.search(rf"\b{_NEGATION}\b(?:\s+[^\W\d_]+){{0,2}}\s*$", window, re.I):
+            if has_boundary(ctx.facts):
+                out.append(f"{field}: denies a '{m.group(0)}' but the facts have a land/water boundary")
             continue
         w = ctx.surface["water_fraction"]
         if not (has_boundary(ctx.facts) or WATER_PRESENT <= w <= 1.0 - WATER_PRESENT):

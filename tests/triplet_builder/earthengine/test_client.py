@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +83,12 @@ def test_slow_answer_hits_the_deadline_and_is_retried(tmp_path: Path) -> None:
     with serve(EEHandler, **ee_server_attrs(aef_rasters(), faults=["slow"], slow_s=1.5)) as srv:
         runner = ComputePixelsRunner(settings_for(srv, tmp_path, timeout_s=0.5))
         arr = runner.fetch(aef_request())
-        deadline = time.monotonic() + 5
-        while len(pixel_requests(srv)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the slow answer is logged when the server finally sends it
-        faults = sorted(str(r.fault) for r in pixel_requests(srv))
+        faults = [r.fault for r in pixel_requests(srv)]  # recorded on arrival, slow one included
     assert arr.shape == (10, 10)
-    assert faults == ["None", "slow"]
+    # the slow answer first; then good ones (more than one only if a loaded machine answers past 0.5 s)
+    assert faults[0] == "slow" and len(faults) >= 2 and set(faults[1:]) == {None}, faults
     c = runner.drain()
-    assert c["retries"] == 1 and c["requests"] == 2
+    assert c["retries"] == len(faults) - 1 and c["requests"] == len(faults)
 
 
 def test_server_too_large_is_split_not_retried(tmp_path: Path) -> None:
@@ -165,11 +162,12 @@ def test_corrupt_cache_entry_is_refetched(server: LoopbackServer, tmp_path: Path
 
 
 def test_concurrency_is_bounded(tmp_path: Path) -> None:
-    with serve(EEHandler, **ee_server_attrs(aef_rasters(), latency_s=0.1)) as srv:
+    with serve(EEHandler, **ee_server_attrs(aef_rasters(), gather=3)) as srv:
         runner = ComputePixelsRunner(settings_for(srv, tmp_path, max_concurrent=3))
         reqs = [aef_request(WINDOW_GRID.sub(r, 0, 1, 10)) for r in range(10)]
         rows = runner.fetch_many(reqs)
-        assert srv.max_inflight == 3  # type: ignore[attr-defined]
+        # the server held the first 3 until all 3 were in flight: concurrent; and never more than 3
+        assert srv.gather.reached and srv.max_inflight == 3  # type: ignore[attr-defined]
     whole = np.concatenate(rows)
     assert whole.shape == (10, 10)
 
@@ -298,3 +296,30 @@ def test_server_answers_geotiff_on_the_requested_grid(server: LoopbackServer, tm
         assert ds.crs.to_string() == "EPSG:32613" and ds.transform.c == 418080.0 and ds.transform.e == -10.0
         assert ds.descriptions == BANDS[:2]
         np.testing.assert_array_equal(ds.read(1), npy["A00"])
+
+
+def test_the_client_speaks_v1_with_its_token(server: LoopbackServer, tmp_path: Path) -> None:
+    """The real client fetches the v1 discovery document and calls the v1 paths it describes, with the
+    token as a Bearer credential (the server refuses anything else)."""
+    ComputePixelsRunner(settings_for(server, tmp_path)).fetch(aef_request())
+    log = request_log(server)
+    assert [r.kind for r in log][:1] == ["discovery"] and all(r.status == 200 for r in log), log
+    calls = [r for r in log if r.kind != "discovery"]
+    assert "computePixels" in {r.kind for r in calls} and {r.kind for r in calls} <= {
+        "algorithms",
+        "computePixels",
+    }
+    assert all(r.path.startswith("/v1/projects/test-project/") for r in calls), [r.path for r in calls]
+
+
+def test_a_wrong_token_is_refused_and_named(tmp_path: Path) -> None:
+    with serve(EEHandler, **ee_server_attrs(aef_rasters(), token="another-token")) as srv:
+        runner = ComputePixelsRunner(settings_for(srv, tmp_path))
+        with pytest.raises((EarthEngineError, EarthEngineSetupError)) as info:
+            runner.fetch(aef_request())
+        log = request_log(srv)
+    message = str(info.value)
+    assert "refused the credentials (HTTP 401)" in message and "EE_ACCESS_TOKEN" in message, message
+    assert "test-token" not in message and "\n" not in message
+    assert log and not pixel_requests(srv)  # nothing computed without credentials
+    assert {r.kind for r in log} == {"discovery", "unauthenticated"}

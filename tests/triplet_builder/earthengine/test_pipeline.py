@@ -4,7 +4,6 @@ counters in the statistics, zero requests on a rerun, and EE anchors equal to th
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -15,15 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import pipelines.stages as stages_mod
-from pipelines.stages import TaskSpec, run_task
+from pipelines.stages import TaskSpec, build_stages, run_task
 from tests.conftest import PORT_TILE, ROOT, port_scene
 from tests.servers import LoopbackServer, serve
 from tests.servers.earthengine import EEHandler, Raster, ee_server_attrs, pixel_requests, request_log
 from tests.triplet_builder.earthengine.s1 import PORT_ID, REGION_BBOX, s1_world
 from triplet_builder.config import RegionConfig, load_region
 from triplet_builder.embeddings.earthengine import BANDS, COLLECTION
-from triplet_builder.stages.embed import make_provider
+from triplet_builder.stages.embed import Embed
 from triplet_builder.tiling import plan_windows
 
 SYNTHETIC_AEF = ROOT / "data" / "demo" / "aef_synthetic"
@@ -73,22 +71,41 @@ def aef_server() -> Iterator[LoopbackServer]:
         yield srv
 
 
-def _run(cfg: RegionConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    # build_stages passes only cfg.embeddings to make_provider; this applies the one-line wiring proposed
-    # for pipelines/stages.py (pass the region's earthengine block and cache root) around the REAL run_task
-    monkeypatch.setattr(
-        stages_mod,
-        "make_provider",
-        functools.partial(make_provider, earthengine=cfg.earthengine, cache_dir=cfg.cache_root()),
-    )
+def _run(cfg: RegionConfig) -> dict[str, Any]:
+    """The REAL run_task: the region's earthengine block and cache root reach the provider through
+    pipelines/stages.py's own wiring (nothing patched)."""
     scene = port_scene()
     windows = plan_windows(scene.width, scene.height, size=64, stride=64, native_pixel_m=20.0)
     return run_task(TaskSpec(0, scene, tuple(windows)), cfg)
 
 
-def test_run_task_with_earthengine_embeddings(
+def test_the_regions_earthengine_block_reaches_the_provider(
     aef_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    block = {**ee_block(aef_server), "project": "region-project", "max_concurrent": 3, "timeout_s": 17.0}
+    cfg = load_region(
+        write_region(
+            tmp_path,
+            "wiring",
+            scenes={"type": "local", "paths": [str(PORT_TILE)], "scale": "db"},
+            embeddings={"type": "earthengine"},
+            earthengine=block,
+        )
+    )
+    (embed,) = [s for s in build_stages(cfg) if isinstance(s, Embed)]
+    settings = embed.provider.settings
+    assert (settings.url, settings.project, settings.max_concurrent, settings.timeout_s) == (
+        aef_server.url,
+        "region-project",
+        3,
+        17.0,
+    )
+    assert Path(settings.cache_dir).is_relative_to(tmp_path / "cache")
+
+
+def test_run_task_with_earthengine_embeddings(aef_server: LoopbackServer, tmp_path: Path) -> None:
     common = {"scenes": {"type": "local", "paths": [str(PORT_TILE)], "scale": "db", "backscatter": "sigma0"}}
     cfg = load_region(
         write_region(
@@ -99,7 +116,7 @@ def test_run_task_with_earthengine_embeddings(
             **common,
         )
     )
-    res = _run(cfg, monkeypatch)
+    res = _run(cfg)
     n = res["windows"]
     assert n == 20
     written = res["written"]
@@ -126,7 +143,7 @@ def test_run_task_with_earthengine_embeddings(
             **common,
         )
     )
-    cog_res = _run(cog_cfg, monkeypatch)
+    cog_res = _run(cog_cfg)
     cog_rows = read_rows(
         Path(cog_cfg.output.dir), [f for f in cog_res["written"]["files"] if f.startswith("data/")]
     )
@@ -146,7 +163,7 @@ def test_run_task_with_earthengine_embeddings(
             **common,
         )
     )
-    res2 = _run(again, monkeypatch)
+    res2 = _run(again)
     assert len(request_log(aef_server)) == before
     assert res2["stats"]["embed"]["extra"] == {"ee_cache_hits": len(calls)}
 

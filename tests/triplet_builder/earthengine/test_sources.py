@@ -197,3 +197,22 @@ def test_search_gives_up_as_a_failure_not_a_crash(tmp_path: Path) -> None:
     assert scenes == []
     assert [f.reason for f in failures] == ["search_failed"]
     assert "listImages" in failures[0].message and "\n" not in failures[0].message
+
+
+def test_the_search_asks_the_server_for_what_it_keeps(world: LoopbackServer, tmp_path: Path) -> None:
+    """The listAssets requests carry the filters the server applies (dates, region, mode, pass) and ask
+    for the FULL view, explicitly or by leaving it unspecified (the BASIC one has no properties to check
+    polarisations with), paged."""
+    discover_scenes(region(world, tmp_path))
+    lists = [r for r in request_log(world) if r.kind == "listAssets"]
+    assert len(lists) >= 2 and all(r.status == 200 for r in lists)  # page_size 2: more than one page
+    first = lists[0].body
+    assert first is not None and first.get("view", "FULL") in ("FULL", "EARTH_ENGINE_ASSET_VIEW_UNSPECIFIED")
+    clauses = first["filter"].split(" AND ")
+    assert any(c.startswith("startTime >= ") for c in clauses) and any(
+        c.startswith("endTime < ") for c in clauses
+    )
+    assert any(c.startswith("intersects(") for c in clauses)
+    assert 'properties.instrumentMode="IW"' in clauses
+    assert 'properties.orbitProperties_pass="DESCENDING"' in clauses
+    assert all(r.body is not None and r.body.get("pageToken") for r in lists[1:])

@@ -5,6 +5,7 @@ transient 503s survived, bottom-up files read right, and a whole build with a re
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,21 @@ def test_the_server_refuses_default_user_agents(tmp_path: Path) -> None:
         req = urllib.request.Request(f"{srv.url}/f.bin", headers={"User-Agent": UA, "Range": "bytes=2-4"})
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 206 and r.read() == b"xxx"
+
+
+def test_the_server_refuses_gdals_default_user_agent(tmp_path: Path) -> None:
+    """GDAL's /vsicurl/ without GDAL_HTTP_USERAGENT (a fresh process: our code sets it process-wide)
+    sends its default agent, which the server, like the mirror, refuses."""
+    shutil.copy(REAL_WINDOW, tmp_path / "w.tif")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GDAL_", "CPL_"))}
+    with serve(RangeHandler, **range_server_attrs(tmp_path)) as srv:
+        script = f"import rasterio; rasterio.open('/vsicurl/{srv.url}/w.tif')"
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
+        log = list(srv.log)
+    assert proc.returncode != 0, "GDAL read the file with its default User-Agent"
+    assert log and all(r.user_agent.startswith("GDAL/") and r.status == 403 for r in log), log
 
 
 def test_http_root_gives_the_local_codes_with_our_user_agent(tmp_path: Path) -> None:

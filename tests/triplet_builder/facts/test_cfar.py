@@ -154,6 +154,7 @@ def test_real_port_scene() -> None:
     h, w = db.shape
     items = detect(db, valid, np.zeros_like(valid), px)
     assert 0 < len(items) < 200
+    assert any(d["length_m"] is not None for d in items)  # the length check below is not vacuous
     for d in items:
         x1, y1, x2, y2 = d["bbox"]
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
@@ -184,6 +185,40 @@ def test_the_floor_fast_path_equals_the_dense_mask(seed: int) -> None:
     dense = _detection_mask_dense(db, valid, params)
     assert fast.any()
     np.testing.assert_array_equal(fast, dense)
+
+
+def test_fast_and_dense_paths_use_the_valid_training_count_at_chip_edges() -> None:
+    """At a chip edge (and next to nodata) the ring holds fewer valid cells than the nominal count,
+    which raises the CFAR factor alpha. Targets whose power / clutter ratio lies between alpha(nominal)
+    and alpha(valid) are NOT detections; a path using the nominal count would call them targets."""
+    from triplet_builder.facts.cfar import _detection_mask_dense
+
+    p = CfarParams(pfa=1e-3, guard=2, train=4, min_db=-100.0)  # floor below everything: fast path
+    h, w = 40, 48
+    db = np.zeros((h, w), dtype=np.float32)  # flat clutter at 0 dB: power 1 everywhere
+    valid = np.ones((h, w), dtype=bool)
+    valid[20:26, 30:36] = False  # a nodata patch: rings of the pixels around it lose cells too
+    db[~valid] = np.nan
+    # edge pixels (row 0 and column 0) and one beside the nodata patch, farther apart than a ring
+    targets = [(0, 12), (0, 30), (1, 40), (14, 0), (30, 1), (22, 28)]
+    flat = _reference_threshold(db, valid, p)  # flat clutter: the threshold is alpha(valid count)
+    alphas = []
+    for y, x in targets:
+        ref_thr = flat[y, x]
+        assert math.isfinite(ref_thr)
+        nominal = float(alpha_for(p.pfa, p.n_train))
+        assert ref_thr > nominal * 1.005, (y, x)  # the ring is short of valid cells here
+        ratio = math.sqrt(ref_thr * nominal)  # between the two factors
+        db[y, x] = 10.0 * math.log10(ratio)
+        alphas.append((ref_thr, nominal, ratio))
+    ref = _reference_threshold(db, valid, p)
+    power = np.where(valid, 10.0 ** (np.nan_to_num(db, nan=-np.inf).astype(np.float64) / 10.0), 0.0)
+    expected = valid & (power > ref)  # the reference answer, pixel by pixel
+    assert not expected[tuple(np.array(targets).T)].any(), alphas
+    fast = detection_mask(db, valid, p)
+    dense = _detection_mask_dense(db, valid, p)
+    np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(dense, expected)
 
 
 def test_a_size_is_stated_only_when_the_target_spans_three_pixels() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from pyproj import Geod
 from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
 from rasterio.transform import from_origin
@@ -126,11 +127,12 @@ def test_gcp_georeferenced_geotiff(tmp_path: Path) -> None:
     (scene,), failures = find_scenes(_src(p, scale="linear_power"))
     assert failures == [] and scene.georef is GeorefKind.GCPS and scene.polarisations == ("VV",)
     geo = scene_geo(scene)
-    # the GCP transformer reproduces the grid points it was fitted on (GDAL fits a polynomial: ~1e-3 deg)
+    # the GCP transformer reproduces the grid points it was fitted on: GDAL fits a polynomial, which
+    # misses the real SAFE grid by up to about 260 m (0.003 deg of longitude) at these points
     sel = gcps[::17]
     lon, lat = geo.pixel_to_lonlat(np.array([g.row for g in sel]), np.array([g.col for g in sel]))
-    np.testing.assert_allclose(lon, [g.x for g in sel], atol=0.02)
-    np.testing.assert_allclose(lat, [g.y for g in sel], atol=0.02)
+    _, _, miss_m = Geod(ellps="WGS84").inv(lon, lat, [g.x for g in sel], [g.y for g in sel])
+    assert np.max(miss_m) < 300.0, np.max(miss_m)
     r, c = geo.lonlat_to_pixel(lon, lat)
     np.testing.assert_allclose(r, [g.row for g in sel], atol=0.05)
     np.testing.assert_allclose(c, [g.col for g in sel], atol=0.05)

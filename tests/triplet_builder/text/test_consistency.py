@@ -378,3 +378,91 @@ def test_the_cross_pol_water_threshold_is_a_stated_value() -> None:
     assert _has(check_caption(facts, text), "water", "-23")  # not in the facts
     facts["surface"]["water_threshold_cross_db"] = -23.0
     assert not _has(check_caption(facts, text), "water", "-23")
+
+
+# -- under-counts: saying less than the facts is as wrong as saying more -------------------------
+@pytest.mark.parametrize(
+    ("name", "field", "text", "needle"),
+    [
+        # labelled objects of each class, and the unclassified detections
+        ("port", "targets", "No ships are visible.", "0 ship"),
+        ("port", "targets", "Three ships are moored.", "3 ship"),
+        ("port", "targets", "There are no targets.", "0 target"),
+        ("two_classes", "targets", "Three ships and no storage tanks are labelled.", "0 storage tank"),
+        ("two_classes", "targets", "Three ships and two storage tanks are labelled.", "2 storage tank"),
+        ("open_water", "targets", "No bright point targets are visible.", "0 bright point target"),
+        ("open_water", "targets", "One bright point target lies on the water.", "1 bright point target"),
+        # surface fractions, stated as numbers and denied outright
+        ("port", "water", "Water covers about 10 % of the chip.", "10 %"),
+        ("port", "water", "There is no water.", "denies water"),
+        ("port", "terrain", "The chip is entirely land.", "denies water"),
+        ("port", "terrain", "The chip is all open water.", "denies land"),
+        ("port", "buildings", "Strong scatterers cover about 5 % of the chip.", "5 %"),
+        ("port", "buildings", "There are no strong scatterers.", "denies bright"),
+        # cells: an exclusive list that leaves out cells holding the thing (port: water >= 0.1 in
+        # cells 1-5, ships in 1, 2, 4, 5, bright >= 0.05 in 2-8)
+        ("port", "water", "Water is only in cells 1 and 2.", "cells [3, 4, 5]"),
+        ("port", "targets", "Ships are only in cells 1 and 2.", "cells [4, 5]"),
+        ("port", "buildings", "Strong scatterers lie only in cell 3.", "cells [2, 4, 5, 6, 7, 8]"),
+        ("two_classes", "targets", "The storage tanks sit only in cell 1.", "cells [4, 7]"),
+        # the land/water boundary the facts have (port: cells 1, 2, 4 mostly water, 3, 5-9 land)
+        ("port", "boundary", "There is no land/water boundary in the chip.", "boundary"),
+        ("port", "boundary", "No shoreline crosses the chip.", "boundary"),
+    ],
+)
+def test_flags_under_claims(name: str, field: str, text: str, needle: str) -> None:
+    problems = check_caption(fact_sheet(name), _fields(**{field: text}))
+    assert _has(problems, field, needle), problems
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "text"),
+    [
+        ("port", "water", "Water is only in cells 1, 2, 3, 4 and 5."),
+        ("port", "targets", "Ships are only in cells 1, 2, 4 and 5."),
+        ("port", "boundary", "A shoreline crosses the chip."),
+        ("land", "terrain", "The chip is entirely land."),
+        ("open_water", "targets", "No storage tanks are labelled."),
+    ],
+)
+def test_accepts_complete_exclusive_and_total_claims(name: str, field: str, text: str) -> None:
+    assert check_caption(fact_sheet(name), _fields(**{field: text})) == []
+
+
+@pytest.mark.parametrize("task", ["counting", "localization", "detection"])
+@pytest.mark.parametrize("name", ["port", "two_classes", "open_water"])
+def test_flags_under_claiming_answers(name: str, task: str) -> None:
+    """Every negative or short answer to a question about present objects is rejected."""
+    facts, res = _outputs(name)[0]
+    asked = [(i, q) for i, q in enumerate(res.qa) if q["task"] == task and q["answer"] not in ("0", "None")]
+    assert asked, f"the writer asks no positive {task} question on {name}"
+    for i, q in asked:
+        if task == "counting":
+            wrong = ["0", str(int(q["answer"]) - 1)]
+        elif task == "localization":
+            wrong = ["None", ",".join(q["answer"].split(",")[:-1]) or "None"]
+        else:
+            wrong = ["None", json.dumps(json.loads(q["answer"])[:-1]) if "}, {" in q["answer"] else "None"]
+        for answer in wrong:
+            qa = [dict(x) for x in res.qa]
+            qa[i]["answer"] = answer
+            assert _has(check_text(facts, res.caption_fields, qa), f"qa[{i}]"), (q, answer)
+
+
+@pytest.mark.parametrize("name", sorted(FACT_SHEETS))
+def test_hand_written_replies_pass_and_their_wrong_twins_do_not(name: str) -> None:
+    """The loopback LLM server's hand-written replies (tests/servers/openai_fixtures.py): text nobody
+    derived from the checker or the offline writer. The good ones pass; the wrong ones are caught."""
+    from tests.servers.openai_fixtures import answer, replies_for
+    from triplet_builder.text.llm import qa_plan
+
+    facts = fact_sheet(name)
+    replies = replies_for(facts)
+    assert replies is not None
+    assert check_caption(facts, replies.caption) == []
+    assert _has(check_caption(facts, replies.wrong_caption), "targets")
+    for chip_id in CHIP_IDS:
+        plan = qa_plan(facts, chip_id)
+        assert check_qa(facts, [answer(facts, replies, item) for item in plan]) == []
+        wrong = [answer(facts, replies, item, wrong=True) for item in plan]
+        assert _has(check_qa(facts, wrong), "counting answer"), chip_id

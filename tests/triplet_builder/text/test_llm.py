@@ -4,21 +4,25 @@ the REAL openai client against the loopback OpenAI-compatible server of tests/se
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from pipelines.executor import plan
 from pipelines.stages import TaskSpec, run_task
 from tests.conftest import ROOT, port_scene
-from tests.servers.openai_compat import openai_server
+from tests.servers.openai_compat import OpenAICompatServer, decode_images, openai_server
+from tests.servers.openai_fixtures import replies_for
 from triplet_builder.config import LlmConfig, TextConfig, load_region
 from triplet_builder.record import ChipRecord, Window, chip_id_for
 from triplet_builder.stages.base import Stats, run_stages
@@ -35,6 +39,7 @@ from triplet_builder.text.llm import (
     parse_reply,
     qa_plan,
 )
+from triplet_builder.writers.png import Stretch, encode_chip
 
 from .factsheets import FACT_SHEETS, fact_sheet
 
@@ -47,6 +52,13 @@ NAMES = sorted(FACT_SHEETS)
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+def serve_llm(
+    faults: dict[str, list[str]] | None = None, *, api_key: str | None = SECRET, **kw: Any
+) -> AbstractContextManager[OpenAICompatServer]:
+    """The loopback server, checking the test key like the real API."""
+    return openai_server(faults, api_key=api_key, **kw)
 
 
 def llm_cfg(url: str, **kw: Any) -> LlmConfig:
@@ -79,7 +91,7 @@ def parts(log: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("name", NAMES)
 def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> None:
     facts = fact_sheet(name)
-    with openai_server() as srv:
+    with serve_llm() as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, f"chip-{name}")
         w.close()
@@ -89,6 +101,10 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
     assert len(res.qa) == len(qa_plan(facts, f"chip-{name}"))
     assert w.name == "loopback/test-model" and w.prompt_version == load_prompt().version == "fusar-geovl/1.0"
     assert [e["part"] for e in sorted(srv.log, key=lambda e: e["part"])] == ["caption", "qa"]
+    assert {e["source"] for e in srv.log} == {"fixture"}  # hand-written replies, not our own code's
+    fixture = replies_for(facts)
+    assert fixture is not None
+    assert {k: v for k, v in res.caption_fields.items()} == fixture.caption
     assert {e["response_format"] for e in srv.log} == {"json_schema"}
     assert all(e["authorization"] == f"Bearer {SECRET}" for e in srv.log)
     c = w.take_counters()
@@ -97,7 +113,7 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
 
 def test_the_prompt_carries_only_the_fact_sheet_and_the_checker_rules(cache: Path) -> None:
     facts = fact_sheet("port")
-    with openai_server() as srv:
+    with serve_llm() as srv:
         writer(srv.url, cache).write(facts, "c")
     cap = parts(srv.log, "caption")[0]["last_user"]
     block = cap.split("<facts>")[1].split("</facts>")[0]
@@ -116,7 +132,7 @@ def test_the_prompt_carries_only_the_fact_sheet_and_the_checker_rules(cache: Pat
 # -- retries ----------------------------------------------------------------------------------------
 def test_invalid_json_then_good_is_retried(cache: Path) -> None:
     facts = fact_sheet("open_water")
-    with openai_server({"caption": ["invalid_json"]}) as srv:
+    with serve_llm({"caption": ["invalid_json"]}) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -127,12 +143,15 @@ def test_invalid_json_then_good_is_retried(cache: Path) -> None:
 @pytest.mark.parametrize("fault", ["429", "500", "503", "timeout"])
 def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
     facts = fact_sheet("land")
-    with openai_server({"qa": [fault, fault]}, sleep_s=1.5) as srv:
-        w = writer(srv.url, cache, timeout_s=0.6)
+    # a short deadline only where the fault is a deadline: a loaded machine answers well within 30 s
+    with serve_llm({"qa": [fault, fault]}, sleep_s=1.5) as srv:
+        w = writer(srv.url, cache, timeout_s=0.6 if fault == "timeout" else 30.0)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
-    assert [e["action"] for e in parts(srv.log, "qa")] == [fault, fault, "good"]
-    assert w.take_counters()["retries"] == 2
+    actions = [e["action"] for e in parts(srv.log, "qa")]
+    # the two faults, then good replies (more than one only if a good reply ran past 0.6 s)
+    assert actions[:2] == [fault, fault] and len(actions) >= 3 and set(actions[2:]) == {"good"}, actions
+    assert w.take_counters()["retries"] == len(srv.log) - 2  # every request but the two first ones
 
 
 @pytest.mark.parametrize(("fault", "reason", "needle"), [
@@ -142,8 +161,8 @@ def test_transient_errors_are_retried(fault: str, cache: Path) -> None:
     ("invalid_json", "llm_invalid_output", "invalid reply"),
 ])  # fmt: skip
 def test_never_good_is_a_bounded_clear_reject(fault: str, reason: str, needle: str, cache: Path) -> None:
-    with openai_server({"caption": [fault] * 10}, sleep_s=1.2) as srv:
-        w = writer(srv.url, cache, timeout_s=0.6, max_retries=2)
+    with serve_llm({"caption": [fault] * 10}, sleep_s=1.2) as srv:
+        w = writer(srv.url, cache, timeout_s=0.6 if fault == "timeout" else 30.0, max_retries=2)
         with pytest.raises(TextRejected) as info:
             w.write(fact_sheet("port"), "c")
     assert info.value.reason == reason
@@ -155,7 +174,7 @@ def test_never_good_is_a_bounded_clear_reject(fault: str, reason: str, needle: s
 
 
 def test_truncated_reply_is_rejected_without_retries(cache: Path) -> None:
-    with openai_server({"qa": ["truncated"]}) as srv:
+    with serve_llm({"qa": ["truncated"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache).write(fact_sheet("port"), "c")
     assert info.value.reason == "llm_invalid_output" and "max_tokens" in info.value.detail
@@ -163,15 +182,29 @@ def test_truncated_reply_is_rejected_without_retries(cache: Path) -> None:
 
 
 def test_authentication_error_stops_and_never_shows_the_key(cache: Path) -> None:
-    with openai_server({"*": ["401"] * 4}) as srv:
+    with serve_llm({"*": ["401"] * 4}) as srv:
         with pytest.raises(LlmError) as info:
             writer(srv.url, cache).write(fact_sheet("port"), "c")
     assert "HTTP 401" in str(info.value) and KEY_ENV in str(info.value) and SECRET not in str(info.value)
 
 
+def test_a_wrong_key_is_refused_by_the_server_and_never_shown(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "sk-wrong-0000000000000000000000000000-DO-NOT-LEAK"
+    monkeypatch.setenv(KEY_ENV, wrong)
+    with serve_llm() as srv:
+        with pytest.raises(LlmError) as info:
+            writer(srv.url, cache).write(fact_sheet("port"), "c")
+    assert "HTTP 401" in str(info.value) and KEY_ENV in str(info.value)
+    assert wrong not in str(info.value) and SECRET not in str(info.value)
+    assert srv.log and {e["action"] for e in srv.log} == {"refused"}
+    assert {e["authorization"] for e in srv.log} == {f"Bearer {wrong}"}
+
+
 def test_falls_back_when_the_server_refuses_json_schema(cache: Path) -> None:
     facts = fact_sheet("two_classes")
-    with openai_server(refuse_json_schema=True) as srv:
+    with serve_llm(refuse_json_schema=True) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
@@ -182,7 +215,7 @@ def test_falls_back_when_the_server_refuses_json_schema(cache: Path) -> None:
 
 def test_adapts_to_max_completion_tokens_and_rejects_other_bad_requests(cache: Path) -> None:
     facts = fact_sheet("port")
-    with openai_server(require_max_completion_tokens=True) as srv:
+    with serve_llm(require_max_completion_tokens=True) as srv:
         w = writer(srv.url, cache)
         res = w.write(facts, "c")
         assert check_text(facts, res.caption_fields, res.qa) == []
@@ -190,7 +223,7 @@ def test_adapts_to_max_completion_tokens_and_rejects_other_bad_requests(cache: P
         n = len(srv.log)
         w.write(fact_sheet("land"), "c")  # remembered: no second refusal
         assert len(srv.log) == n + 2
-    with openai_server({"caption": ["400"]}) as srv:
+    with serve_llm({"caption": ["400"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache / "2").write(facts, "c")
     assert info.value.reason == "llm_bad_request" and "HTTP 400" in info.value.detail
@@ -210,19 +243,20 @@ def test_parse_reply_accepts_fenced_and_chatty_json_and_rejects_the_rest() -> No
 # -- the checker: repair, reject ------------------------------------------------------------------
 def test_hallucinated_count_is_repaired_with_the_findings(cache: Path) -> None:
     facts = fact_sheet("open_water")
-    with openai_server({"caption": ["hallucinate"]}) as srv:
+    with serve_llm({"caption": ["hallucinate"]}) as srv:
         w = writer(srv.url, cache, repair_attempts=1)
         res = w.write(facts, "c")
     assert check_text(facts, res.caption_fields, res.qa) == []
     cap = parts(srv.log, "caption")
     assert [(e["action"], e["repair"]) for e in cap] == [("hallucinate", False), ("good", True)]
-    assert "17" in cap[1]["last_user"] and "targets" in cap[1]["last_user"]  # the checker's findings
+    # the checker's findings on the fixture's wrong caption ("One bright point target ...": 2 in the facts)
+    assert "One bright point target" in cap[1]["last_user"] and "targets" in cap[1]["last_user"]
     assert w.take_counters()["repairs"] == 1
 
 
 @pytest.mark.parametrize(("part", "needle"), [("caption", "targets:"), ("qa", "counting answer")])
 def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, cache: Path) -> None:
-    with openai_server({part: ["hallucinate", "hallucinate"]}) as srv:
+    with serve_llm({part: ["hallucinate", "hallucinate"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache, repair_attempts=1).write(fact_sheet("port"), "c")
     assert info.value.reason == "inconsistent_text"
@@ -234,7 +268,7 @@ def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, 
     ("part", "needle"), [("caption", "hedge word 'possibly'"), ("qa", "hedge word 'probably'")]
 )
 def test_hedging_is_rejected(part: str, needle: str, cache: Path) -> None:
-    with openai_server({part: ["hedge"]}) as srv:
+    with serve_llm({part: ["hedge"]}) as srv:
         with pytest.raises(TextRejected) as info:
             writer(srv.url, cache, repair_attempts=0).write(fact_sheet("land"), "c")
     assert info.value.reason == "hedged_text" and needle in info.value.detail
@@ -244,7 +278,7 @@ def test_hedging_is_rejected(part: str, needle: str, cache: Path) -> None:
 # -- the cache --------------------------------------------------------------------------------------
 def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cache: Path) -> None:
     sheets = [fact_sheet(n) for n in NAMES]
-    with openai_server({"caption": ["invalid_json", "hallucinate"]}) as srv:
+    with serve_llm({"caption": ["invalid_json", "hallucinate"]}) as srv:
         first = [writer(srv.url, cache).write(f, f"c{i}") for i, f in enumerate(sheets)]
         n_first = len(srv.log)
         w2 = writer(srv.url, cache)
@@ -253,7 +287,8 @@ def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cach
         assert second == first
         assert w2.take_counters()["cache_hits"] == n_first - 1  # the invalid JSON reply is not cached
         # corrupt two entries (not the hallucinated reply: refetched, it would come back good, unrepaired)
-        entries = sorted(p for p in cache.rglob("*.json") if "17 bright point targets" not in p.read_text())
+        wrong = [replies_for(f).wrong_caption["targets"] for f in sheets]  # type: ignore[union-attr]
+        entries = sorted(p for p in cache.rglob("*.json") if not any(w and w in p.read_text() for w in wrong))
         entries[0].write_text("{not json")
         entries[1].write_bytes(entries[1].read_bytes()[:20])
         third = [writer(srv.url, cache).write(f, f"c{i}") for i, f in enumerate(sheets)]
@@ -262,7 +297,7 @@ def test_a_second_run_makes_zero_requests_and_corrupt_entries_are_refetched(cach
 
 
 def test_the_writer_pickles_without_its_client_or_key(cache: Path) -> None:
-    with openai_server() as srv:
+    with serve_llm() as srv:
         w = writer(srv.url, cache)
         w.write(fact_sheet("land"), "c")  # builds the client
         blob = pickle.dumps(w)
@@ -274,7 +309,7 @@ def test_the_writer_pickles_without_its_client_or_key(cache: Path) -> None:
 def test_a_local_server_needs_no_key_but_openai_does(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with openai_server() as srv:
+    with serve_llm(api_key=NO_KEY_PLACEHOLDER) as srv:
         writer(srv.url, cache).write(fact_sheet("land"), "c")
     assert {e["authorization"] for e in srv.log} == {f"Bearer {NO_KEY_PLACEHOLDER}"}
     w = LlmWriter(LlmConfig(model="gpt-4o-mini", api_key_env=KEY_ENV), cache_dir=cache / "other")
@@ -300,7 +335,7 @@ def _records(n: int) -> Iterator[ChipRecord]:
 
 
 def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
-    with openai_server({"caption": ["hallucinate"] * 4}, latency_s=0.05) as srv:
+    with serve_llm({"caption": ["hallucinate"] * 4}, gather=3) as srv:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, max_concurrent=3, repair_attempts=0))
         stage = WriteText(text, cache_dir=cache)
         stats = Stats()
@@ -310,27 +345,56 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
     assert out[3].reject_reason == "upstream"
     text_rejects = [r for r in out if r.reject_stage == "text"]
     assert all(r.reject_reason == "inconsistent_text" and r.reject_detail for r in text_rejects)
-    for r in out:
-        if not r.rejected:
-            assert check_text(r.facts or {}, r.caption_fields or {}, r.qa) == []
-            assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.0"
+    kept = [r for r in out if not r.rejected]
+    assert len(kept) == 15 - len(text_rejects)  # the chips neither rejected upstream nor by the checker
+    for r in kept:
+        assert check_text(r.facts or {}, r.caption_fields or {}, r.qa) == []
+        assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.0"
     st = stats["text"]
     assert st.seen == 15 and st.kept + sum(st.rejected.values()) == 15
     assert st.extra["llm_requests"] == len(srv.log) and len(text_rejects) == 4
     assert st.extra["llm_prompt_tokens"] > 0
-    assert srv.gauge.maximum <= 3  # bounded ...
-    assert srv.gauge.maximum >= 2  # ... and concurrent
+    # the server held the first 3 requests until all 3 were in flight: concurrent; and never more
+    assert srv.gather.reached and srv.gauge.maximum == 3
 
 
 def test_vision_sends_the_chip_png_as_a_data_url(cache: Path) -> None:
-    with openai_server() as srv:
+    with serve_llm() as srv:
         text = TextConfig(writer="llm", llm=llm_cfg(srv.url, vision=True))
         stage = WriteText(text, cache_dir=cache)
         out = list(stage.run(_records(1), Stats()))
         stage.close()
     assert not out[0].rejected
     cap, qa = parts(srv.log, "caption"), parts(srv.log, "qa")
-    assert cap[0]["image"] and not qa[0]["image"]
+    assert cap[0]["image"] and not qa[0]["image"] and qa[0]["images"] == []
+    # the image the server decoded is the chip's PNG, byte for byte, and shows the chip's pixels
+    (sent,) = cap[0]["images"]
+    rec = next(_records(1))
+    assert rec.db is not None and rec.valid is not None
+    png = encode_chip(rec.db, rec.valid, rec.scene.polarisations, Stretch())
+    assert sent == png.png
+    with Image.open(io.BytesIO(sent)) as im:
+        assert im.size == (16, 16)
+        pixels = np.asarray(im)
+    lo, hi = Stretch().min_db, Stretch().max_db
+    expect = np.rint(np.clip((rec.db[0] - lo) / (hi - lo), 0, 1) * 255)  # the fixed stretch, by hand
+    grey = pixels[..., 0] if pixels.ndim == 3 else pixels
+    assert np.abs(grey.astype(int) - expect).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "data:image/png;base64,",  # an empty image
+        "data:image/png;base64,bm90IGEgcG5n",  # "not a png"
+        "data:image/jpeg;base64,iVBORw0KGgo=",
+        "https://example.com/chip.png",
+    ],
+)
+def test_the_server_refuses_images_that_are_not_pngs(url: str) -> None:
+    content = [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": url}}]
+    with pytest.raises(ValueError, match="Invalid image"):
+        decode_images([{"role": "user", "content": content}])
 
 
 def test_run_task_with_the_llm_writer_nothing_lost_rerun_free_key_never_written(
@@ -339,7 +403,7 @@ def test_run_task_with_the_llm_writer_nothing_lost_rerun_free_key_never_written(
     caplog.set_level(logging.DEBUG)
     cache_root = tmp_path / "cache"
     monkeypatch.setenv("TRIPLET_BUILDER_CACHE", str(cache_root))
-    with openai_server({"caption": ["hallucinate"] * 6, "qa": ["500"]}) as srv:
+    with serve_llm({"caption": ["hallucinate"] * 6, "qa": ["500"]}) as srv:
         over = {
             "text.writer": "llm",
             "text.llm": llm_cfg(srv.url, repair_attempts=0).model_dump(),

@@ -127,8 +127,15 @@ def test_geoparquet_metadata(written: tuple[Path, dict[str, Any]], records: list
     boxes = np.array([r.georef.bbox for r in records if r.split == "validation" and r.georef is not None])
     t = pq.read_table(path, columns=["bbox"]).column("bbox").to_pylist()
     np.testing.assert_allclose([[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in t], boxes)
-    stats = pq.ParquetFile(path).metadata.row_group(0).column(pq.read_schema(path).get_field_index("bbox"))
-    assert stats is not None  # row-group statistics let readers skip by box
+    # row-group statistics of every bbox leaf let readers skip by box: min / max of the row group's boxes
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 1
+    rg = meta.row_group(0)
+    leaves = {rg.column(j).path_in_schema: rg.column(j) for j in range(rg.num_columns)}
+    for i, name in enumerate(("xmin", "ymin", "xmax", "ymax")):
+        leaf = leaves[f"bbox.{name}"]
+        assert leaf.is_stats_set and leaf.statistics.has_min_max, name
+        assert (leaf.statistics.min, leaf.statistics.max) == (boxes[:, i].min(), boxes[:, i].max()), name
 
 
 def test_geopandas_reads_footprints(written: tuple[Path, dict[str, Any]], records: list[ChipRecord]) -> None:
