@@ -4,6 +4,7 @@ boxes worked out independently with rasterio's index() and plain arithmetic."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from triplet_builder.facts.label_columns import resolve_columns
 from triplet_builder.facts.labels import LabelSet
 from triplet_builder.facts.scene_match import acquisition_key, id_matches, normalise_id, scene_names
 from triplet_builder.geo import scene_geo
-from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef, Window
+from triplet_builder.record import BandRef, SceneRef, Window
 
 REAL = Path(__file__).parents[2] / "data" / "real"
 PORT = REAL / "spatialist" / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
@@ -212,25 +213,14 @@ SAFE_2017 = "S1A_IW_GRDH_1SDV_20170309T054356_20170309T054421_015623_019B1B_6D00
 
 
 def camargue(tif: Path, acquired: datetime, orbit: str) -> SceneRef:
-    """The SceneRef of a real Camargue tile, named as the local source names it (the file stem)."""
-    return SceneRef(
+    """The SceneRef of a real Camargue tile, named as the local source names it (the file stem); the tiles
+    share the port tile's grid (268 x 217 px of 20 m, EPSG:32631)."""
+    return dataclasses.replace(
+        port_scene(),
         scene_id=tif.stem,
         bands=(BandRef(str(tif), 1, "VV"),),
         acquired=acquired,
-        acquired_source="filename",
-        sensor="Sentinel-1A",
-        mode="IW",
         orbit_direction=orbit,
-        scale=Scale.DB,
-        scale_source="filename",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
-        crs="EPSG:32631",
-        width=268,
-        height=217,
-        pixel_size_m=20.0,
-        nodata=-99.0,
-        product="GRD",
     )
 
 
