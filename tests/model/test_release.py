@@ -246,4 +246,7 @@ def test_eval_loads_the_release_layout(tmp_path: Path, capsys: pytest.CaptureFix
     args = ["--checkpoint", str(release), "--data", str(data), "--tasks", "counting", "--out", str(out)]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"TLM", "no TLM", "majority"} and results["TLM"]["counting"]["n"] == 1
+    assert set(results) == {"TLM", "no TLM", "majority", "anchors_synthetic"}
+    assert (
+        results["TLM"]["counting"]["n"] == 1 and results["anchors_synthetic"] is True
+    )  # the fixture rows say so

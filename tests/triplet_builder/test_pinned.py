@@ -9,6 +9,7 @@ since it changes every chip id or row of a published dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,8 +40,9 @@ WINDOW = Window(160, 0, 32, 32, 32, 32)  # make_record(5): row 0, column 5 of th
 # hashlib.sha256(b"S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db|160,0,32,32|32x32")
 # .hexdigest()[:16], the recipe documented in README ("hash of scene + window") and record.py
 CHIP_ID = "d545287d42c1e8f7"
-# sha256 of the canonical JSON of row 0 of the shard written from make_record(5) (below)
-ROW_SHA256 = "b7a27a2be320b60f9b43314b5e78b1e52c2294d8057eb805918f86c8edf552bb"
+# sha256 of the canonical JSON of row 0 of the shard written from make_record(5) with its scene URIs relative
+# to the repository root (below)
+ROW_SHA256 = "9e2c43acf8e5ade42996630f006ac8beaf53003a33ea8b7d5e70d73faba010b2"
 # sha256 of the chip PNG stored in that row
 PNG_SHA256 = "8d7cc97ec416343d8ca241e2330a1f6fba006f077d8284da1cacac159f45a308"
 CAPTION_CHIP_ID = "c0ffee0000000000"
@@ -96,7 +98,14 @@ def fingerprints() -> dict[str, str]:
     """The pinned values as this interpreter computes them (also run in subprocesses below)."""
     with tempfile.TemporaryDirectory() as tmp:
         with ShardWriter(Path(tmp), 0, config_hash="0123456789abcdef", pipeline_version="0.1.0") as w:
-            w.write(make_record(5, "train"))
+            rec = make_record(5, "train")
+            # the row stores the scene's URIs as given: name them from the repository root, so that the
+            # pinned bytes do not depend on where the checkout lies
+            bands = tuple(
+                dataclasses.replace(b, uri=Path(b.uri).relative_to(ROOT).as_posix()) for b in rec.scene.bands
+            )
+            rec.scene = dataclasses.replace(rec.scene, bands=bands)
+            w.write(rec)
             summary = w.close()
         row = pq.read_table(Path(tmp) / summary["files"][0]).slice(0, 1).to_pylist()[0]
     canonical = json.dumps(_canonical(row), sort_keys=True).encode()
