@@ -13,7 +13,7 @@ BASE   := $(VENV)/.installed-base
 TRAIN  := $(VENV)/.installed-train
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: build-dataset train eval test test-quick coverage lint bench bench-remote bench-train clean help
+.PHONY: build-dataset train eval test test-quick coverage mutation lint bench bench-remote bench-train clean help
 
 help:
 	@echo "make build-dataset [REGION=pipelines/regions/<name>.yaml] [ARGS='--workers 4 --overwrite']"
@@ -73,6 +73,11 @@ coverage: $(STAMP)
 	$(BIN)/python -m coverage run -m pytest -q -m "not slow"
 	$(BIN)/python -m coverage combine -q
 	$(BIN)/python -m coverage report
+
+# planted bugs in the critical paths (bench/mutants.py), each against its targeted tests in a temporary
+# copy of the repository; the summary is in bench/RESULTS.md (Mutation check)
+mutation: $(STAMP)
+	$(BIN)/python -m bench.mutation $(ARGS)
 
 bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput

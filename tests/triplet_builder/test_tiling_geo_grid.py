@@ -56,6 +56,18 @@ def test_affine_geo_matches_rasterio_and_pyproj() -> None:
     assert len(lon_ring) == 17 and lon_ring[0] == lon_ring[-1]
 
 
+def test_chip_positions_of_a_non_square_window_match_rasterio() -> None:
+    """(y, x) in [0, 1] scale by the window's height and width respectively (a square chip hides a swap)."""
+    (_, _, scene), _ = find_scenes(SceneSourceConfig(paths=[str(PORT_TILE.parent / "*.tif")]))
+    geo = scene_geo(scene)
+    w = Window(30, 50, 80, 40, 80, 40)  # col_off, row_off, width 80, height 40
+    lon, lat = geo.chip_pixel_to_lonlat(w, np.array([0.25]), np.array([0.75]))
+    with rasterio.open(PORT_TILE) as ds:
+        x, y = ds.xy(50 + 0.25 * 40, 30 + 0.75 * 80, offset="ul")  # row 60, col 90 (pixel corner units)
+    elon, elat = Transformer.from_crs("EPSG:32631", "EPSG:4326", always_xy=True).transform(x, y)
+    assert lon[0] == pytest.approx(elon, abs=1e-9) and lat[0] == pytest.approx(elat, abs=1e-9)
+
+
 def test_utm_zone() -> None:
     assert utm_crs_for(4.8, 43.4) == "EPSG:32631" and utm_zone_name(4.8, 43.4) == "31N"
     assert utm_crs_for(-105.96, 39.96) == "EPSG:32613"
