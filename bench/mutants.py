@@ -52,6 +52,8 @@ T_EE = "tests/triplet_builder/earthengine/test_provider.py"
 T_EE_CLIENT = "tests/triplet_builder/earthengine/test_client.py"
 T_STAC = "tests/triplet_builder/sources/test_stac.py"
 T_CONFIG = "tests/triplet_builder/test_config.py"
+T_WIRE = "tests/triplet_builder/test_remote_wiring.py"
+T_SPLITS = "tests/triplet_builder/test_splits.py"
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -119,16 +121,16 @@ MUTANTS: tuple[Mutant, ...] = (
            '            logits = logits.masked_fill(~keep[:, None, :], float("-inf"))\n', "", (T_TLM, T_RELEASE)),
     # ---------------------------------------------------------------- split assignment
     Mutant(SPLIT, "test and validation fractions swapped", "triplet_builder/stages/georef.py",
-           "    if u < test:\n", "    if u < validation:\n", (T_STAGES, T_SPLIT, "tests/pipelines/test_build_splits.py")),
+           "    if u < test:\n", "    if u < validation:\n", (T_SPLITS, T_STAGES, T_SPLIT)),
     Mutant(SPLIT, "validation range not cumulative", "triplet_builder/stages/georef.py",
-           "if u < test + validation:", "if u < validation:", (T_STAGES, T_SPLIT, "tests/pipelines/test_build_splits.py")),
+           "if u < test + validation:", "if u < validation:", (T_SPLITS, T_STAGES, T_SPLIT)),
     Mutant(SPLIT, "salt ignored", "triplet_builder/stages/georef.py",
-           'f"{salt}|{block_km}|{block}"', 'f"{block_km}|{block}"', (T_STAGES, T_SPLIT, "tests/pipelines/test_build_splits.py")),
+           'f"{salt}|{block_km}|{block}"', 'f"{block_km}|{block}"', (T_SPLITS, T_STAGES, T_SPLIT)),
     Mutant(SPLIT, "block of the chip centre only (no straddle guard)", "triplet_builder/stages/georef.py",
-           "        if len(splits) != 1:\n", "        if len(splits) > 2:\n", (T_STAGES, T_SPLIT, "tests/pipelines/test_build_splits.py")),
+           "        if len(splits) != 1:\n", "        if len(splits) > 2:\n", (T_SPLITS, T_STAGES, T_SPLIT)),
     Mutant(SPLIT, "block hash() instead of sha256", "triplet_builder/stages/georef.py",
            'u = int.from_bytes(hashlib.sha256(f"{salt}|{block_km}|{block}".encode()).digest()[:8], "big") / 2**64',
-           'u = (hash(f"{salt}|{block_km}|{block}") % 2**32) / 2**32', (T_STAGES, T_SPLIT, "tests/pipelines/test_build_splits.py")),
+           'u = (hash(f"{salt}|{block_km}|{block}") % 2**32) / 2**32', (T_SPLITS, T_STAGES, T_SPLIT)),
     # ---------------------------------------------------------------- CFAR
     Mutant(CFAR, "dense: nominal, not valid, training count", "triplet_builder/facts/cfar.py",
            "alpha = alpha_for(params.pfa, counts)[inverse].reshape(ring_n.shape)",
@@ -219,21 +221,21 @@ MUTANTS: tuple[Mutant, ...] = (
            'if name.startswith("tlm."):', 'if name.startswith("tlm_"):', (T_LORA,)),
     # ---------------------------------------------------------------- config wiring of remote sources
     Mutant(WIRING, "Earth Engine: project dropped", "triplet_builder/earthengine.py",
-           "            project=cfg.project,\n", "", (T_EE_CLIENT, T_EE)),
+           "            project=cfg.project,\n", "", (T_WIRE, T_EE_CLIENT, T_EE)),
     Mutant(WIRING, "Earth Engine: url dropped", "triplet_builder/earthengine.py",
-           "            url=cfg.url,\n", "", (T_EE_CLIENT, T_EE)),
+           "            url=cfg.url,\n", "", (T_WIRE, T_EE_CLIENT, T_EE)),
     Mutant(WIRING, "Earth Engine: max_retries dropped", "triplet_builder/earthengine.py",
-           "            max_retries=cfg.max_retries,\n", "", (T_EE_CLIENT, T_EE)),
+           "            max_retries=cfg.max_retries,\n", "", (T_WIRE, T_EE_CLIENT, T_EE)),
     Mutant(WIRING, "Earth Engine: timeout dropped", "triplet_builder/earthengine.py",
-           "            timeout_s=cfg.timeout_s,\n", "", (T_EE_CLIENT, T_EE)),
+           "            timeout_s=cfg.timeout_s,\n", "", (T_WIRE, T_EE_CLIENT, T_EE)),
     Mutant(WIRING, "COG: synthetic flag dropped", "triplet_builder/stages/embed.py",
-           "            synthetic=cfg.synthetic,\n", "", (T_COG,)),
+           "            synthetic=cfg.synthetic,\n", "", (T_WIRE, T_COG)),
     Mutant(WIRING, "COG: cache dir dropped", "triplet_builder/stages/embed.py",
            'cache_dir=None if cache_dir is None else str(Path(cache_dir) / "cog"),', "cache_dir=None,",
-           (T_COG,)),
+           (T_WIRE, T_COG)),
     Mutant(WIRING, "EE embeddings: collection dropped", "triplet_builder/stages/embed.py",
            "return EarthEngineEmbeddingProvider(settings, collection=cfg.collection)",
-           "return EarthEngineEmbeddingProvider(settings)", (T_EE,)),
+           "return EarthEngineEmbeddingProvider(settings)", (T_WIRE, T_EE)),
     Mutant(WIRING, "STAC: query dropped", "triplet_builder/sources/stac.py",
            "                query=src.query,\n", "", (T_STAC,)),
     Mutant(WIRING, "STAC: max_items dropped", "triplet_builder/sources/stac.py",

@@ -179,3 +179,22 @@ def test_chips_over_half_a_block_are_flagged(tmp_path: Path) -> None:
     flag = "chips of 2.56 km in blocks of 2.5 km: most chips straddle blocks"
     assert any(w.startswith(flag) and w.endswith(">= 5.12") for w in big["warnings"])
     assert not any("straddle" in w for w in small["warnings"])
+
+
+def test_block_splits_follow_the_documented_sha256_recipe() -> None:
+    """A block's split is the first 8 bytes of SHA-256("{salt}|{block_km}|{block}") as a fraction u of 2**64:
+    test below `test`, validation below `test + validation`, train above (recomputed here with hashlib)."""
+    import hashlib
+
+    from triplet_builder.stages.georef import split_of_block
+
+    blocks = [f"{r}U_{c}R" for r in range(430, 445) for c in range(870, 885)]  # 225 block names
+    for salt in ("", "other-salt"):
+        got, want = [], []
+        for b in blocks:
+            digest = hashlib.sha256(f"{salt}|5.0|{b}".encode()).digest()
+            u = int.from_bytes(digest[:8], "big") / 2**64
+            want.append("test" if u < 0.2 else "validation" if u < 0.5 else "train")
+            got.append(split_of_block(b, block_km=5.0, validation=0.3, test=0.2, salt=salt))
+        assert got == want
+        assert {"train", "validation", "test"} == set(got)

@@ -18,6 +18,7 @@ from triplet_builder.facts.cfar import (
     detector_info,
     threshold_map,
 )
+from triplet_builder.radiometry import db_to_linear_power
 
 REAL = Path(__file__).parents[2] / "data" / "real"
 PORT = REAL / "spatialist" / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"
@@ -290,3 +291,20 @@ def test_overlapping_chips_report_the_same_targets_as_the_whole_scene() -> None:
                 clipped = [max(x1 - x0, 0), max(y1 - y0, 0), min(x2 - x0, size), min(y2 - y0, size)]
                 assert d["bbox"] == clipped
     assert set(seen) == set(whole) and max(seen.values()) == 4  # a target seen by four chips
+
+
+def test_a_pixel_exactly_at_the_floor_is_a_candidate() -> None:
+    """The floor is inclusive (db >= min_db): a pixel of exactly 0.0 dB over -30 dB clutter is detected."""
+    db = np.full((48, 48), -30.0, dtype=np.float32)
+    db[24, 24] = 0.0
+    hit = detection_mask(db, np.ones(db.shape, dtype=bool), CfarParams(min_db=0.0))
+    assert np.argwhere(hit).tolist() == [[24, 24]]
+
+
+def test_a_pixel_equal_to_its_threshold_is_not_a_detection() -> None:
+    """CA-CFAR detects power strictly above alpha * mean: on valid pixels of zero linear power (-500 dB
+    underflows float32) every threshold is 0 and nothing exceeds it."""
+    db = np.full((48, 48), -500.0, dtype=np.float32)
+    assert float(db_to_linear_power(db).max()) == 0.0
+    hit = detection_mask(db, np.ones(db.shape, dtype=bool), CfarParams(min_db=None))
+    assert not hit.any()

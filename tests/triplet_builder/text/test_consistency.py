@@ -326,6 +326,13 @@ def test_accepts_correct_free_text(name: str, field: str, text: str) -> None:
         ("land", "water", "Cell 3 holds open water.", "cell 3"),
         ("land", "distribution", "Cell 5 lies outside the scene.", "cell 5"),
         ("land", "terrain", "The area near Tomelloso in Portugal was imaged in summer.", "Portugal"),
+        # bounds at their edges: water is 36 % of the port chip
+        ("port", "water", "Water covers less than 30 % of the chip.", "30 %"),
+        ("port", "water", "Water covers more than 40 % of the chip.", "40 %"),
+        ("port", "water", "Water covers about 40 % of the chip.", "40 %"),
+        ("port", "water", "Cell 1 holds no water.", "cell 1"),  # cell 1: water fraction 0.92
+        ("port", "terrain", "The mean backscatter is -12.4 dB.", "-12.4 dB"),  # mean -11.8 dB
+        ("two_classes", "layout", "The chip covers 1.5 x 2 km.", "1.5 x 2 km"),  # 2 x 1.5 km: swapped
     ],
 )
 def test_flags_wrong_free_text(name: str, field: str, text: str, needle: str) -> None:
