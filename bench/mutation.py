@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, m in enumerate(mutants, 1):
             o = run_mutant(tree, m, args.timeout)
             outcomes.append(o)
-            print(f"[{i:>3}/{len(mutants)}] {o.status:<10} {o.seconds:>6.1f}s  {o.path}: {o.name}", flush=True)
+            print(
+                f"[{i:>3}/{len(mutants)}] {o.status:<10} {o.seconds:>6.1f}s  {o.path}: {o.name}", flush=True
+            )
 
     elapsed = time.monotonic() - t_start
     by_path: dict[str, Counter[str]] = {}

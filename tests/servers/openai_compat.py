@@ -303,6 +303,10 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
                     "image": bool(images),
                     "images": images,
                     "model": body.get("model"),
+                    "temperature": body.get("temperature"),
+                    "max_tokens": body.get("max_tokens", body.get("max_completion_tokens")),
+                    "system": [_text_of(m["content"]) for m in messages if m["role"] == "system"],
+                    "strict": ((body.get("response_format") or {}).get("json_schema") or {}).get("strict"),
                     "last_user": _text_of([m for m in messages if m["role"] == "user"][-1]["content"]),
                 }
             )

@@ -33,7 +33,9 @@ def test_earthengine_settings_take_every_config_field(tmp_path: Path) -> None:
 
 
 def test_cog_provider_takes_root_synthetic_and_cache_dir(tmp_path: Path) -> None:
-    p = make_provider(EmbeddingConfig(type="cog", root="https://example.org/aef", synthetic=True), cache_dir=tmp_path)
+    p = make_provider(
+        EmbeddingConfig(type="cog", root="https://example.org/aef", synthetic=True), cache_dir=tmp_path
+    )
     assert (p.root, p.synthetic, p.cache_dir) == ("https://example.org/aef", True, str(tmp_path / "cog"))  # type: ignore[attr-defined]
     assert "SYNTHETIC" in p.description
 

@@ -111,6 +111,23 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
     assert c["requests"] == 2 and c["retries"] == 0 and c["prompt_tokens"] > 0 and c["completion_tokens"] > 0
 
 
+def test_the_request_carries_the_configured_model_sampling_system_prompt_and_strict_schema(
+    cache: Path,
+) -> None:
+    """What goes over the wire: text.llm's model, temperature and max_tokens (not the defaults), the system
+    prompt of the prompt file, and a strict json_schema reply format."""
+    with serve_llm() as srv:
+        w = writer(srv.url, cache, model="loopback/other-model", temperature=0.7, max_tokens=1500)
+        w.write(fact_sheet("port"), "c")
+        w.close()
+    system = load_prompt().system.split("$")[0].strip()[:40]  # its opening words, before any placeholder
+    assert len(srv.log) == 2 and system
+    for e in srv.log:
+        assert (e["model"], e["temperature"], e["max_tokens"]) == ("loopback/other-model", 0.7, 1500)
+        assert e["response_format"] == "json_schema" and e["strict"] is True
+        assert len(e["system"]) == 1 and e["system"][0].startswith(system)
+
+
 def test_the_prompt_carries_only_the_fact_sheet_and_the_checker_rules(cache: Path) -> None:
     facts = fact_sheet("port")
     with serve_llm() as srv:

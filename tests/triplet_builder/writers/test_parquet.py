@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,34 @@ def test_backscatter_column_is_null_by_default_and_round_trips_when_on(
         np.testing.assert_array_equal(arr, db)  # NaN where invalid, bit-exact elsewhere
     with pytest.raises(ValueError, match="not a zlib-compressed"):
         decode_backscatter(b"not an array")
+
+
+def _readme_column_types() -> dict[str, str]:
+    """The `| column | type | meaning |` table of README's row-schema section: column -> type."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text().split("## The row schema", 1)[1].split("\n## ", 1)[0]
+    return {m[0]: m[1] for m in re.findall(r"^\| `([a-z0-9_]+)` \| `([^`]+)` \|", text, re.M)}
+
+
+def test_written_column_types_are_the_documented_ones(written: tuple[Path, dict[str, Any]]) -> None:
+    """Every column of a written shard has the Arrow type README documents (the published contract)."""
+    out, _ = written
+    path = next(out.rglob("train-*.parquet"))
+    documented = _readme_column_types()
+    actual = {f.name: str(f.type) for f in pq.read_schema(path)}
+    assert set(documented) == set(actual)
+    assert {k: re.sub(r"<element:", "<item:", v) for k, v in actual.items()} == documented
+
+
+def test_a_scene_without_a_mode_writes_a_null_mode(tmp_path: Path) -> None:
+    """`mode` / `orbit_direction` are unknown for some scenes (a plain GeoTIFF): null, never a guess."""
+    import dataclasses
+
+    r = make_record(0, "train")
+    r.scene = dataclasses.replace(r.scene, mode=None, orbit_direction=None)
+    _write(tmp_path, [r])
+    (row,) = pq.read_table(
+        next(tmp_path.rglob("train-*.parquet")), columns=["mode", "orbit_direction"]
+    ).to_pylist()
+    assert row == {"mode": None, "orbit_direction": None}
