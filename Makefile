@@ -19,7 +19,7 @@ help:
 	@echo "make build-dataset [REGION=pipelines/regions/<name>.yaml] [ARGS='--workers 4 --overwrite']"
 	@echo "make train [CONFIG=model/configs/tiny.yaml] [DATA=out/demo] [ARGS='--stage 2 --resume DIR']"
 	@echo "make eval CHECKPOINT=out/train/tiny/stage2/final [DATA=out/demo]"
-	@echo "make test | make test-quick | make coverage | make bench | make bench-remote | make bench-train | make clean"
+	@echo "make test | make test-quick | make coverage | make mutation | make bench | make bench-remote | make bench-train | make clean"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
