@@ -217,6 +217,7 @@ def test_executor_build_with_earthengine_scenes(s1_server: LoopbackServer, tmp_p
         ),
         progress=False,
     )
+    assert m2["counts"]["tasks_failed"] == 0 and m2["failures"] == [], m2["failures"]  # say why, if so
     assert len(pixel_requests(s1_server)) == len(calls)
     assert m2["stages"]["tile"]["extra"] == {"ee_cache_hits": c["windows"]}
     assert m2["counts"]["chips_kept"] == c["chips_kept"]
