@@ -21,11 +21,15 @@ if TYPE_CHECKING:
     from triplet_builder.config import StageEntry
 
 ENTRY_POINT_GROUP = "triplet_builder.stages"
+# the annotation stages this package ships, found by name like installed plugins (a plugin cannot take
+# these names)
+BUILTIN: dict[str, str] = {}
 
 
 def installed() -> dict[str, str]:
-    """Entry point name -> `package.module:Class` of every installed stage plugin."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Stage name -> `package.module:Class` of every built-in stage and installed stage plugin."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**found, **BUILTIN}
 
 
 def _import(ref: str, what: str) -> object:
