@@ -38,9 +38,8 @@ DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
 
 def floor_seconds(manifest: dict[str, Any], region: dict[str, Any]) -> tuple[float, int]:
     """Read the kept chips' windows, encode their PNGs, write those bytes to Parquet: nothing else."""
-    from triplet_builder.radiometry import to_db
+    from schemas.codec import Stretch, encode_chip, to_db
     from triplet_builder.record import Scale
-    from triplet_builder.writers.png import Stretch, encode_chip
 
     out = Path(region["output"]["dir"])
     t = pq.read_table(out / "data", columns=["source_uris", "window", "width", "height", "polarisations"])

@@ -31,10 +31,10 @@ from rasterio.features import rasterize
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from schemas.codec import to_db  # noqa: E402
 from triplet_builder.config import SceneSourceConfig  # noqa: E402
 from triplet_builder.facts.surface import water_mask  # noqa: E402
 from triplet_builder.facts.thresholds import otsu_threshold, table_entry  # noqa: E402
-from triplet_builder.radiometry import to_db  # noqa: E402
 from triplet_builder.sources.local import find_scenes  # noqa: E402
 
 LABELS = ROOT / "bench" / "data" / "demo_water_labels.geojson"

@@ -45,6 +45,7 @@ from PIL import Image
 
 from schemas import AEF_DIM, QA_TASKS, SCHEMA_VERSION, SPLITS
 from schemas.aef import dequantize
+from schemas.codec import to_rgb  # the chip codec's PNG -> RGB, re-exported for the trainer's callers
 from schemas.frames import Frame, box_to_frame, box_to_norm, restate_frame
 
 log = logging.getLogger(__name__)
@@ -98,21 +99,6 @@ def resize_image(
     if (w, h) == image.size:
         return image, 1.0, 1.0
     return image.resize((w, h), Image.Resampling.BICUBIC), sx, sy
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Drop the alpha channel (the chips' valid-pixel mask, not a transparency to composite) and make the
-    image 3-channel RGB (L is replicated), the input the base VLM expects."""
-    if image.mode in ("LA", "La"):
-        image = image.getchannel("L")
-    elif image.mode in ("RGBA", "RGBa"):
-        image = Image.merge("RGB", image.split()[:3])
-    elif image.mode == "PA":
-        image = image.convert("RGBA")
-        image = Image.merge("RGB", image.split()[:3])
-    elif image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        raise ValueError(f"image mode {image.mode} is not 8-bit; the shards hold 8-bit PNGs")
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _scale_box(box: Sequence[float], sx: float, sy: float, width: int, height: int) -> list[int]:

@@ -27,6 +27,7 @@ config.json, with --base naming the base model (default: the adapter config's ba
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -40,14 +41,13 @@ from PIL import Image
 from model.checkpoint import ADAPTER_CONFIG, CONFIG_JSON, CheckpointError, load_tlm_config, load_weights
 from model.collate import Collator
 from model.config import TrainConfig, parse_config
-from model.data import Sample, read_release_anchors, resize_image, to_rgb
+from model.data import Sample, read_release_anchors, resize_image
 from model.tlm import FusarGPT
+from schemas.codec import Scale, Stretch, detect_scale, encode_chip, to_db, to_rgb
 
 logger = logging.getLogger("model.predict")
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
-STRETCH_DB = (-25.0, 5.0)  # the shards' default fixed stretch per polarisation
-RATIO_DB = (0.0, 15.0)  # and of the co-pol minus cross-pol channel
 
 
 # == the model ======================================================================================
@@ -115,7 +115,8 @@ def read_image(path: str | Path, *, scale: str = "auto", max_side: int = 2048) -
 
 
 def geotiff_to_rgb(path: Path, *, scale: str = "auto", max_side: int = 2048) -> Image.Image:
-    """Read 1-2 bands (decimated to <= max_side), convert to dB, apply the shards' fixed stretch."""
+    """Read 1-2 bands (decimated to <= max_side), convert to dB and encode them with the shards' default
+    fixed stretch, by the chip codec the builder uses (schemas/codec.py)."""
     import rasterio
     from rasterio.enums import Resampling
 
@@ -126,31 +127,26 @@ def geotiff_to_rgb(path: Path, *, scale: str = "auto", max_side: int = 2048) -> 
         data = src.read(bands, out_shape=shape, masked=True, resampling=Resampling.average).astype(np.float64)
         units = " ".join(str(u or "") for u in src.units).lower() + " " + str(src.tags()).lower()
     values = np.ma.filled(data, np.nan)  # (P, H, W)
-    valid = np.asarray(np.isfinite(values).all(axis=0))  # (H, W)
-    db = _to_db(values, valid, scale, units, path)
-    planes = [(db[i], *STRETCH_DB) for i in range(len(bands))]
-    if len(bands) == 2:
-        planes.append((db[0] - db[1], *RATIO_DB))
-    codes = [np.rint(255 * np.clip((v - lo) / (hi - lo), 0, 1)) for v, lo, hi in planes]
-    rgb = np.stack([np.where(valid, np.nan_to_num(c), 0) for c in codes], axis=-1).astype(np.uint8)
-    if rgb.shape[-1] == 1:
-        rgb = np.repeat(rgb, 3, axis=-1)
-    return Image.fromarray(rgb, "RGB")
-
-
-def _to_db(values: np.ndarray, valid: np.ndarray, scale: str, units: str, path: Path) -> np.ndarray:
-    if scale not in ("auto", "db", "linear_power", "amplitude"):
-        raise ValueError(f"--scale must be auto, db, linear_power or amplitude, got {scale!r}")
+    db, valid = to_db(values, _scale_of(values, scale, units, path))
     if not valid.any():
+        raise ValueError(f"{path}: every pixel is nodata / NaN / not positive; pick another scene or window")
+    names = ["VV", "VH"][: len(bands)]  # channel names only label the codec's output; the stretch is per band
+    png = encode_chip(db, valid, names, Stretch()).png
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        return to_rgb(im)
+
+
+def _scale_of(values: np.ndarray, scale: str, units: str, path: Path) -> Scale:
+    if scale not in ("auto", *(s.value for s in Scale)):
+        raise ValueError(f"--scale must be auto, db, linear_power or amplitude, got {scale!r}")
+    if scale != "auto":
+        return Scale(scale)
+    if not np.isfinite(values).any():
         raise ValueError(f"{path}: every pixel is nodata / NaN; pick another scene or window")
-    if scale == "auto":
-        scale = "db" if ("db" in units or (values[:, valid] < 0).any()) else "linear_power"
-        logger.info("%s: values read as %s (pass --scale to force)", path.name, scale)
-    if scale == "db":
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = 10.0 if scale == "linear_power" else 20.0
-        return factor * np.log10(np.where(values > 0, values, np.nan))
+    found = Scale.DB if "db" in units else detect_scale(values)
+    logger.info("%s: values read as %s (pass --scale to force)", path.name, found.value)
+    return found
 
 
 def make_sample(

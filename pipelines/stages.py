@@ -18,6 +18,7 @@ from typing import Any
 
 import rasterio
 
+from schemas.codec import Stretch
 from triplet_builder import __version__
 from triplet_builder.config import RegionConfig
 from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
@@ -33,7 +34,6 @@ from triplet_builder.stages.tile import ReadChips
 from triplet_builder.stages.write import Write
 from triplet_builder.text.consistency import COMMON_CLASSES
 from triplet_builder.writers.parquet import ShardWriter
-from triplet_builder.writers.png import Stretch
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,7 @@ from typing import Any
 
 import numpy as np
 
-
-class Scale(str, Enum):
-    """How the pixel values of a SAR source are expressed."""
-
-    DB = "db"  # 10 * log10(power)
-    LINEAR_POWER = "linear_power"  # sigma0 / gamma0 as a power ratio
-    AMPLITUDE = "amplitude"  # sqrt(power)
+from schemas.codec import Scale  # the scale names belong to the chip codec (re-exported for the records)
 
 
 class Backscatter(str, Enum):

@@ -242,8 +242,8 @@ def test_a_datasets_reader_sees_qa_boxes_in_the_stated_frame_on_the_targets(tmp_
     the decoded chip, holds a pixel as bright as the target's peak (recomputed from the PNG)."""
     import datasets
 
+    from schemas.codec import decode_chip
     from schemas.frames import box_from_frame, box_to_frame, stated_frame
-    from triplet_builder.writers.png import decode_chip
 
     cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out")})
     p = plan(cfg)

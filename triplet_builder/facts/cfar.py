@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from schemas.codec import db_to_linear_power
 from triplet_builder.facts.surface import cell_of
-from triplet_builder.radiometry import db_to_linear_power
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from pyproj.exceptions import ProjError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 
+from schemas.codec import detect_scale
 from triplet_builder.config import SceneSourceConfig
-from triplet_builder.radiometry import detect_scale
 from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef
 from triplet_builder.sources.backscatter import backscatter_of
 from triplet_builder.sources.names import parse_name, pol_in_name

@@ -7,7 +7,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from triplet_builder.radiometry import to_db
+from schemas.codec import to_db
 from triplet_builder.record import SceneRef
 from triplet_builder.sources.s1_calibration import CalibratedBandRef, calibrate_sigma0, sigma_lut
 

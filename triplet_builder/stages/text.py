@@ -23,8 +23,8 @@ from triplet_builder.stages.base import Stage, StageStats, Stats
 from triplet_builder.text.base import TextResult, TextWriter
 
 if TYPE_CHECKING:
+    from schemas.codec import Stretch
     from triplet_builder.text.llm import LlmWriter, Pending
-    from triplet_builder.writers.png import Stretch
 
 WINDOW_PER_SLOT = 4  # chips kept in flight per max_concurrent slot (two requests each) to keep it busy
 
@@ -86,7 +86,7 @@ class WriteText(Stage):
 
         if not (isinstance(self.writer, LlmWriter) and self.writer.cfg.vision) or record.db is None:
             return None
-        from triplet_builder.writers.png import Stretch, encode_chip
+        from schemas.codec import Stretch, encode_chip
 
         assert record.valid is not None
         return encode_chip(record.db, record.valid, record.scene.polarisations, self.stretch or Stretch()).png

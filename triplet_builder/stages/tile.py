@@ -27,7 +27,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window as RioWindow
 
-from triplet_builder.radiometry import to_db
+from schemas.codec import to_db
 from triplet_builder.record import ChipRecord, Window
 from triplet_builder.sources.s1_calibration import CalibratedBandRef, read_calibrated
 from triplet_builder.stages.base import Stage, Stats

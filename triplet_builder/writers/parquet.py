@@ -36,9 +36,9 @@ from pyproj import CRS
 
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
 from schemas.backscatter import encode_backscatter
+from schemas.codec import Stretch, encode_chip
 from triplet_builder.record import ChipRecord
 from triplet_builder.text.base import build_messages as text_messages
-from triplet_builder.writers.png import Stretch, encode_chip
 
 logger = logging.getLogger(__name__)
 

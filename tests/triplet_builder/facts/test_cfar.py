@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from schemas.codec import db_to_linear_power
 from triplet_builder.facts.cfar import (
     CfarParams,
     alpha_for,
@@ -18,7 +19,6 @@ from triplet_builder.facts.cfar import (
     detector_info,
     threshold_map,
 )
-from triplet_builder.radiometry import db_to_linear_power
 
 REAL = Path(__file__).parents[2] / "data" / "real"
 PORT = REAL / "spatialist" / "S1A__IW___D_20171210T054359_VV_grd_mli_geo_norm_db.tif"

@@ -14,12 +14,12 @@ from pyproj import Geod
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window as RioWindow
 
+from schemas.codec import to_db
 from tests.conftest import port_scene
 from triplet_builder.facts.cfar import CfarParams, detector_info
 from triplet_builder.facts.sheet import build_fact_sheet, chip_size_facts
 from triplet_builder.facts.surface import surface_facts
 from triplet_builder.geo import SceneGeo
-from triplet_builder.radiometry import to_db
 from triplet_builder.record import BandRef, ChipRecord, SceneRef, Window
 from triplet_builder.stages.georef import Georeference
 from triplet_builder.text.consistency import check_caption

@@ -16,6 +16,7 @@ from pyproj import Transformer
 from rasterio.windows import Window as RioWindow
 from shapely.geometry import Polygon
 
+from schemas.codec import to_db
 from tests.conftest import port_scene
 from triplet_builder.facts.cfar import CfarParams, detect, detector_info
 from triplet_builder.facts.labels import LabelSet
@@ -24,7 +25,6 @@ from triplet_builder.facts.sheet import build_fact_sheet, season_of, validate_fa
 from triplet_builder.facts.surface import surface_facts, water_mask
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.grid import grid_cell
-from triplet_builder.radiometry import to_db
 from triplet_builder.record import Georef, SceneRef, Window
 
 REAL = Path(__file__).parents[2] / "data" / "real"

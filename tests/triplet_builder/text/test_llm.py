@@ -20,6 +20,7 @@ from PIL import Image
 
 from pipelines.executor import plan
 from pipelines.stages import TaskSpec, run_task
+from schemas.codec import Stretch, encode_chip
 from tests.conftest import ROOT, port_scene
 from tests.servers.openai_compat import OpenAICompatServer, decode_images, openai_server
 from tests.servers.openai_fixtures import replies_for
@@ -39,7 +40,6 @@ from triplet_builder.text.llm import (
     parse_reply,
     qa_plan,
 )
-from triplet_builder.writers.png import Stretch, encode_chip
 
 from .factsheets import FACT_SHEETS, fact_sheet
 

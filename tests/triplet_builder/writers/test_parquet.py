@@ -19,9 +19,9 @@ from PIL import Image
 from pyproj import CRS
 
 from schemas import CAPTION_FIELDS, rejects_schema, triplet_schema
+from schemas.codec import decode_chip
 from triplet_builder.record import ChipRecord
 from triplet_builder.writers.parquet import ShardWriter, ShardWriterError, build_messages
-from triplet_builder.writers.png import decode_chip
 
 from .records import make_record, make_records, make_rejects
 

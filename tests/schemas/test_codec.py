@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triplet_builder.writers.png import Stretch, decode_chip, encode_chip
+from schemas.codec import Stretch, decode_chip, encode_chip
 
-from .records import make_record
+from tests.triplet_builder.writers.records import make_record
 
 
 def _half_step(lo: float, hi: float) -> float:

@@ -1,4 +1,10 @@
-"""Encode a chip's dB backscatter as an 8-bit PNG with a validity alpha channel, and decode it back.
+"""The chip codec, the one place shared by the builder, the trainer, predict and the exports: SAR pixel
+values of any declared scale -> backscatter in dB (with nodata as a mask), and a chip's dB backscatter
+<-> an 8-bit PNG with a validity alpha channel.
+
+Scales (`Scale`): db = 10 log10(power), linear_power (sigma0 / gamma0 as a power ratio), amplitude =
+sqrt(power). Nodata values and NaN are masks, never values: they become NaN and `valid` is False there.
+Linear power and amplitude must be positive to have a dB value; zero or negative pixels are invalid.
 
 One polarisation -> 'LA' (grey = the polarisation, alpha = valid mask); two polarisations (e.g. VV, VH)
 -> 'RGBA' with R = first, G = second, B = first - second (the dB difference, i.e. the power ratio) and
@@ -18,6 +24,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -29,6 +36,54 @@ PNG_COMPRESS_LEVEL = 6
 """Fixed zlib level: changing it changes the bytes (not the pixels) of every PNG."""
 
 _MIN_SPAN_DB = 0.1  # a percentile stretch narrower than this is widened (flat chips)
+
+
+class Scale(str, Enum):
+    """How the pixel values of a SAR source are expressed."""
+
+    DB = "db"  # 10 * log10(power)
+    LINEAR_POWER = "linear_power"  # sigma0 / gamma0 as a power ratio
+    AMPLITUDE = "amplitude"  # sqrt(power)
+
+
+def to_db(values: np.ndarray, scale: Scale, nodata: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(P, H, W) raw values -> ((P, H, W) float32 dB with NaN where invalid, (H, W) bool valid in ALL bands)."""
+    v = np.asarray(values, dtype=np.float32)
+    db: np.ndarray
+    invalid = ~np.isfinite(v)
+    if nodata is not None and np.isfinite(nodata):
+        invalid |= v == np.float32(nodata)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if scale is Scale.DB:
+            db = v.copy()
+        elif scale is Scale.LINEAR_POWER:
+            invalid |= v <= 0
+            db = 10.0 * np.log10(v)
+        elif scale is Scale.AMPLITUDE:
+            invalid |= v <= 0
+            db = 20.0 * np.log10(v)
+        else:  # pragma: no cover - enum is closed
+            raise ValueError(f"unknown scale {scale}")
+    valid = np.asarray(~invalid.any(axis=0))
+    db = db.astype(np.float32, copy=False)
+    db[:, ~valid] = np.nan
+    return db, valid
+
+
+def db_to_linear_power(db: np.ndarray) -> np.ndarray:
+    return np.power(np.float32(10.0), db / np.float32(10.0))
+
+
+def detect_scale(sample: np.ndarray) -> Scale:
+    """Guess the scale of finite sample values: negatives exist only in dB; linear power of land and
+    sea has a median well below 1; anything else positive with a large median is amplitude (DN)."""
+    v = sample[np.isfinite(sample)]
+    if v.size == 0:
+        raise ValueError("no finite pixels to detect the scale from")
+    if (v < 0).mean() > 0.01:
+        return Scale.DB
+    med = float(np.median(v))
+    return Scale.LINEAR_POWER if med < 2.0 else Scale.AMPLITUDE
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +228,18 @@ def decode_chip(png_bytes: bytes, min_db: list[float], max_db: list[float]) -> n
         out[c] = lo + pixels[..., c].astype(np.float64) / 255.0 * (hi - lo)
     out[:, alpha == 0] = np.nan
     return out
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """A chip PNG (or any 8-bit image) as the RGB input of a VLM: drop the alpha channel (the chips'
+    valid-pixel mask, not a transparency to composite) and make it 3-channel RGB (L is replicated)."""
+    if image.mode in ("LA", "La"):
+        image = image.getchannel("L")
+    elif image.mode in ("RGBA", "RGBa"):
+        image = Image.merge("RGB", image.split()[:3])
+    elif image.mode == "PA":
+        image = image.convert("RGBA")
+        image = Image.merge("RGB", image.split()[:3])
+    elif image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        raise ValueError(f"image mode {image.mode} is not 8-bit; the shards hold 8-bit PNGs")
+    return image if image.mode == "RGB" else image.convert("RGB")
