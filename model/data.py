@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import random
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,11 @@ from PIL import Image
 from schemas import AEF_DIM, QA_TASKS, SCHEMA_VERSION, SPLITS
 from schemas.aef import dequantize
 from schemas.codec import to_rgb  # the chip codec's PNG -> RGB, re-exported for the trainer's callers
-from schemas.frames import Frame, box_to_frame, box_to_norm, restate_frame
+from schemas.frames import (  # the box conventions, shared with the builder's exports
+    rescale_boxes_in_text,
+    rescale_detection_answer,
+    rescale_qa,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +57,6 @@ STAGES = ("caption", "qa")
 TASKS = ("caption", *QA_TASKS)
 STATE_VERSION = 1
 
-# A box written as text: "[x1, y1, x2, y2]" (classification questions name the box this way).
-_BOX_TEXT_RE = re.compile(
-    r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]"
-)
 
 
 # == the sample ====================================================================================
@@ -99,55 +98,6 @@ def resize_image(
     if (w, h) == image.size:
         return image, 1.0, 1.0
     return image.resize((w, h), Image.Resampling.BICUBIC), sx, sy
-
-
-def _scale_box(box: Sequence[float], sx: float, sy: float, width: int, height: int) -> list[int]:
-    """A box of the original image -> the resized width x height image, by the one conversion of
-    schemas/frames.py (normalized, then enclosing integer pixels clipped to the image)."""
-    return box_to_frame(box_to_norm(box, width / sx, height / sy), width, height)
-
-
-def rescale_detection_answer(answer: str, sx: float, sy: float, width: int, height: int) -> str:
-    """Scale every bbox_2d of a detection answer (JSON list, or 'None') to the resized image, as integers
-    clipped to it. The answer is re-serialised with json.dumps, the builder's own format."""
-    if answer.strip() == "None" or (sx == 1.0 and sy == 1.0):
-        return answer
-    try:
-        items = json.loads(answer)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"detection answer is not JSON nor 'None' ({e}): {answer[:80]!r}") from None
-    if not isinstance(items, list):
-        raise ValueError(f"detection answer must be a JSON list, got {type(items).__name__}: {answer[:80]!r}")
-    for it in items:
-        if not isinstance(it, dict) or "bbox_2d" not in it:
-            raise ValueError(f"detection answer item has no bbox_2d: {it!r}")
-        it["bbox_2d"] = _scale_box(it["bbox_2d"], sx, sy, width, height)
-    return json.dumps(items)
-
-
-def rescale_boxes_in_text(text: str, sx: float, sy: float, width: int, height: int) -> str:
-    """Scale every "[x1, y1, x2, y2]" box written in free text (classification questions) to the resized
-    image, written back as integers."""
-    if sx == 1.0 and sy == 1.0:
-        return text
-
-    def sub(m: re.Match[str]) -> str:
-        box = _scale_box([float(g) for g in m.groups()], sx, sy, width, height)
-        return "[" + ", ".join(str(v) for v in box) + "]"
-
-    return _BOX_TEXT_RE.sub(sub, text)
-
-
-def rescale_qa(
-    task: str, question: str, answer: str, sx: float, sy: float, w: int, h: int
-) -> tuple[str, str]:
-    """The question and answer of one QA item with its boxes in the resized image's pixels, and the
-    frame the question states ("... of the 64 x 64 image") restated as the resized image's."""
-    if task == "detection":
-        return restate_frame(question, Frame(w, h)), rescale_detection_answer(answer, sx, sy, w, h)
-    if task == "classification":
-        return restate_frame(rescale_boxes_in_text(question, sx, sy, w, h), Frame(w, h)), answer
-    return question, answer
 
 
 def _decode_png(data: bytes, size: int | tuple[int, int]) -> tuple[Image.Image, float, float]:
@@ -640,142 +590,11 @@ def _round_robin_skip(offset: int, batch_size: int, lengths: Sequence[float]) ->
     return taken, w
 
 
-# == the FUSAR-GPT release format ==================================================================
-_TASK_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("detection", re.compile(r"bbox|bounding box|json|detect", re.I)),
-    ("classification", re.compile(r"categor|classif|class|type of|which kind", re.I)),
-    ("localization", re.compile(r"grid|cell|3\s*[x×]\s*3|locali[sz]|which (part|region)", re.I)),
-    ("counting", re.compile(r"how many|number of|count", re.I)),
-]
-
-
-def guess_task(question: str) -> str:
-    """The task of a release question from its wording (detection and classification name boxes, so they
-    are tested first); a question matching none is a caption request."""
-    for task, pattern in _TASK_PATTERNS:
-        if pattern.search(question):
-            return task
-    return "caption"
-
-
-def read_release_anchors(path: Path, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(features (S, 64) float32, positions (S, 2) float32) from a release .npz.
-
-    Two layouts: {features (S, 64), positions (S, 2) normalized (y, x)} (the release), or one (S, 70) array
-    (any key) = lon, lat, row, col, x, y, A00..A63. For the latter we read row / col as the anchor's pixel
-    row / column in the image (integer pixel indices, centre at +0.5) and derive positions as
-    ((row + 0.5) / height, (col + 0.5) / width), clipped to [0, 1]; x, y (projected coordinates) and
-    lon / lat are not needed.
-    """
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    if "features" in arrays and arrays["features"].ndim == 2 and arrays["features"].shape[1] == AEF_DIM:
-        feats = arrays["features"].astype(np.float32)
-        if "positions" not in arrays:
-            raise ValueError(
-                f"{path}: has features but no positions; expected positions (S, 2) normalized (y, x)"
-            )
-        pos = arrays["positions"].astype(np.float32).reshape(-1, 2)
-        if len(pos) != len(feats):
-            raise ValueError(f"{path}: {len(feats)} features but {len(pos)} positions")
-        return feats, np.clip(pos, 0.0, 1.0)
-    wide = [a for a in arrays.values() if a.ndim == 2 and a.shape[1] == 6 + AEF_DIM]
-    if len(wide) != 1:
-        raise ValueError(
-            f"{path}: neither features (S, 64) + positions (S, 2) nor one (S, 70) array; keys {list(arrays)}"
-        )
-    a = wide[0].astype(np.float64)
-    width, height = image_size
-    pos = np.stack([(a[:, 2] + 0.5) / height, (a[:, 3] + 0.5) / width], axis=1)
-    return a[:, 6:].astype(np.float32), np.clip(pos, 0.0, 1.0).astype(np.float32)
-
-
-class ReleaseDataset(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
-    """The FUSAR-GPT release format: a JSONL of {id, image, aef, question, answer} (paths relative to the
-    JSONL's folder) with one .npz of anchors per image; yields the same `Sample`s as ShardDataset.
-
-    Boxes in answers / questions are read in the pixels of the image file as stored and scaled with the
-    resize. task: force one task for every line (the release's adapters are per task); None = guess it from
-    the question. Lines are sharded over ranks x workers by index (i % consumers).
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        image_size: int | tuple[int, int] = 504,
-        task: str | None = None,
-        split: str = "test",
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        super().__init__()
-        if task is not None and task not in TASKS:
-            raise ValueError(f"ReleaseDataset: task must be one of {TASKS}, got {task!r}")
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"release JSONL {self.path} does not exist")
-        self.image_size, self.task, self.split = image_size, task, split
-        self.rank, self.world_size = rank, world_size
-        self.records = self._load()
-
-    def _load(self) -> list[dict[str, Any]]:
-        out = []
-        for n, line in enumerate(self.path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            missing = [k for k in ("id", "image", "aef", "question", "answer") if k not in rec]
-            if missing:
-                raise ValueError(f"{self.path}:{n}: missing field(s) {missing}")
-            out.append(rec)
-        return out
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def sample(self, rec: dict[str, Any]) -> Sample:
-        """One JSONL record -> Sample."""
-        root = self.path.parent
-        with Image.open(root / rec["image"]) as im:
-            im.load()
-            original = im.size
-            image, sx, sy = resize_image(to_rgb(im), self.image_size)
-        feats, pos = read_release_anchors(root / rec["aef"], original)
-        valid = np.isfinite(feats).all(-1) & (np.abs(feats).sum(-1) > 0)
-        feats = np.where(valid[:, None], np.nan_to_num(feats), 0.0).astype(np.float32)
-        task = self.task or guess_task(rec["question"])
-        question, answer = str(rec["question"]), str(rec["answer"])
-        question = question.replace("<image>", "").strip()
-        question, answer = rescale_qa(task, question, answer, sx, sy, image.width, image.height)
-        return Sample(
-            id=str(rec["id"]),
-            image=image,
-            features=feats,
-            positions=pos,
-            valid=valid,
-            messages=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-            task=task,
-            split=self.split,
-        )
-
-    def __iter__(self) -> Iterator[Sample]:
-        info = torch.utils.data.get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        consumers = self.world_size * num_workers
-        consumer = self.rank * num_workers + worker
-        for rec in self.records[consumer::consumers]:
-            yield self.sample(rec)
-
-
 __all__ = [
     "STAGES",
     "TASKS",
-    "ReleaseDataset",
     "Sample",
     "ShardDataset",
-    "guess_task",
-    "read_release_anchors",
     "rescale_boxes_in_text",
     "rescale_detection_answer",
     "resize_image",

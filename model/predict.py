@@ -15,7 +15,7 @@ The image:
   about a chip-sized window for the model's training distribution).
 
 The anchors: an .npz in the release format (features (S, 64) + positions (S, 2) normalized (y, x), or
-one (S, 70) array; model.data.read_release_anchors). Without --aef the image gets no anchors and the TLM
+one (S, 70) array; model.release.read_release_anchors). Without --aef the image gets no anchors and the TLM
 is skipped for it (its visual tokens pass unchanged), i.e. what the model does without AlphaEarth.
 
 The checkpoint: a folder written by model.train (its config.json says which base, LoRA and TLM), or a
@@ -41,7 +41,8 @@ from PIL import Image
 from model.checkpoint import ADAPTER_CONFIG, CONFIG_JSON, CheckpointError, load_tlm_config, load_weights
 from model.collate import Collator
 from model.config import TrainConfig, parse_config
-from model.data import Sample, read_release_anchors, resize_image
+from model.data import Sample, resize_image
+from model.release import read_release_anchors
 from model.tlm import FusarGPT
 from schemas.codec import Scale, Stretch, detect_scale, encode_chip, to_db, to_rgb
 

@@ -20,6 +20,7 @@ trainer does.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -142,3 +143,59 @@ __all__ = [
     "restate_frame",
     "stated_frame",
 ]
+
+
+# == boxes written in text: rescaled with an image ===================================================
+# A box written as text: "[x1, y1, x2, y2]" (classification questions name the box this way).
+_BOX_TEXT_RE = re.compile(
+    r"\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]"
+)
+
+
+def _scale_box(box: Sequence[float], sx: float, sy: float, width: int, height: int) -> list[int]:
+    """A box of the original image -> the resized width x height image, by the one conversion of
+    schemas/frames.py (normalized, then enclosing integer pixels clipped to the image)."""
+    return box_to_frame(box_to_norm(box, width / sx, height / sy), width, height)
+
+
+def rescale_detection_answer(answer: str, sx: float, sy: float, width: int, height: int) -> str:
+    """Scale every bbox_2d of a detection answer (JSON list, or 'None') to the resized image, as integers
+    clipped to it. The answer is re-serialised with json.dumps, the builder's own format."""
+    if answer.strip() == "None" or (sx == 1.0 and sy == 1.0):
+        return answer
+    try:
+        items = json.loads(answer)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"detection answer is not JSON nor 'None' ({e}): {answer[:80]!r}") from None
+    if not isinstance(items, list):
+        raise ValueError(f"detection answer must be a JSON list, got {type(items).__name__}: {answer[:80]!r}")
+    for it in items:
+        if not isinstance(it, dict) or "bbox_2d" not in it:
+            raise ValueError(f"detection answer item has no bbox_2d: {it!r}")
+        it["bbox_2d"] = _scale_box(it["bbox_2d"], sx, sy, width, height)
+    return json.dumps(items)
+
+
+def rescale_boxes_in_text(text: str, sx: float, sy: float, width: int, height: int) -> str:
+    """Scale every "[x1, y1, x2, y2]" box written in free text (classification questions) to the resized
+    image, written back as integers."""
+    if sx == 1.0 and sy == 1.0:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        box = _scale_box([float(g) for g in m.groups()], sx, sy, width, height)
+        return "[" + ", ".join(str(v) for v in box) + "]"
+
+    return _BOX_TEXT_RE.sub(sub, text)
+
+
+def rescale_qa(
+    task: str, question: str, answer: str, sx: float, sy: float, w: int, h: int
+) -> tuple[str, str]:
+    """The question and answer of one QA item with its boxes in the resized image's pixels, and the
+    frame the question states ("... of the 64 x 64 image") restated as the resized image's."""
+    if task == "detection":
+        return restate_frame(question, Frame(w, h)), rescale_detection_answer(answer, sx, sy, w, h)
+    if task == "classification":
+        return restate_frame(rescale_boxes_in_text(question, sx, sy, w, h), Frame(w, h)), answer
+    return question, answer

@@ -25,7 +25,7 @@ def answer_counts(data: str, tasks: Iterable[str], split: str = "train") -> dict
     wanted = set(tasks)
     counts: dict[str, Counter[str]] = {t: Counter() for t in wanted}
     if data.endswith(".jsonl"):
-        from model.data import guess_task
+        from model.release import guess_task
 
         for line in Path(data).read_text().splitlines():
             if line.strip():

@@ -25,10 +25,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from model.collate import reference_answer
-from model.data import ReleaseDataset, Sample, ShardDataset, _resolve_files
+from model.data import Sample, ShardDataset, _resolve_files
 from model.eval.baseline import baseline_records, majority_answers
 from model.eval.metrics import evaluate, report_table
 from model.predict import generate, load_for_inference
+from model.release import ReleaseDataset
 
 logger = logging.getLogger("model.eval")
 
@@ -53,7 +54,7 @@ class EvalSettings:
 def eval_samples(s: EvalSettings, image_size: int) -> Iterator[Sample]:
     """Captions then QA of the split, in file order (shuffle_buffer 0), each stage capped at s.limit.
 
-    `data` ending in .jsonl is the FUSAR-GPT release format (model.data.ReleaseDataset: its demo images with
+    `data` ending in .jsonl is the FUSAR-GPT release format (model.release.ReleaseDataset: its demo images with
     detection labels); its lines' tasks are guessed from the questions and filtered by s.tasks."""
     if s.data.endswith(".jsonl"):
         release = ReleaseDataset(s.data, image_size=image_size, split=s.split)

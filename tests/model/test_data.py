@@ -16,16 +16,15 @@ import torch
 from PIL import Image
 
 from model.data import (
-    ReleaseDataset,
     Sample,
     ShardDataset,
     _round_robin_skip,
-    guess_task,
     rescale_boxes_in_text,
     rescale_detection_answer,
     resize_image,
     to_rgb,
 )
+from model.release import ReleaseDataset, guess_task
 from schemas.aef import dequantize
 from tests.model.data_fixtures import (
     CAPTION_Q,
