@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 
 from pipelines.executor import BuildError, build, plan, summary
+from schemas import SPLITS
 from triplet_builder.config import ConfigError, load_region
+from triplet_builder.exports import FORMATS, export
 from triplet_builder.sources import SourceError
 from triplet_builder.stages.assemble import stage_names
 
@@ -50,10 +52,35 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="override a region field, e.g. --set output.dir=out/x",
     )
+    e = sub.add_parser(
+        "export",
+        help="export built shards to another trainer's format",
+        description="Export the kept rows of a build folder. Examples:\n"
+        "  triplet-builder export out/demo exports/demo-fusar --format fusar-gpt\n"
+        "  triplet-builder export out/demo exports/demo-llava --format llava --split train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("output", help="a build folder (with manifest.json)")
+    e.add_argument("dest", help="a new or empty folder to write")
+    e.add_argument("--format", required=True, choices=FORMATS)
+    e.add_argument("--split", choices=SPLITS, help="only this split (default: all)")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     return ap
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        res = export(args.output, args.dest, args.format, split=args.split)
+    except (ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    files = ", ".join(f"{k} ({v})" for k, v in res["files"].items())
+    print(f"exported {res['chips']} chip(s) as {res['format']} to {args.dest}: {files}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "export":
+        return _export(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         if args.command == "validate":
