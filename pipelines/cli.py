@@ -7,6 +7,7 @@ pass --debug for the traceback of an unexpected error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -64,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("dest", help="a new or empty folder to write")
     e.add_argument("--format", required=True, choices=FORMATS)
     e.add_argument("--split", choices=SPLITS, help="only this split (default: all)")
+    vf = sub.add_parser(
+        "verify",
+        help="check a build folder against its manifest and the row schema",
+        description="Example:\n  triplet-builder verify out/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    vf.add_argument("output", help="a build folder (with manifest.json)")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
@@ -83,6 +91,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from pipelines.verify import verify
+
+    problems = verify(args.output)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    m = json.loads((Path(args.output) / "manifest.json").read_text())
+    print(f"{args.output}: verified; {m['counts']['chips_kept']} rows in {len(m['files'])} shard(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -90,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "export":
         return _export(args)
+    if args.command == "verify":
+        return _verify(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         if args.command == "validate":

@@ -1,0 +1,113 @@
+"""`verify OUTPUT` passes a fresh build (through the CLI, in the quick subset) and names each planted
+problem: a stray, a missing or a renamed shard, a duplicate chip id, counts that differ, a card whose
+configs do not match the files, a shard whose schema differs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.verify import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("verify") / "out"
+    r = cli(
+        "build",
+        "pipelines/regions/demo.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "workers=1",
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_a_fresh_build_verifies(built: Path) -> None:
+    r = cli("verify", str(built))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "verified" in r.stdout and "43 rows" in r.stdout
+
+
+def _manifest(out: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _stray(out: Path) -> None:
+    first = _manifest(out)["files"][0]
+    shutil.copy(out / first, out / "data" / "train-09999-000.parquet")
+
+
+def _missing(out: Path) -> None:
+    (out / _manifest(out)["files"][0]).unlink()
+
+
+def _duplicate(out: Path) -> None:
+    m = _manifest(out)
+    train = [f for f in m["files"] if "/train-" in f]
+    t = pq.read_table(out / train[1])
+    first = pq.read_table(out / train[0]).column("chip_id")[0].as_py()
+    ids = t.column("chip_id").to_pylist()
+    ids[0] = first
+    t = t.set_column(t.schema.get_field_index("chip_id"), t.schema.field("chip_id"), [ids])
+    pq.write_table(t, out / train[1])
+
+
+def _counts(out: Path) -> None:
+    m = _manifest(out)
+    m["counts"]["chips_kept"] += 1
+    (out / "manifest.json").write_text(json.dumps(m))
+
+
+def _card(out: Path) -> None:
+    card = out / "README.md"
+    card.write_text(card.read_text().replace("data/validation-*.parquet", "data/val-*.parquet"))
+
+
+def _schema(out: Path) -> None:
+    f = out / _manifest(out)["files"][0]
+    t = pq.read_table(f)
+    pq.write_table(t.drop_columns(["caption"]).replace_schema_metadata(t.schema.metadata), f)
+
+
+@pytest.mark.parametrize(
+    ("plant", "needle"),
+    [
+        (_stray, "data/train-09999-000.parquet: on disk but not in the manifest"),
+        (_missing, "listed in the manifest but missing"),
+        (_duplicate, "appears 2 times in the shards"),
+        (_counts, "the manifest says 44 kept"),
+        (_card, "pattern data/val-*.parquet matches no file"),
+        (_schema, "column caption is missing"),
+    ],
+)
+def test_planted_problems_are_named(
+    built: Path, tmp_path: Path, plant: Callable[[Path], None], needle: str
+) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(built, out)
+    assert verify(out) == []
+    plant(out)
+    problems = verify(out)
+    assert any(needle in p for p in problems), problems
+    if plant in (_stray, _counts):  # the CLI's exit and lines (a subprocess costs seconds: two cases)
+        r = cli("verify", str(out))
+        assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr
