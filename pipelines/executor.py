@@ -41,6 +41,7 @@ from triplet_builder.tiling import ChipTooLargeError, lay_windows
 from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
 from triplet_builder.writers.manifest import read_manifest, redact, write_manifest
+from triplet_builder.writers.metadata import write_metadata
 from triplet_builder.writers.splits import split_report
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def _prepare_output(cfg: RegionConfig, overwrite: bool) -> Path:
     if overwrite:
         for sub in ("data", "rejects", "_tasks"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("manifest.json", "README.md"):
+        for f in ("manifest.json", "README.md", "metadata.parquet"):
             (out / f).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -398,6 +399,7 @@ def build(
         "stretch": cfg.output.stretch.model_dump(mode="json"),
         "pretty_name": f"SAR triplets: {cfg.name}",
     }
+    manifest["metadata"] = write_metadata(out, manifest["files"])  # the image-free index, from the shards
     write_card(out, manifest, COLUMN_DOCS)
     write_manifest(out, manifest)  # last: its presence means the dataset is complete
     return manifest

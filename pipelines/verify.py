@@ -4,7 +4,7 @@ it is trained on or published.
 Checked: every shard's Arrow schema equals schemas.triplet's (names, types, nullability) and states the
 schema version; GeoParquet metadata names the WKB `geometry` column in OGC:CRS84 with the `bbox` covering;
 chip ids are unique over the shards and never also in the rejects; every file under data/ and rejects/
-is listed in the manifest and every listed file exists; each row's split matches its shard's name; the
+is listed in the manifest and every listed file exists; metadata.parquet indexes exactly the kept chips; each row's split matches its shard's name; the
 rows per split and the kept / rejected counts equal the manifest's; the card's `configs` name the splits
 that have rows, and each `data_files` pattern matches files. Each problem is one line; none means the
 folder is what its manifest says.
@@ -78,6 +78,7 @@ def verify(output_dir: str | Path) -> list[str]:
     problems: list[str] = []
     listed = set(m.get("files", [])) | set(m.get("rejects_files", []))
     on_disk = {str(p.relative_to(out)) for sub in ("data", "rejects") for p in (out / sub).glob("*.parquet")}
+    indexed = on_disk | ({m["metadata"]["file"]} if m.get("metadata") else set())
     problems += [f"{f}: on disk but not in the manifest (a stray shard)" for f in sorted(on_disk - listed)]
     problems += [f"{f}: listed in the manifest but missing" for f in sorted(listed - on_disk)]
 
@@ -126,6 +127,17 @@ def verify(output_dir: str | Path) -> list[str]:
             f"{rejected} rows in the rejects, the manifest says {counts.get('chips_rejected')} rejected"
         )
 
+    meta = m.get("metadata")
+    if meta is not None:
+        mp = out / meta["file"]
+        if not mp.is_file():
+            problems.append(f"{meta['file']}: listed in the manifest but missing")
+        else:
+            t = pq.read_table(mp, columns=["chip_id", "file", "row"])
+            if sorted(t.column("chip_id").to_pylist()) != sorted(ids):
+                problems.append(f"{meta['file']}: its chip ids differ from the shards'")
+            problems += _check_geo(meta["file"], pq.ParquetFile(mp).schema_arrow.metadata or {})
+
     configs = _card_configs(out / "README.md")
     if configs is None:
         problems.append("README.md: no dataset card with `configs` in its YAML front matter")
@@ -137,9 +149,10 @@ def verify(output_dir: str | Path) -> list[str]:
                 f"README.md: the default config names splits {sorted(named)}, the shards hold {sorted(per_split)}"
             )
         for c in configs:
-            for d in c.get("data_files", []):
+            data_files = c.get("data_files", [])
+            for d in [data_files] if isinstance(data_files, str) else data_files:
                 pattern = d["path"] if isinstance(d, dict) else d
-                if not any(fnmatch.fnmatch(f, pattern) for f in on_disk):
+                if not any(fnmatch.fnmatch(f, pattern) for f in indexed if (out / f).is_file()):
                     problems.append(
                         f"README.md: config {c.get('config_name')} pattern {pattern} matches no file"
                     )

@@ -19,6 +19,7 @@ from schemas.triplet import (
     QA_TASKS,
     SCHEMA_VERSION,
     SPLITS,
+    metadata_schema,
     rejects_schema,
     triplet_schema,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "SPLITS",
     "facts_schema_with",
     "json_schema",
+    "metadata_schema",
     "rejects_schema",
     "triplet_schema",
     "validate",

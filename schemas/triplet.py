@@ -219,5 +219,34 @@ def rejects_schema() -> pa.Schema:
     return pa.schema(fields, metadata={"triplet_schema_version": SCHEMA_VERSION})
 
 
+# The image-free index of a dataset (metadata.parquet, as Major TOM publishes): one row per kept chip, so
+# users filter by place, time, split or content before downloading any image.
+_METADATA_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("chip_id", pa.string(), False, "Deterministic chip id (as in the shards)."),
+    ("split", pa.string(), False, "train / validation / test."),
+    ("grid_cell", pa.string(), False, "Major TOM 10 km grid cell of the centre."),
+    ("centre_lon", pa.float64(), False, "Chip centre longitude (WGS84)."),
+    ("centre_lat", pa.float64(), False, "Chip centre latitude (WGS84)."),
+    ("geometry", pa.binary(), False, "Chip footprint polygon, WKB, lon/lat (OGC:CRS84)."),
+    ("bbox", _BBOX, False, "Footprint bounding box (GeoParquet 1.1 covering column)."),
+    ("acquired", pa.timestamp("us", tz="UTC"), False, "Acquisition start time (UTC)."),
+    ("scene_id", pa.string(), False, "Source scene."),
+    ("polarisations", pa.list_(pa.string()), False, "Polarisations in channel order."),
+    ("valid_fraction", pa.float32(), False, "Fraction of chip pixels that are valid."),
+    ("n_detections", pa.int32(), False, "CFAR bright point targets in the chip (facts)."),
+    ("n_objects", pa.int32(), False, "Labelled objects in the chip (facts)."),
+    ("file", pa.string(), False, "The shard holding the chip, relative to the dataset root."),
+    ("row", pa.int64(), False, "The chip's row index within that shard."),
+]
+
+
+def metadata_schema() -> pa.Schema:
+    fields = [
+        pa.field(name, typ, nullable=nullable, metadata={"description": doc})
+        for name, typ, nullable, doc in _METADATA_COLUMNS
+    ]
+    return pa.schema(fields, metadata={"triplet_schema_version": SCHEMA_VERSION})
+
+
 def reject_column_docs() -> dict[str, str]:
     return {name: doc for name, _, _, doc in _REJECT_COLUMNS}

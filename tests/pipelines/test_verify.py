@@ -41,6 +41,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_metadata_indexes_every_kept_chip_by_file_and_row(built: Path) -> None:
+    import geopandas
+
+    meta = geopandas.read_parquet(built / "metadata.parquet")
+    assert len(meta) == 43 and meta.crs.to_string() == "OGC:CRS84" and meta.geometry.is_valid.all()
+    for f, group in meta.groupby("file"):
+        shard = pq.read_table(built / f, columns=["chip_id", "split", "centre_lon", "geometry"])
+        for r in group.itertuples():
+            assert shard.column("chip_id")[r.row].as_py() == r.chip_id
+            assert shard.column("split")[r.row].as_py() == r.split
+            assert shard.column("geometry")[r.row].as_py() == r.geometry.wkb
+    card = (built / "README.md").read_text()
+    assert "config_name: metadata" in card and "data_files: metadata.parquet" in card
+    assert "config_name: rejects" in card
+
+
 def test_a_fresh_build_verifies(built: Path) -> None:
     r = cli("verify", str(built))
     assert r.returncode == 0 and r.stderr == "", r.stderr
@@ -88,6 +104,11 @@ def _schema(out: Path) -> None:
     pq.write_table(t.drop_columns(["caption"]).replace_schema_metadata(t.schema.metadata), f)
 
 
+def _metadata(out: Path) -> None:
+    t = pq.read_table(out / "metadata.parquet")
+    pq.write_table(t.slice(1).replace_schema_metadata(t.schema.metadata), out / "metadata.parquet")
+
+
 @pytest.mark.parametrize(
     ("plant", "needle"),
     [
@@ -97,6 +118,7 @@ def _schema(out: Path) -> None:
         (_counts, "the manifest says 44 kept"),
         (_card, "pattern data/val-*.parquet matches no file"),
         (_schema, "column caption is missing"),
+        (_metadata, "metadata.parquet: its chip ids differ from the shards'"),
     ],
 )
 def test_planted_problems_are_named(

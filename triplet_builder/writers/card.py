@@ -96,7 +96,19 @@ def _front_matter(manifest: dict[str, Any], splits: list[str]) -> str:
             {
                 "config_name": "default",
                 "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
-            }
+                "default": True,
+            },
+            # the image-free index and the rejected chips, each loadable on its own
+            *(
+                [{"config_name": "metadata", "data_files": manifest["metadata"]["file"]}]
+                if manifest.get("metadata")
+                else []
+            ),
+            *(
+                [{"config_name": "rejects", "data_files": "rejects/*.parquet"}]
+                if manifest.get("rejects_files")
+                else []
+            ),
         ],
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
