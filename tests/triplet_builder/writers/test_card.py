@@ -60,7 +60,14 @@ def test_front_matter_parses_and_lists_existing_splits(tmp_path: Path) -> None:
                 {"split": "train", "path": "data/train-*.parquet"},
                 {"split": "test", "path": "data/test-*.parquet"},
             ],
+            "default": True,
         }
+    ]  # no metadata / rejects configs: this manifest has neither
+    with_both = {**_manifest(), "metadata": {"file": "metadata.parquet"}, "rejects_files": ["rejects/r.parquet"]}
+    meta = _front_matter(write_card(tmp_path, with_both, COLUMN_DOCS).read_text())
+    assert meta["configs"][1:] == [
+        {"config_name": "metadata", "data_files": "metadata.parquet"},
+        {"config_name": "rejects", "data_files": "rejects/*.parquet"},
     ]
     assert meta["pretty_name"]
     assert not list(tmp_path.glob(".*.tmp"))
