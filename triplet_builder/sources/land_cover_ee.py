@@ -30,7 +30,7 @@ from triplet_builder.earthengine import (
     PixelRequest,
     band_stack,
 )
-from triplet_builder.embeddings.cog import point_zone_codes
+from triplet_builder.embeddings.cog import EDGE_EPS, point_zone_codes
 from triplet_builder.embeddings.earthengine import cluster_points
 from triplet_builder.sources.worldcover import PIXELS_PER_DEGREE, global_index
 
@@ -103,8 +103,10 @@ def utm_lattice(
         pts = np.flatnonzero(zone == code)
         epsg = (32700 if code % 2 else 32600) + int(code) // 2
         x, y = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True).transform(lon[pts], lat[pts])
-        ix = np.floor(np.asarray(x) / DW_PIXEL_M).astype(np.int64)
-        iy = np.floor(-np.asarray(y) / DW_PIXEL_M).astype(np.int64)
+        # a point on a pixel edge to within float noise (centres of 20 m chip pixels on a 20 m scene grid lie
+        # exactly on 10 m edges) goes to the pixel east / south of it, as GDAL indexes (top-left inclusive)
+        ix = np.floor(np.asarray(x) / DW_PIXEL_M + EDGE_EPS).astype(np.int64)
+        iy = np.floor(-np.asarray(y) / DW_PIXEL_M + EDGE_EPS).astype(np.int64)
         out.append((f"EPSG:{epsg}", DW_PIXEL_M, pts, ix, iy))
     return out
 

@@ -77,7 +77,9 @@ def _points(seed: int = 0, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(5.975, 6.02, n), rng.uniform(43.688, 43.702, n)  # over both tiles and past them
 
 
-def test_remote_reads_match_independent_reads(bucket: tuple[LoopbackServer, list[Path]], tmp_path: Path) -> None:
+def test_remote_reads_match_independent_reads(
+    bucket: tuple[LoopbackServer, list[Path]], tmp_path: Path
+) -> None:
     srv, files = bucket
     lon, lat = _points()
     src = WorldCoverTiles(srv.url, cache_dir=str(tmp_path / "cache"))
@@ -100,7 +102,9 @@ def test_remote_reads_match_independent_reads(bucket: tuple[LoopbackServer, list
     assert len([r for r in srv.log[n:] if r.method == "GET" and r.range]) == 0
 
 
-def test_chip_across_the_tile_edge_takes_each_side_from_its_tile(bucket: tuple[LoopbackServer, list[Path]]) -> None:
+def test_chip_across_the_tile_edge_takes_each_side_from_its_tile(
+    bucket: tuple[LoopbackServer, list[Path]],
+) -> None:
     srv, files = bucket
     lon = np.array([5.99995, 6.0, 6.00005])  # west of, on and east of 6 E
     lat = np.full(3, 43.695)
@@ -121,7 +125,9 @@ def test_open_sea_has_no_value_and_is_not_water(bucket: tuple[LoopbackServer, li
     assert not any("N39E003" in r.path for r in srv.log)  # a tile the grid does not list is never asked for
 
 
-def test_listed_tile_missing_from_the_server_is_an_error_not_sea(bucket: tuple[LoopbackServer, list[Path]]) -> None:
+def test_listed_tile_missing_from_the_server_is_an_error_not_sea(
+    bucket: tuple[LoopbackServer, list[Path]],
+) -> None:
     srv, _ = bucket
     with pytest.raises(RuntimeError, match="N45E003_Map.tif cannot be read") as e:
         WorldCoverTiles(srv.url).sample(np.array([4.5]), np.array([46.0]), YEAR)
