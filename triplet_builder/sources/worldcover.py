@@ -158,6 +158,7 @@ class WorldCoverTiles:
         file (a local folder without it: a missing tile is then missing data, not open sea)."""
         if self._grid_loaded:
             return self._grid
+        blob: bytes | None
         if self.remote:
             blob = self._download_grid()
         else:

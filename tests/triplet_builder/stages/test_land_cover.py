@@ -228,7 +228,7 @@ def test_dynamic_world_mode_over_the_window(tmp_path: Path, monkeypatch: pytest.
     for r in recs:
         x, y = _utm_centres(r)
         per_image = []
-        for d, p in images[1:]:  # the first is 40 days before: outside the window
+        for _d, p in images[1:]:  # the first is 40 days before: outside the window
             with rasterio.open(p) as ds:
                 a = ds.read(1)
                 per_image.append(np.array([a[ds.index(u, v)] for u, v in zip(x, y, strict=True)]))
@@ -287,7 +287,7 @@ def test_missing_skip_logs_one_line_and_writes_no_section(
     assert len(lines) == 1 and "absent not found: download the map from https://esa-worldcover" in lines[0]
     assert st.extra["chips_skipped_missing_map"] == 3
     # missing: error stops with one line saying what is missing and how to get it
-    with pytest.raises(lc.MapMissingError, match="absent not found.*or set missing: skip"):
+    with pytest.raises(lc.MapMissingError, match=r"absent not found.*or set missing: skip"):
         lc.LandCover(lc.LandCoverConfig(**{**cfg, "missing": "error"}), region).process_batch(recs, st)
 
 
