@@ -295,6 +295,8 @@ def test_missing_skip_logs_one_line_and_writes_no_section(
 def test_demo_build_with_the_stage(tmp_path: Path) -> None:
     from pipelines.executor import plan
     from pipelines.stages import TaskSpec, run_task
+    from triplet_builder.writers.attributions import attributions
+    from triplet_builder.writers.card_sections import land_cover_section
 
     root = tmp_path / "bucket"
     # the demo's two 2017 scenes lie in 4.48..4.86 E, 43.36..43.62 N: ONE small part of tile N42E003
@@ -303,8 +305,18 @@ def test_demo_build_with_the_stage(tmp_path: Path) -> None:
     with serve(RangeHandler, **range_server_attrs(root)) as srv:
         stages = [{"name": "land_cover", "after": "facts", "config": {"url": srv.url}}]
         cfg = _region(tmp_path, stages=stages)
-        task = plan(cfg).tasks[1]
+        p = plan(cfg)
+        task = p.tasks[1]
         result = run_task(TaskSpec(0, task.scene, task.windows[:4]), cfg)
+    # the card and the manifest name the map the build used: 2017 scenes -> the 2020 map, 3 years apart
+    lines = attributions(cfg, p.scenes)
+    assert (
+        "© ESA WorldCover project 2020 / Contains modified Copernicus Sentinel data (2020) processed by ESA "
+        "WorldCover consortium (CC-BY-4.0; Zanaga, D. et al. (2021)" in "\n".join(lines)
+    )
+    kept = result["stats"]["facts"]["kept"]
+    section = "\n".join(land_cover_section({"stages": {"land_cover": result["stats"]["land_cover"]}}))
+    assert f"Maps used: 2020 ({kept} chips)" in section and f"{kept} chips 3 year(s) apart" in section
     assert result["stats"]["land_cover"]["seen"] == result["stats"]["facts"]["kept"] > 0
     rows = pq.read_table(tmp_path / "out" / "data").to_pylist()
     assert rows
