@@ -14,7 +14,10 @@ the API version the client asks for, v1):
                                    BASIC view sets only type, name and id (unspecified = FULL).
 - POST /v1/projects/P/image:computePixels   the serialized expression graph is read far enough to
                                    find the image (Image.load) or collection (ImageCollection.load) and
-                                   its date filter, the selected bands and the unmask sentinel; the
+                                   its date filter, the selected bands (and new names) and the unmask
+                                   sentinel, and `reduce(Reducer.mode())` (the per-pixel most common
+                                   valid value, ties to the lowest, bands named <band>_mode as Earth
+                                   Engine names them); the
                                    pixels come from local rasters reprojected (nearest) onto the grid,
                                    as NPY (a structured array, one field per band) or GeoTIFF.
 Every API call (not the discovery document, which Google serves publicly) must carry
@@ -101,6 +104,8 @@ class _Image:
     rasters: list[Raster]
     bands: tuple[str, ...] | None = None
     sentinel: float | None = None
+    reducer: str = "mosaic"  # or "mode": the most common valid value per pixel (ties: the lowest)
+    names: dict[str, str] = field(default_factory=dict)  # band name -> the rasters' band it reads
 
 
 @dataclass
@@ -381,21 +386,31 @@ def _call(fn: str, a: dict[str, Any], rasters: dict[str, list[Raster]]) -> Any:
         return _Collection(col.id, col.start, col.end, [*col.filters, f[1]])
     if fn == "ImageCollection.mosaic":
         return _Image(_select_dates(a["collection"], rasters))
+    if fn == "Reducer.mode":
+        return ("reducer", "mode")
+    if fn == "ImageCollection.reduce":
+        if a["reducer"] != ("reducer", "mode"):
+            raise BadRequest(f"ImageCollection.reduce: reducer {a['reducer']} is not served here")
+        chosen = _select_dates(a["collection"], rasters)
+        bands = rasters[a["collection"].id][0].bands if rasters[a["collection"].id] else ()
+        return _Image(chosen, reducer="mode", names={f"{b}_mode": b for b in bands})  # EE's output names
     if fn == "Image.select":
         img = a["input"]
         sel = tuple(a["bandSelectors"])
-        have = img.rasters[0].bands if img.rasters else sel
+        have = tuple(img.names) if img.names else (img.rasters[0].bands if img.rasters else sel)
         missing = [b for b in sel if b not in have]
         if missing:
             raise BadRequest(f"Image.select: bands {missing} not found")
-        return _Image(img.rasters, sel, img.sentinel)
+        new = tuple(a.get("newNames") or sel)
+        names = {n: img.names.get(b, b) for n, b in zip(new, sel, strict=True)}
+        return _Image(img.rasters, new, img.sentinel, img.reducer, names)
     if fn == "Image.constant":
         return ("constant", a["value"])
     if fn == "Image.toFloat":
         return a["value"]  # the server always answers float32
     if fn == "Image.unmask":
         img = a["input"]
-        return _Image(img.rasters, img.bands, float(a["value"][1]))
+        return _Image(img.rasters, img.bands, float(a["value"][1]), img.reducer, img.names)
     raise BadRequest(f"function {fn} is not served by the loopback server")
 
 
@@ -434,12 +449,13 @@ def _render(
     dst_t = _affine(grid)
     values = np.zeros((len(bands), height, width), dtype=np.float32)
     valid = np.zeros((height, width), dtype=bool)
+    stack: list[np.ndarray] = []  # mode: every image's values, NaN where masked
     for r in image.rasters:
         with rasterio.open(r.path) as ds:
             win = _source_window(ds, dst_t, grid["crsCode"], width, height)
             if win is None:
                 continue
-            idx = [r.bands.index(b) + 1 for b in bands]
+            idx = [r.bands.index(image.names.get(b, b)) + 1 for b in bands]
             src = ds.read(idx, window=win)
             nodata = AEF_NODATA if r.kind == "aef" else ds.nodata
             dst = np.full(
@@ -464,10 +480,27 @@ def _render(
             ok = np.isfinite(vals).all(axis=0)
             if nodata is not None and np.isfinite(nodata):
                 ok &= ~(vals == np.float32(nodata)).any(axis=0)
+        if image.reducer == "mode":
+            stack.append(np.where(ok, vals, np.nan))
+            continue
         values[:, ok] = vals[:, ok]
         valid |= ok
+    if image.reducer == "mode" and stack:
+        values, valid = _mode(np.stack(stack))
     values[:, ~valid] = image.sentinel if image.sentinel is not None else 0.0
     return values
+
+
+def _mode(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, B, H, W) values with NaN where masked -> the most common value per pixel and band (ties: the
+    lowest), and (H, W) whether any image had a value."""
+    valid = np.isfinite(stack).any(axis=(0, 1))
+    codes = np.unique(stack[np.isfinite(stack)])
+    counts = np.stack([(stack == c).sum(axis=0) for c in codes]) if codes.size else None
+    out = np.zeros(stack.shape[1:], dtype=np.float32)
+    if counts is not None:
+        out = codes[np.argmax(counts, axis=0)].astype(np.float32)  # argmax: the first (lowest) of ties
+    return out, valid
 
 
 def _source_window(ds: Any, dst_t: Affine, dst_crs: str, width: int, height: int) -> Window | None:

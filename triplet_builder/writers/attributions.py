@@ -53,6 +53,26 @@ def _local_lines(scenes: Iterable[SceneRef]) -> list[str]:
     return lines
 
 
+def _land_cover_lines(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
+    """The land-cover map of the `land_cover` stage: WorldCover per map year the scenes use, or Dynamic World."""
+    from triplet_builder.sources.worldcover import map_year
+    from triplet_builder.writers.card_sections import worldcover_attribution
+
+    lines = []
+    for e in cfg.stages:
+        if e.name != "land_cover" or not scenes:
+            continue
+        if e.config.get("product", "esa-worldcover") == "esa-worldcover":
+            years = sorted({map_year(e.config.get("year", "nearest"), s.year) for s in scenes})
+            lines += [worldcover_attribution(y) for y in years]
+        else:
+            lines.append(
+                "Dynamic World V1 (Google, with the World Resources Institute and the National Geographic "
+                "Society; CC-BY-4.0; Brown, C. F. et al. (2022), Scientific Data 9, 251)"
+            )
+    return lines
+
+
 def attributions(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
     """Attribution lines for the inputs of a build (scenes that were planned, labels, embeddings)."""
     lines: list[str] = []
@@ -89,6 +109,7 @@ def attributions(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
                 else "licence unknown (no licence file beside it)"
             )
         )
+    lines += _land_cover_lines(cfg, scenes)
     if cfg.embeddings.synthetic:
         lines.append(
             "Embeddings: a SYNTHETIC stand-in made by this pipeline's demo mode; no AlphaEarth data used"

@@ -34,6 +34,7 @@ from schemas import SPLITS
 from triplet_builder.writers.card_sections import (
     boxes_section,
     labels_section,
+    land_cover_section,
     radiometry_section,
     splits_section,
 )
@@ -253,6 +254,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
     out += radiometry_section(manifest)
     out += labels_section(manifest)
     out += boxes_section(manifest.get("config"))
+    out += land_cover_section(manifest)
     out += [
         "",
         "## AlphaEarth embeddings (de-quantization)",

@@ -169,3 +169,55 @@ def splits_section(report: dict[str, Any] | None) -> list[str]:
         for w in report["warnings"]:
             out += ["> [!WARNING]", f"> {w}", ""]
     return out
+
+
+WORLDCOVER_CITATIONS = {
+    2020: "Zanaga, D. et al. (2021). ESA WorldCover 10 m 2020 v100. doi:10.5281/zenodo.5571936",
+    2021: "Zanaga, D. et al. (2022). ESA WorldCover 10 m 2021 v200. doi:10.5281/zenodo.7254221",
+}
+
+
+def worldcover_attribution(year: int) -> str:
+    """The attribution WorldCover's licence asks for, for the map of `year`."""
+    return (
+        f"© ESA WorldCover project {year} / Contains modified Copernicus Sentinel data ({year}) processed by "
+        f"ESA WorldCover consortium (CC-BY-4.0; {WORLDCOVER_CITATIONS[year]})"
+    )
+
+
+def land_cover_section(manifest: dict[str, Any]) -> list[str]:
+    """The land-cover maps the `land_cover` stage used (from its counters in the manifest): map years, how
+    far they are from the acquisitions, chips without map pixels or skipped, and the licence."""
+    extra = ((manifest.get("stages") or {}).get("land_cover") or {}).get("extra")
+    if not isinstance(extra, dict):
+        return []
+    years = {int(k.rsplit("_", 1)[1]): int(v) for k, v in extra.items() if k.startswith("chips_map_")}
+    gaps = {int(k.rsplit("_", 1)[1]): int(v) for k, v in extra.items() if k.startswith("chips_year_gap_")}
+    out = ["", "## Land cover", ""]
+    if years:
+        out.append(
+            "`facts.ext.land_cover` holds ESA WorldCover 10 m class fractions per chip and per 3 x 3 cell (the map "
+            "resampled, nearest, onto each chip's own grid). Maps used: "
+            + ", ".join(f"{y} ({n} chips)" for y, n in sorted(years.items()))
+            + ". The map year is not the acquisition year: "
+            + ", ".join(f"{n} chips {g} year(s) apart" for g, n in sorted(gaps.items()))
+            + "; land cover may have changed in between, and 2020 (v100) and 2021 (v200) differ by algorithm "
+            "as well as by change on the ground."
+        )
+    else:
+        out.append(
+            "`facts.ext.land_cover` holds Dynamic World classes (the mode of `label` over each chip's "
+            "`date_range`) per chip and per 3 x 3 cell."
+        )
+    if extra.get("chips_without_map_pixels"):
+        out.append(
+            f"{extra['chips_without_map_pixels']} chips have no map pixel (e.g. open sea, where WorldCover has no "
+            "tile): their section states no class (`dominant` null), not water."
+        )
+    if extra.get("chips_skipped_missing_map"):
+        out.append(
+            f"{extra['chips_skipped_missing_map']} chips have no land_cover section: the map was missing "
+            "(`missing: skip`; the build log says what)."
+        )
+    out.append("Licence and attribution of the map: see *Licences and attributions*.")
+    return out
