@@ -384,7 +384,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "count check: over-count accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "        if n != true:\n            where",
         "        if n < true:\n            where",
         (T_CONS,),
@@ -392,7 +392,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "count check: under-count accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "        if n != true:\n            where",
         "        if n > true:\n            where",
         (T_CONS,),
@@ -400,7 +400,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: 'less than' bound loosened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(f < n + 1e-9 for f in allowed)",
         "ok = any(f < n + 10 for f in allowed)",
         (T_CONS,),
@@ -408,7 +408,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: 'more than' bound loosened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(f > n - 1e-9 for f in allowed)",
         "ok = any(f > n - 10 for f in allowed)",
         (T_CONS,),
@@ -416,7 +416,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: tolerance doubled",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(abs(f - n) <= PERCENT_TOLERANCE + 1e-6 for f in allowed)",
         "ok = any(abs(f - n) <= 2 * PERCENT_TOLERANCE + 1e-6 for f in allowed)",
         (T_CONS,),
@@ -424,7 +424,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "cells: water negation ignored",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "ok = w < WATER_PRESENT if negated else w >= (MOSTLY if mostly else WATER_PRESENT)",
         "ok = w >= (MOSTLY if mostly else WATER_PRESENT)",
         (T_CONS,),
@@ -432,7 +432,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "cells: target in a wrong cell accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "ok = not inside if negated else inside",
         "ok = not inside if negated else True",
         (T_CONS,),
@@ -440,7 +440,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "only: missing cells not reported (under)",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "    missing = sorted(holding - named)\n",
         "    missing: list[int] = []\n",
         (T_CONS,),
@@ -448,7 +448,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: fewer boxes than facts accepted (under)",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/answers.py",
         "    if len(boxes) != len(truth):\n",
         "    if len(boxes) > len(truth):\n",
         (T_CONS,),
@@ -456,7 +456,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: None with targets accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/answers.py",
         'return [] if not truth else [f"answer None',
         'return [] if truth or not truth else [f"answer None',
         (T_CONS,),
@@ -464,7 +464,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: loose IoU",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/conventions.py",
         "IOU_MATCH = 0.99",
         "IOU_MATCH = 0.5",
         (T_CONS,),
@@ -472,7 +472,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "measures: dB tolerance widened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(abs(v - abs(t)) <= max(rnd, 0.05) + 1e-9 for t in dbs)",
         "ok = any(abs(v - abs(t)) <= max(rnd, 1.0) + 1e-9 for t in dbs)",
         (T_CONS,),
@@ -480,7 +480,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "sizes: swapped width x height accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         '    pairs = [(chip["width_m"], chip["height_m"])]\n',
         '    pairs = [(chip["width_m"], chip["height_m"]), (chip["height_m"], chip["width_m"])]\n',
         (T_CONS,),
@@ -488,7 +488,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "acquisition: orbit not checked",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         '        if m.group("orbit").lower() != (acq.get("orbit_direction") or ""):\n',
         "        if False:\n",
         (T_CONS,),
@@ -496,7 +496,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "global negation: water denial accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "                if neg and value >= limit:\n",
         "                if neg and value > 1.0:\n",
         (T_CONS,),
@@ -504,7 +504,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "names: unknown place names accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         "        if not tok[0].isupper() or tok.lower() in ctx.allowed_names:\n",
         "        if True:\n",
         (T_CONS,),
@@ -512,7 +512,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "boundary claim without a boundary accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         "        if not (has_boundary(ctx.facts) or WATER_PRESENT <= w <= 1.0 - WATER_PRESENT):\n",
         "        if False:\n",
         (T_CONS,),
