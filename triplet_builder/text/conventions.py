@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from schemas.vocabulary import OBJECT_CLASSES, normalise_object_class
+
 # == conventions shared with the writers ===========================================================
 HEDGE_WORDS: tuple[str, ...] = (
     "possibly", "possible", "likely", "unlikely", "probably", "probable", "perhaps", "maybe",
@@ -44,7 +46,9 @@ GLOBAL_ABSENT = 0.05  # "no open water" / "no strong scatterers" about the whole
 NODATA_CELL = 0.5  # a cell "lies mostly outside the scene" below this valid fraction
 NODATA_PARTLY = 0.95  # a cell "lies (partly) outside the scene" below this valid fraction
 
-COMMON_CLASSES: tuple[str, ...] = ("ship", "plane")  # default classes of negative QA (FUSAR-GPT targets)
+# FUSAR-GPT's targets: kept for callers of the `classes` argument; negatives now come from the facts
+# (labels.classes_labelled, ext.osm.queried, the CFAR detections), never from a configured list.
+COMMON_CLASSES: tuple[str, ...] = ("ship", "aircraft")
 DETECTION_KEY = "bright point target"  # canonical class of the unclassified CFAR detections
 GENERIC_KEY = "target"  # "targets" / "objects": the labelled objects, or the detections if none
 
@@ -57,7 +61,8 @@ NUMBER_WORDS: dict[str, int] = {
 # Class synonyms (singular, lower case) -> canonical class.
 SYNONYMS: dict[str, str] = {
     "ship": "ship", "vessel": "ship", "boat": "ship",
-    "plane": "plane", "aircraft": "plane", "airplane": "plane", "aeroplane": "plane", "airliner": "plane",
+    "plane": "aircraft", "aircraft": "aircraft", "airplane": "aircraft", "aeroplane": "aircraft",
+    "airliner": "aircraft",
 }  # fmt: skip
 DETECTION_PHRASES = ("bright point target", "point target", "bright target", "cfar detection", "detection")
 GENERIC_WORDS = ("target", "object")
@@ -127,8 +132,9 @@ def label_words(label: str) -> str:
 
 @lru_cache(maxsize=4096)
 def canonical_label(text: str) -> str:
-    """The class a label or noun phrase names: singular, lower case, synonyms merged ("Vessels" ->
-    "ship"); the CFAR detections -> DETECTION_KEY; "targets" / "objects" -> GENERIC_KEY."""
+    """The class a label or noun phrase names: the vocabulary class of schemas/vocabulary.py where the
+    phrase maps to one ("Vessels" -> "ship", "planes" -> "aircraft"), else singular lower-case words; the
+    CFAR detections -> DETECTION_KEY; "targets" / "objects" -> GENERIC_KEY."""
     words = label_words(text).split(" ")
     if not words or not words[0]:
         return ""
@@ -138,7 +144,17 @@ def canonical_label(text: str) -> str:
         return DETECTION_KEY
     if phrase in GENERIC_WORDS:
         return GENERIC_KEY
+    vocab = normalise_object_class(phrase)
+    if vocab != "other":
+        return vocab
     return SYNONYMS.get(phrase, phrase)
+
+
+def object_class(obj: Mapping[str, Any]) -> str:
+    """The vocabulary class of a labelled object: its `class` (the facts contract), or, for a sheet
+    written before `class` existed, its label normalised the same way."""
+    cls = obj.get("class")
+    return str(cls) if cls else normalise_object_class(obj.get("label"))
 
 
 def label_matches(key: str, label: str) -> bool:
@@ -162,7 +178,9 @@ def targets_for(facts: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
         return detections
     if key == GENERIC_KEY:
         return objects if objects else detections
-    return [o for o in objects if label_matches(key, o["label"])]
+    if key in OBJECT_CLASSES and key != "other":
+        return [o for o in objects if object_class(o) == key]
+    return [o for o in objects if object_class(o) == "other" and label_matches(key, o["label"])]
 
 
 def cells_of(targets: Iterable[Mapping[str, Any]]) -> list[int]:

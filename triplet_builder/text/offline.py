@@ -22,10 +22,10 @@ from datetime import date
 from typing import Any
 
 from schemas import CAPTION_FIELDS
+from triplet_builder.config import QaConfig
 from triplet_builder.text.base import TextResult, render_caption, validate_text
 from triplet_builder.text.consistency import (
     CELL_NAMES,
-    COMMON_CLASSES,
     MOSTLY,
     NODATA_CELL,
     NUMBER_WORDS,
@@ -659,8 +659,7 @@ def _length_sentence(known: list[float], n: int, rng: random.Random) -> list[str
 class OfflineWriter:
     """Template writer: deterministic per chip id, grounded only in the fact sheet.
 
-    negative_classes: common classes a negative QA set may ask about when the chip has labelled
-    objects but none of that class (answered 0 / None); n_negative of them per chip (seeded choice).
+    qa: which task QA to write and how many negatives (config.QaConfig; text/qa.py).
     near_place_km: detections on water within this distance of the named place imply waters used by
     vessels (functionality).
     """
@@ -668,18 +667,10 @@ class OfflineWriter:
     name: str = WRITER_NAME
     prompt_version: str = PROMPT_VERSION
 
-    def __init__(
-        self,
-        negative_classes: Sequence[str] = COMMON_CLASSES,
-        n_negative: int = 1,
-        near_place_km: float = NEAR_PLACE_KM,
-    ) -> None:
-        if n_negative < 0:
-            raise ValueError(f"OfflineWriter: n_negative must be >= 0, got {n_negative}")
+    def __init__(self, qa: QaConfig | None = None, near_place_km: float = NEAR_PLACE_KM) -> None:
         if near_place_km < 0:
             raise ValueError(f"OfflineWriter: near_place_km must be >= 0, got {near_place_km}")
-        self.negative_classes = tuple(negative_classes)
-        self.n_negative = n_negative
+        self.qa_cfg = qa or QaConfig()
         self.near_place_km = near_place_km
 
     def _rng(self, chip_id: str, part: str) -> random.Random:
@@ -702,7 +693,7 @@ class OfflineWriter:
         return fields
 
     def qa(self, facts: dict[str, Any], chip_id: str) -> list[dict[str, str]]:
-        return write_qa(facts, self._rng(chip_id, "qa"), self.negative_classes, self.n_negative)
+        return write_qa(facts, self._rng(chip_id, "qa"), self.qa_cfg)
 
     def write(self, facts: dict[str, Any], chip_id: str) -> TextResult:
         fields = self.caption_fields(facts, chip_id)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.vocabulary import OBJECT_CLASSES
 from triplet_builder.text.checks.patterns import (
     CELL_ITEM_RE,
     CELL_LIST_RE,
@@ -21,8 +22,11 @@ from triplet_builder.text.checks.patterns import (
     V_POS,
     WORD_RE,
 )
+from triplet_builder.text.classes import OSM_COUNTED, labelled_classes, osm_facts
 from triplet_builder.text.conventions import (
+    DETECTION_KEY,
     DETECTION_PHRASES,
+    GENERIC_KEY,
     GENERIC_WORDS,
     NUMBER_WORDS,
     SYNONYMS,
@@ -49,6 +53,7 @@ def noun_forms(facts: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
     phrases = [label_words(o["label"]) for o in facts.get("objects") or []]
     phrases += [label_words(c) for c in classes]
     phrases += list(SYNONYMS) + list(DETECTION_PHRASES) + list(GENERIC_WORDS)
+    phrases += [c for c in OBJECT_CLASSES if c != "other"] + list(OSM_COUNTED)
     for p in phrases:
         if not p:
             continue
@@ -69,6 +74,7 @@ class Context:
         self.surface = facts["surface"]
         self.cells = {c["cell"]: c for c in self.surface["cells"]}
         self.objects = list(facts.get("objects") or [])
+        self.osm = osm_facts(facts)
         self.detections = list((facts.get("detections") or {}).get("items", []))
         nouns = "|".join(form_regex(f) for f in noun_forms(facts, classes))
         self.noun_re = re.compile(rf"(?<![\w-])(?P<noun>{nouns})(?![\w-])", re.I)
@@ -145,6 +151,24 @@ class Context:
     # -- targets -------------------------------------------------------------------------------
     def target_cells(self, key: str) -> set[int]:
         return set(cells_of(targets_for(self.facts, key)))
+
+    def osm_count(self, noun: str, cells: Iterable[int] | None = None) -> int | None:
+        """The count of the OSM feature a noun names (None: OSM does not know it; with cells: None too,
+        as OSM counts elements of the whole footprint, not per cell)."""
+        name = label_words(noun)
+        feat = next((f for f in self.osm if name in (f, plural(f))), None)
+        if feat is None or cells is not None:
+            return None
+        return self.osm[feat].count
+
+    def negative_ok(self, key: str, noun: str) -> bool:
+        """May the text say there is no `key` (text/classes.py: labelled, queried or CFAR only)?"""
+        if key in (DETECTION_KEY, GENERIC_KEY) and self.facts.get("detections") is not None:
+            return True
+        if self.facts.get("labels") and key in labelled_classes(self.facts):
+            return True
+        name = label_words(noun)
+        return any(name in (f, plural(f)) and c.negative_ok for f, c in self.osm.items())
 
     def count(self, key: str, cells: Iterable[int] | None = None) -> int:
         ts = targets_for(self.facts, key)

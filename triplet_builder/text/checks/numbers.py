@@ -23,6 +23,7 @@ from triplet_builder.text.checks.patterns import (
     SKIP_MODS,
     TOPIC_RES,
 )
+from triplet_builder.text.classes import OSM_PHRASE_RE
 from triplet_builder.text.conventions import (
     PERCENT_TOLERANCE,
     canonical_label,
@@ -141,7 +142,10 @@ def check_sizes(ctx: Context, field: str, text: str) -> list[str]:
 
 
 def check_counts(ctx: Context, field: str, text: str, refs: list[Ref]) -> list[str]:
+    """Each count of a class ("5 labelled ships", "no wind turbines") must equal a fact: the labelled
+    objects / detections, or the OSM count; "no X" only for a class the facts list as looked for."""
     out = []
+    clauses = clause_spans(text)
     for m in ctx.count_re.finditer(text):
         mods = {w.lower() for w in m.group("mods").split()}
         if mods & SKIP_MODS:
@@ -155,7 +159,15 @@ def check_counts(ctx: Context, field: str, text: str, refs: list[Ref]) -> list[s
             if ref is not None:
                 cells = ref.cells
         true = ctx.count(key, cells)
+        osm = ctx.osm_count(m.group("noun"), cells)
+        a, b = clause_of(clauses, m.start())
+        if osm is not None and (n == osm or OSM_PHRASE_RE.search(text, a, b)):
+            true = osm  # the OSM fact the text states ("3 storage tanks are mapped in OpenStreetMap")
         if n != true:
             where = f" in cells {','.join(map(str, cells))}" if cells is not None else ""
             out.append(f"{field}: '{m.group(0).strip()}' says {n} {key}(s){where} but the facts have {true}")
+        elif n == 0 and not ctx.negative_ok(key, m.group("noun")):
+            out.append(
+                f"{field}: '{m.group(0).strip()}': {key} is not a labelled class nor a queried feature"
+            )
     return out
