@@ -44,6 +44,7 @@ T_RELEASE = "tests/model/test_release.py"
 T_SPLIT = "tests/pipelines/test_split_leakage.py"
 T_CFAR = "tests/triplet_builder/facts/test_cfar.py"
 T_CONS = "tests/triplet_builder/text/test_consistency.py"
+T_ANN = "tests/triplet_builder/text/test_annotated_qa.py"
 T_LORA = "tests/model/test_lora.py"
 T_LLM = "tests/triplet_builder/text/test_llm.py"
 T_LABELS = "tests/triplet_builder/facts/test_labels.py"
@@ -516,6 +517,30 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if not (has_boundary(ctx.facts) or WATER_PRESENT <= w <= 1.0 - WATER_PRESENT):\n",
         "        if False:\n",
         (T_CONS,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: OSM / class count over- or under-count accepted",
+        "triplet_builder/text/checks/answers.py",
+        "        elif int(a) != count:\n",
+        "        elif int(a) < count - 1:\n",
+        (T_ANN,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: wrong dominant land cover accepted",
+        "triplet_builder/text/checks/answers.py",
+        '    if truth is None or a.strip().lower() != truth.lower():\n        out.append(f"answer {a!r} but the dominant',
+        '    if truth is None:\n        out.append(f"answer {a!r} but the dominant',
+        (T_ANN,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: negatives of classes not looked for accepted",
+        "triplet_builder/text/checks/answers.py",
+        '    if ctx.facts.get("labels") and key in labelled_classes(ctx.facts):\n        return []\n    return [f',
+        "    if True:\n        return []\n    return [f",
+        (T_ANN, T_CONS),
     ),
     # ---------------------------------------------------------------- LoRA targets
     Mutant(

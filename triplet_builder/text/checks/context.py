@@ -22,7 +22,7 @@ from triplet_builder.text.checks.patterns import (
     V_POS,
     WORD_RE,
 )
-from triplet_builder.text.classes import OSM_COUNTED, labelled_classes, osm_facts
+from triplet_builder.text.classes import OSM_COUNTED, PRODUCT_NAMES, labelled_classes, osm_facts
 from triplet_builder.text.conventions import (
     DETECTION_KEY,
     DETECTION_PHRASES,
@@ -104,6 +104,13 @@ class Context:
         strings += list(acq.get("polarisations") or [])
         strings += [o["label"] for o in self.objects]
         strings += [str(f["location"].get("grid_cell") or "")]
+        ext = f.get("ext") or {}
+        if ext.get("osm"):  # the source of OSM facts may be named, and the names OSM gives
+            strings += ["OpenStreetMap OSM"] + [
+                n for v in ext["osm"]["features"].values() for n in v["names"]
+            ]
+        if ext.get("land_cover"):
+            strings.append(PRODUCT_NAMES[ext["land_cover"]["product"]])
         tokens = {t.lower() for s in strings for t in WORD_RE.findall(s)}
         return tokens | COMMON_NAMES
 
