@@ -44,6 +44,7 @@ T_RELEASE = "tests/model/test_release.py"
 T_SPLIT = "tests/pipelines/test_split_leakage.py"
 T_CFAR = "tests/triplet_builder/facts/test_cfar.py"
 T_CONS = "tests/triplet_builder/text/test_consistency.py"
+T_ANN = "tests/triplet_builder/text/test_annotated_qa.py"
 T_LORA = "tests/model/test_lora.py"
 T_LLM = "tests/triplet_builder/text/test_llm.py"
 T_LABELS = "tests/triplet_builder/facts/test_labels.py"
@@ -384,7 +385,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "count check: over-count accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "        if n != true:\n            where",
         "        if n < true:\n            where",
         (T_CONS,),
@@ -392,7 +393,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "count check: under-count accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "        if n != true:\n            where",
         "        if n > true:\n            where",
         (T_CONS,),
@@ -400,7 +401,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: 'less than' bound loosened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(f < n + 1e-9 for f in allowed)",
         "ok = any(f < n + 10 for f in allowed)",
         (T_CONS,),
@@ -408,7 +409,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: 'more than' bound loosened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(f > n - 1e-9 for f in allowed)",
         "ok = any(f > n - 10 for f in allowed)",
         (T_CONS,),
@@ -416,7 +417,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "percent: tolerance doubled",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(abs(f - n) <= PERCENT_TOLERANCE + 1e-6 for f in allowed)",
         "ok = any(abs(f - n) <= 2 * PERCENT_TOLERANCE + 1e-6 for f in allowed)",
         (T_CONS,),
@@ -424,7 +425,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "cells: water negation ignored",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "ok = w < WATER_PRESENT if negated else w >= (MOSTLY if mostly else WATER_PRESENT)",
         "ok = w >= (MOSTLY if mostly else WATER_PRESENT)",
         (T_CONS,),
@@ -432,7 +433,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "cells: target in a wrong cell accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "ok = not inside if negated else inside",
         "ok = not inside if negated else True",
         (T_CONS,),
@@ -440,7 +441,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "only: missing cells not reported (under)",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "    missing = sorted(holding - named)\n",
         "    missing: list[int] = []\n",
         (T_CONS,),
@@ -448,7 +449,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: fewer boxes than facts accepted (under)",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/answers.py",
         "    if len(boxes) != len(truth):\n",
         "    if len(boxes) > len(truth):\n",
         (T_CONS,),
@@ -456,7 +457,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: None with targets accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/answers.py",
         'return [] if not truth else [f"answer None',
         'return [] if truth or not truth else [f"answer None',
         (T_CONS,),
@@ -464,7 +465,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "detection: loose IoU",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/conventions.py",
         "IOU_MATCH = 0.99",
         "IOU_MATCH = 0.5",
         (T_CONS,),
@@ -472,7 +473,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "measures: dB tolerance widened",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         "ok = any(abs(v - abs(t)) <= max(rnd, 0.05) + 1e-9 for t in dbs)",
         "ok = any(abs(v - abs(t)) <= max(rnd, 1.0) + 1e-9 for t in dbs)",
         (T_CONS,),
@@ -480,7 +481,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "sizes: swapped width x height accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/numbers.py",
         '    pairs = [(chip["width_m"], chip["height_m"])]\n',
         '    pairs = [(chip["width_m"], chip["height_m"]), (chip["height_m"], chip["width_m"])]\n',
         (T_CONS,),
@@ -488,7 +489,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "acquisition: orbit not checked",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         '        if m.group("orbit").lower() != (acq.get("orbit_direction") or ""):\n',
         "        if False:\n",
         (T_CONS,),
@@ -496,7 +497,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "global negation: water denial accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/cells.py",
         "                if neg and value >= limit:\n",
         "                if neg and value > 1.0:\n",
         (T_CONS,),
@@ -504,7 +505,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "names: unknown place names accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         "        if not tok[0].isupper() or tok.lower() in ctx.allowed_names:\n",
         "        if True:\n",
         (T_CONS,),
@@ -512,10 +513,34 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         CONSIST,
         "boundary claim without a boundary accepted",
-        "triplet_builder/text/consistency.py",
+        "triplet_builder/text/checks/acquisition.py",
         "        if not (has_boundary(ctx.facts) or WATER_PRESENT <= w <= 1.0 - WATER_PRESENT):\n",
         "        if False:\n",
         (T_CONS,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: OSM / class count over- or under-count accepted",
+        "triplet_builder/text/checks/answers.py",
+        "        elif int(a) != count:\n",
+        "        elif int(a) < count - 1:\n",
+        (T_ANN,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: wrong dominant land cover accepted",
+        "triplet_builder/text/checks/answers.py",
+        '    if truth is None or a.strip().lower() != truth.lower():\n        out.append(f"answer {a!r} but the dominant',
+        '    if truth is None:\n        out.append(f"answer {a!r} but the dominant',
+        (T_ANN,),
+    ),
+    Mutant(
+        CONSIST,
+        "QA: negatives of classes not looked for accepted",
+        "triplet_builder/text/checks/answers.py",
+        '    if ctx.facts.get("labels") and key in labelled_classes(ctx.facts):\n        return []\n    return [f',
+        "    if True:\n        return []\n    return [f",
+        (T_ANN, T_CONS),
     ),
     # ---------------------------------------------------------------- LoRA targets
     Mutant(

@@ -32,7 +32,6 @@ from triplet_builder.stages.screen import Screen
 from triplet_builder.stages.text import WriteText
 from triplet_builder.stages.tile import ReadChips
 from triplet_builder.stages.write import Write
-from triplet_builder.text.consistency import COMMON_CLASSES
 from triplet_builder.writers.parquet import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
         Screen.name: lambda: Screen(min_std_db=cfg.filter.min_std_db, dedupe=cfg.filter.dedupe),
         Facts.name: lambda: Facts(cfg.facts),
         WriteText.name: lambda: WriteText(cfg.text, cache_dir=cfg.cache_root() / "llm", stretch=stretch),
-        Filter.name: lambda: Filter(classes=(*COMMON_CLASSES, *cfg.text.negative_classes)),
+        Filter.name: lambda: Filter(),
         Write.name: lambda: Write(
             ShardWriter(
                 Path(cfg.output.dir),

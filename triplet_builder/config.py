@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -30,6 +31,9 @@ FIRST_AEF_YEAR = 2017
 
 class ConfigError(ValueError):
     """A region file that cannot be used; the message is one line naming the file and the fields."""
+
+
+log = logging.getLogger(__name__)
 
 
 class _Model(BaseModel):
@@ -247,10 +251,43 @@ class LlmConfig(_Model):
         return v
 
 
+QaTask = Literal["counting", "localization", "detection", "classification", "land_cover", "scene_type"]
+QA_TASK_KINDS: tuple[QaTask, ...] = get_args(QaTask)
+
+
+class QaConfig(_Model):
+    """Which task QA a chip gets (text/qa.py). tasks: counting / localization / detection of every class
+    the facts count (labelled objects, CFAR bright point targets, countable OSM features), classification
+    of a labelled object's box, `land_cover` (the dominant class of the chip and of a cell, from
+    ext.land_cover) and `scene_type` (the derived functionality). Negatives (a class asked about with
+    answer 0 / None) are taken from the facts only: absent classes of labels.classes_labelled, absent
+    features of ext.osm.queried; negatives_ratio: negative classes per positive class (rounded up,
+    seeded choice); max_per_chip: the most QA items of a chip (a seeded sample keeps the task mix)."""
+
+    tasks: list[QaTask] = Field(default_factory=lambda: list(QA_TASK_KINDS), min_length=1)
+    negatives_ratio: float = Field(1.0, ge=0, le=10)
+    max_per_chip: int = Field(24, ge=1, le=200)
+
+
 class TextConfig(_Model):
     writer: Literal["offline", "llm"] = "offline"
-    negative_classes: list[str] = Field(default_factory=lambda: ["ship", "plane"])
+    qa: QaConfig = Field(default_factory=QaConfig)
+    negative_classes: list[str] | None = Field(
+        None,
+        description="DEPRECATED, ignored: negatives now come from the facts (labels.classes_labelled, "
+        "ext.osm.queried, the CFAR detections); see text.qa.negatives_ratio.",
+    )
     llm: LlmConfig | None = None
+
+    @model_validator(mode="after")
+    def _deprecated(self) -> TextConfig:
+        if self.negative_classes is not None:
+            log.warning(
+                "text.negative_classes is deprecated and ignored: negative QA now asks only about classes "
+                "the facts list as looked for (labels.classes_labelled, ext.osm.queried, CFAR detections); "
+                "remove it and set text.qa.negatives_ratio instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _llm(self) -> TextConfig:

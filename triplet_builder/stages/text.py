@@ -35,7 +35,7 @@ def make_writer(cfg: TextConfig, cache_dir: Path | None = None) -> TextWriter:
     if cfg.writer == "offline":
         from triplet_builder.text.offline import OfflineWriter
 
-        return OfflineWriter(negative_classes=tuple(cfg.negative_classes))
+        return OfflineWriter(qa=cfg.qa)
     if cfg.writer == "llm":
         from triplet_builder.text.llm import LlmWriter
 
@@ -43,7 +43,7 @@ def make_writer(cfg: TextConfig, cache_dir: Path | None = None) -> TextWriter:
         return LlmWriter(
             cfg.llm,
             cache_dir=cache_dir,
-            negative_classes=tuple(cfg.negative_classes),
+            qa=cfg.qa,
             prompt_file=cfg.llm.prompt,
         )
     raise ValueError(f"text.writer {cfg.writer!r} is not supported; use 'offline' or 'llm'")

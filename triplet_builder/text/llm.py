@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from schemas import CAPTION_FIELDS, json_schema, validate
+from schemas.frames import qa_frame
 from triplet_builder.cache import default_cache_root
-from triplet_builder.config import LlmConfig
+from triplet_builder.config import LlmConfig, QaConfig
 from triplet_builder.remote import backoff_delay
 from triplet_builder.text.base import TextResult, render_caption, validate_text
 from triplet_builder.text.consistency import (
@@ -67,11 +68,11 @@ from triplet_builder.text.consistency import (
     check_qa,
     format_percent,
     has_boundary,
-    label_words,
     targets_for,
     water_cells,
 )
 from triplet_builder.text.offline import seeded_rng
+from triplet_builder.text.qa import qa_plan as plan_qa
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -188,31 +189,13 @@ def derived_facts(facts: dict[str, Any], classes: Sequence[str] = ()) -> dict[st
 
 
 def qa_plan(
-    facts: dict[str, Any],
-    chip_id: str,
-    negative_classes: Sequence[str] = COMMON_CLASSES,
-    n_negative: int = 1,
-    seed_name: str = "llm",
+    facts: dict[str, Any], chip_id: str, qa: QaConfig | None = None, seed_name: str = "llm"
 ) -> list[dict[str, Any]]:
-    """Which QA items to ask for, deterministically per chip: counting, localization and detection of
-    every labelled class (or of the bright point targets when nothing is labelled), a classification
-    of one object per labelled class, and the three negatives of `n_negative` absent common classes
-    (the offline writer's selection)."""
+    """Which QA items to ask for, deterministically per chip: text/qa.py's plan (the offline writer's
+    selection of classes, negatives and tasks), as the requests sent in TASKS."""
     rng = seeded_rng(seed_name, chip_id, "qa-plan")
-    plan: list[dict[str, Any]] = []
-    first_label: dict[str, str] = {}
-    for o in facts.get("objects") or []:
-        first_label.setdefault(canonical_label(o["label"]), o["label"])
-    if not first_label:
-        return [{"task": t, "class": DETECTION_KEY} for t in ("counting", "localization", "detection")]
-    for key, label in sorted(first_label.items()):
-        plan += [{"task": t, "class": label_words(label)} for t in ("counting", "localization", "detection")]
-        ts = sorted(targets_for(facts, key), key=lambda t: (t["bbox"][1], t["bbox"][0]))
-        plan.append({"task": "classification", "box": [int(v) for v in rng.choice(ts)["bbox"]]})
-    absent = [c for c in negative_classes if not targets_for(facts, canonical_label(c))]
-    for c in rng.sample(absent, min(n_negative, len(absent))):
-        plan += [{"task": t, "class": label_words(c)} for t in ("counting", "localization", "detection")]
-    return plan
+    frame = qa_frame(facts["chip"]["width_px"], facts["chip"]["height_px"])
+    return [item.request(frame, facts) for item in plan_qa(facts, rng, qa or QaConfig())]
 
 
 @cache
@@ -340,17 +323,15 @@ class LlmWriter:
         cfg: LlmConfig,
         *,
         cache_dir: Path | None = None,
-        negative_classes: Sequence[str] = COMMON_CLASSES,
-        n_negative: int = 1,
+        qa: QaConfig | None = None,
         prompt_file: str = PROMPT_FILE,
     ) -> None:
         self.cfg = cfg
         self.prompt = load_prompt(prompt_file)
         self.name: str = cfg.model
         self.prompt_version: str = self.prompt.version
-        self.negative_classes = tuple(negative_classes)
-        self.classes = (*COMMON_CLASSES, *self.negative_classes)  # what the Filter checks against
-        self.n_negative = n_negative
+        self.qa_cfg = qa or QaConfig()
+        self.classes = COMMON_CLASSES  # what the Filter checks against
         self.cache = RequestCache(Path(cache_dir) if cache_dir is not None else default_cache_root() / "llm")
         self._system = Template(self.prompt.system).substitute(_conventions())
         self._init_runtime()
@@ -436,7 +417,7 @@ class LlmWriter:
                     max_workers=POOL_PER_SLOT * self.cfg.max_concurrent, thread_name_prefix="llm"
                 )
             pool = self._pool
-        plan = qa_plan(facts, chip_id, self.negative_classes, self.n_negative)
+        plan = qa_plan(facts, chip_id, self.qa_cfg)
         return Pending(
             facts,
             pool.submit(self._part, "caption", facts, [], image_png),
@@ -466,7 +447,7 @@ class LlmWriter:
     def _part(
         self, part: Part, facts: dict[str, Any], plan: list[dict[str, Any]], image_png: bytes | None
     ) -> dict[str, Any]:
-        text = _user_text(self.prompt, part, facts, plan, self.negative_classes)
+        text = _user_text(self.prompt, part, facts, plan, self.classes)
         user: dict[str, Any] = {"role": "user", "content": text}
         if image_png is not None and self.cfg.vision:
             import base64

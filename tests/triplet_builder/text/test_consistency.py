@@ -213,17 +213,26 @@ def test_catches_answers_in_the_wrong_format(task: str, answer: str, needle: str
     assert _has(problems, needle), problems
 
 
-def test_catches_question_about_an_unknown_class() -> None:
-    problems = check_qa(
-        fact_sheet("port"), [{"task": "counting", "question": "How many windmills?", "answer": "3"}]
-    )
-    assert _has(problems, "names no known class")
-    # a class the facts do not know has no targets: a negative answer is consistent
-    negatives = [
-        {"task": "counting", "question": "How many windmills?", "answer": "0"},
-        {"task": "localization", "question": "Which cells hold windmills?", "answer": "None"},
+def test_negatives_only_for_classes_the_facts_looked_for() -> None:
+    """Issue #9: a class asked about with answer 0 / None only when the facts list it as looked for
+    (labels.classes_labelled, the CFAR detections); an unknown class is never answered."""
+    port = fact_sheet("port")  # labels: ship only
+    unknown = [{"task": "counting", "question": "How many giraffes?", "answer": a} for a in ("3", "0")]
+    assert all(_has([p], "names no known class") for p in check_qa(port, unknown))
+    assert len(check_qa(port, unknown)) == 2
+    windmills = [  # a vocabulary class the label file does not annotate
+        {"task": "counting", "question": "How many wind turbines?", "answer": "0"},
+        {"task": "localization", "question": "Which cells hold wind turbines?", "answer": "None"},
     ]
-    assert check_qa(fact_sheet("port"), negatives) == []
+    assert len([p for p in check_qa(port, windmills) if "no negative" in p]) == 2
+    port["labels"]["classes_labelled"].append("wind turbine")
+    port["labels"]["counts"]["wind turbine"] = 0
+    assert check_qa(port, windmills) == []
+    # the CFAR detector looked at the whole chip: "no bright point targets" is a fact
+    land = fact_sheet("land")
+    det = [{"task": "counting", "question": "How many bright point targets are there?", "answer": "0"}]
+    assert check_qa(land, det) == []
+    assert _has(check_qa(land, [dict(det[0], question="How many ships are there?")]), "no negative")
 
 
 def test_catches_acquisition_errors() -> None:
@@ -301,7 +310,7 @@ def test_may_the_month_is_not_a_hedge() -> None:
         ("open_water", "targets", "A pair of bright point targets lie on the water, measuring 92 and 103 m."),
         ("open_water", "terrain", "About 95% of the image is open water, the rest being land (5%)."),
         ("land", "distribution", "Cell 9 lies largely outside the scene and cell 8 partly."),
-        ("land", "targets", "No ships or other targets are visible."),
+        ("land", "targets", "No bright point targets or other targets are visible."),
     ],
 )
 def test_accepts_correct_free_text(name: str, field: str, text: str) -> None:
@@ -343,7 +352,7 @@ def test_flags_wrong_free_text(name: str, field: str, text: str, needle: str) ->
 def test_class_names_are_canonical() -> None:
     assert canonical_label("Vessels") == canonical_label("ship") == "ship"
     assert canonical_label("storage_tanks") == "storage tank"
-    assert canonical_label("aircraft") == "plane"
+    assert canonical_label("aircraft") == canonical_label("planes") == "aircraft"  # the vocabulary name
     assert canonical_label("bright point targets") == "bright point target"
     facts = fact_sheet("port")
     qa = [{"task": "counting", "question": "How many vessels are in the image?", "answer": "5"}]
@@ -429,7 +438,6 @@ def test_flags_under_claims(name: str, field: str, text: str, needle: str) -> No
         ("port", "targets", "Ships are only in cells 1, 2, 4 and 5."),
         ("port", "boundary", "A shoreline crosses the chip."),
         ("land", "terrain", "The chip is entirely land."),
-        ("open_water", "targets", "No storage tanks are labelled."),
     ],
 )
 def test_accepts_complete_exclusive_and_total_claims(name: str, field: str, text: str) -> None:

@@ -18,6 +18,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
 from schemas.frames import box_to_norm
+from schemas.vocabulary import normalise_object_class
+from triplet_builder.config import QaConfig
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
 from triplet_builder.text.consistency import HEDGE_WORDS, check_text
@@ -161,6 +163,13 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
                 "source": "x",
             }
         )
+        f["objects"][-1]["class"] = normalise_object_class(f["objects"][-1]["label"])
+    if f["objects"] and r.random() < 0.7:  # the region has a label file (issue #9 contract)
+        looked = sorted(
+            {o["class"] for o in f["objects"]} - {"other"} | set(r.sample(["ship", "aircraft"], 1))
+        )
+        counts = {c: sum(o["class"] == c for o in f["objects"]) for c in looked}
+        f["labels"] = {"source": "x.geojson", "classes_labelled": looked, "counts": counts}
     Draft202012Validator(json_schema("facts"), format_checker=FormatChecker()).validate(f)
     return f
 
@@ -182,8 +191,8 @@ def test_writer_follows_the_protocol() -> None:
 
 
 def test_writer_rejects_bad_configuration() -> None:
-    with pytest.raises(ValueError, match="n_negative"):
-        OfflineWriter(n_negative=-1)
+    with pytest.raises(ValueError, match="negatives_ratio"):
+        QaConfig(negatives_ratio=-1)
     with pytest.raises(ValueError, match="near_place_km"):
         OfflineWriter(near_place_km=-3.0)
 
@@ -271,7 +280,6 @@ EXPECTED: dict[str, dict[str, tuple[str, str, list[list[int]]]]] = {
                 [180, 200, 193, 207],
             ],
         ),
-        "planes": ("0", "None", []),
     },
     "land": {"bright point targets": ("0", "None", [])},
     "two_classes": {
@@ -281,10 +289,13 @@ EXPECTED: dict[str, dict[str, tuple[str, str, list[list[int]]]]] = {
             "1,4,7",
             [[40, 30, 52, 42], [30, 120, 44, 134], [60, 125, 74, 139], [45, 220, 57, 232]],
         ),
-        "planes": ("0", "None", []),
     },
 }
-LABEL_OF = {"bright point targets": "bright point target", "ships": "ship", "storage tanks": "storage_tank"}
+LABEL_OF = {
+    "bright point targets": "bright point target",
+    "ships": "ship",
+    "storage tanks": "storage tank",
+}  # vocabulary classes
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -315,7 +326,7 @@ def test_counting_localization_detection_answers(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_classification_names_a_labelled_box(name: str) -> None:
     facts = fact_sheet(name)
-    labels = {o["label"] for o in facts["objects"]}
+    labels = {o["class"] for o in facts["objects"]}  # answers name the vocabulary class
     for chip_id in CHIP_IDS[:8]:
         res = OfflineWriter().write(facts, chip_id)
         cls = [q for q in res.qa if q["task"] == "classification"]
@@ -325,19 +336,25 @@ def test_classification_names_a_labelled_box(name: str) -> None:
             assert m and "pixel" in q["question"]
             box = [int(v) for v in m.groups()]
             (obj,) = [o for o in facts["objects"] if o["bbox"] == box]
-            assert q["answer"] == obj["label"]
+            assert q["answer"] == obj["class"]
         assert {q["answer"] for q in cls} == labels
 
 
-def test_negative_classes_are_configurable() -> None:
+def test_negatives_come_from_the_labelled_classes() -> None:
+    """Negatives only for classes the label file annotates (labels.classes_labelled with count 0); their
+    number follows qa.negatives_ratio."""
     facts = fact_sheet("port")
-    res = OfflineWriter(negative_classes=("storage tank", "ship")).write(facts, CHIP_IDS[0])
+    assert not _qa_for(OfflineWriter().write(facts, CHIP_IDS[0]), "counting", "aircraft")  # not labelled
+    facts["labels"]["classes_labelled"] = ["aircraft", "ship", "storage tank"]
+    facts["labels"]["counts"].update({"aircraft": 0, "storage tank": 0})
+    res = OfflineWriter(qa=QaConfig(negatives_ratio=2)).write(facts, CHIP_IDS[0])
     assert _qa_for(res, "counting", "storage tanks")[0]["answer"] == "0"
-    assert _qa_for(res, "detection", "storage tanks")[0]["answer"] == "None"
-    assert not _qa_for(res, "counting", "planes")
-    assert check_text(facts, res.caption_fields, res.qa, classes=("storage tank", "ship")) == []
-    res = OfflineWriter(n_negative=0).write(facts, CHIP_IDS[0])
-    assert not _qa_for(res, "counting", "planes")
+    assert _qa_for(res, "detection", "aircraft")[0]["answer"] == "None"
+    assert check_text(facts, res.caption_fields, res.qa) == []
+    res = OfflineWriter(qa=QaConfig(negatives_ratio=1)).write(facts, CHIP_IDS[0])
+    assert len(_qa_for(res, "counting", "aircraft") + _qa_for(res, "counting", "storage tanks")) == 1
+    res = OfflineWriter(qa=QaConfig(negatives_ratio=0)).write(facts, CHIP_IDS[0])
+    assert not _qa_for(res, "counting", "aircraft") and not _qa_for(res, "counting", "storage tanks")
 
 
 # -- grounding of individual fields -----------------------------------------------------------------
