@@ -163,6 +163,7 @@ PORT: dict[str, Any] = {
     "objects": [
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [20, 30, 34, 36],
             "cell": 1,
             "length_m": 141.0,
@@ -171,6 +172,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [150, 40, 168, 48],
             "cell": 2,
             "length_m": 190.0,
@@ -179,6 +181,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [60, 70, 72, 76],
             "cell": 1,
             "length_m": 124.0,
@@ -187,6 +190,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [30, 150, 44, 157],
             "cell": 4,
             "length_m": None,
@@ -195,6 +199,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [180, 200, 193, 207],
             "cell": 5,
             "length_m": 135.0,
@@ -317,6 +322,7 @@ TWO_CLASSES: dict[str, Any] = {
     "objects": [
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [40, 30, 52, 42],
             "cell": 1,
             "length_m": None,
@@ -324,6 +330,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [30, 120, 44, 134],
             "cell": 4,
             "length_m": None,
@@ -331,6 +338,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [300, 120, 330, 128],
             "cell": 6,
             "length_m": 152.0,
@@ -338,6 +346,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [60, 125, 74, 139],
             "cell": 4,
             "length_m": None,
@@ -345,6 +354,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [45, 220, 57, 232],
             "cell": 7,
             "length_m": None,
@@ -352,6 +362,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [320, 230, 345, 236],
             "cell": 9,
             "length_m": 128.0,
@@ -359,6 +370,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [350, 260, 362, 265],
             "cell": 9,
             "length_m": None,

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
 from schemas.frames import box_to_norm
+from schemas.vocabulary import normalise_object_class
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
 from triplet_builder.text.consistency import HEDGE_WORDS, check_text
@@ -153,7 +154,8 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
         length = r.choice([None, round(r.uniform(5, 300), 1)])
         f["objects"].append(
             {
-                "label": r.choice(labels),
+                "label": (label := r.choice(labels)),
+                "class": normalise_object_class(label),
                 "bbox": b,
                 "bbox_norm": box_to_norm(b, w, h),
                 "cell": cell(b),
