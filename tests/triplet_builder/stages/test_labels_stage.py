@@ -4,6 +4,7 @@ plugin may take its name, and it states counts (zeros included) only for chips o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -105,3 +106,33 @@ def test_a_scene_the_file_does_not_label_gets_no_negatives(tmp_path: Path, match
             for s in sheets
         )
         assert extra["chips_labelled"] == res["stats"]["labels"]["kept"]
+
+
+def test_the_parts_check_agrees_with_the_whole_sheet_check() -> None:
+    """The stage checks only the parts it writes; on sheets whose other parts are valid it must accept and
+    refuse exactly what the whole-sheet check does, at the same path."""
+    from tests.triplet_builder.text.factsheets import fact_sheet
+    from triplet_builder.facts.sheet import validate_facts
+    from triplet_builder.stages.labels import _parts_validator
+
+    check = _parts_validator()
+    good = fact_sheet("port")
+    good["labels"] = {"source": "a.csv", "classes_labelled": ["ship"], "counts": {"ship": 5}}
+    no_class, other, negative, extra = (fact_sheet("port") for _ in range(4))
+    del no_class["objects"][0]["class"]
+    other["labels"] = {"source": "a.csv", "classes_labelled": ["other"], "counts": {"other": 0}}
+    negative["labels"] = {"source": "a.csv", "classes_labelled": ["ship"], "counts": {"ship": -1}}
+    extra["labels"] = {"source": "a.csv", "classes_labelled": [], "counts": {}, "note": "x"}
+    validate_facts(good)
+    check({k: good[k] for k in ("objects", "labels")})
+    for sheet, path in [
+        (no_class, "$.objects[0]"),
+        (other, "$.labels.classes_labelled[0]"),
+        (negative, "$.labels.counts.ship"),
+        (extra, "$.labels"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(f"fact sheet invalid at {path}:")) as whole:
+            validate_facts(sheet)
+        with pytest.raises(ValueError) as part:
+            check({k: sheet[k] for k in ("objects", "labels") if k in sheet})
+        assert str(part.value) == str(whole.value)
