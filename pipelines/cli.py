@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     else ""
                 )
             )
-            print(f"  stages: {' -> '.join(stage_names(cfg.stages))}")
+            print(f"  stages: {' -> '.join(stage_names(cfg.stages, labels=cfg.facts.labels is not None))}")
             for s in p.scenes:
                 print(
                     f"  {s.scene_id}  {s.acquired:%Y-%m-%d}  {'+'.join(s.polarisations)}  {s.scale.value}  {s.pixel_size_m:.1f} m"

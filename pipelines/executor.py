@@ -221,7 +221,7 @@ def build(
     task_failures: list[dict[str, Any]] = []
     bars: dict[str, Any] = {}
     total_windows = sum(len(t.windows) for t in p.tasks)
-    names = stage_names(cfg.stages)  # the assembled list, plugins included
+    names = stage_names(cfg.stages, labels=cfg.facts.labels is not None)  # the assembled list
     if progress:
         for i, name in enumerate(names):
             bars[name] = tqdm(
@@ -364,7 +364,7 @@ def build(
         },
         "stages": stats.to_dict(),
         "stage_order": list(names),  # the assembled list (the JSON keys of `stages` are sorted)
-        "plugins": plugin_summary(cfg.stages),
+        "plugins": plugin_summary(cfg.stages, labels=cfg.facts.labels is not None),
         "files": sorted(data_files),
         "rejects_files": sorted(rejects_files),
         "synthetic_embeddings": synthetic,

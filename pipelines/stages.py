@@ -28,6 +28,7 @@ from triplet_builder.stages.embed import Embed, make_provider
 from triplet_builder.stages.facts import Facts
 from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.georef import Georeference
+from triplet_builder.stages.labels import Labels
 from triplet_builder.stages.screen import Screen
 from triplet_builder.stages.text import WriteText
 from triplet_builder.stages.tile import ReadChips
@@ -54,7 +55,7 @@ class TaskSpec:
 
 def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
     """The assembled list (triplet_builder/stages/assemble.py): tile -> georeference -> embed -> screen ->
-    facts -> [plugins] -> text -> filter -> write; the writer writes task `task_id`'s shards."""
+    facts -> [labels] -> [plugins] -> text -> filter -> write; the writer writes task `task_id`'s shards."""
     stretch = Stretch(**cfg.output.stretch.model_dump())
     core: dict[str, Callable[[], Stage]] = {
         ReadChips.name: lambda: ReadChips(
@@ -72,6 +73,7 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
         ),
         Screen.name: lambda: Screen(min_std_db=cfg.filter.min_std_db, dedupe=cfg.filter.dedupe),
         Facts.name: lambda: Facts(cfg.facts),
+        Labels.name: lambda: Labels(cfg.facts.labels),  # type: ignore[arg-type]  # only when set
         WriteText.name: lambda: WriteText(cfg.text, cache_dir=cfg.cache_root() / "llm", stretch=stretch),
         Filter.name: lambda: Filter(),
         Write.name: lambda: Write(
@@ -88,7 +90,7 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
         ),
     }
     stages: list[Stage] = []
-    for p in assemble(cfg.stages):
+    for p in assemble(cfg.stages, labels=cfg.facts.labels is not None):
         if p.entry is None:
             stages.append(core[p.name]())
         else:

@@ -124,7 +124,8 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "facts",
         pa.string(),
         False,
-        "The fact sheet (JSON, schemas/facts.schema.json): the only source of truth for the text.",
+        "The fact sheet (JSON, schemas/facts.schema.json): the only source of truth for the text; labelled "
+        "objects carry a vocabulary `class`, and `labels` (when a label file labels the scene) counts them.",
     ),
     ("caption", pa.string(), False, "Stage-1 caption: the non-null caption fields joined."),
     (

@@ -379,6 +379,8 @@ class LabelsConfig(_Model):
     match: Literal["auto", "scene_id", "time", "none"] = "auto"
     # one Sentinel-1 pass (products start minutes apart), never the next (hours to days later)
     time_tolerance_s: float = Field(600.0, ge=0)
+    # the vocabulary classes the file labels exhaustively (its negatives); None: every class found in it
+    classes: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_class_column(self) -> LabelsConfig:
@@ -662,7 +664,11 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         upd["facts"] = cfg.facts.model_copy(
             update={"labels": cfg.facts.labels.model_copy(update={"path": lp})}
         )
-        if Path(lp).is_file():  # read and check the label file now, not in the workers after tiling
+        from triplet_builder.facts.label_classes import check_classes
+
+        bad_classes = check_classes(cfg.facts.labels.classes)
+        missing.extend(bad_classes)
+        if Path(lp).is_file() and not bad_classes:  # read and check it now, not in the workers after tiling
             from triplet_builder.facts.labels import LabelSet
 
             try:
@@ -673,7 +679,7 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     if cfg.stages:  # find each plugin, validate its config, check the assembled list's order
         from triplet_builder.stages.plugins import check_entries
 
-        stages, problems = check_entries(cfg.stages, base)
+        stages, problems = check_entries(cfg.stages, base, labels=cfg.facts.labels is not None)
         missing.extend(problems)
         upd["stages"] = stages
     if missing:

@@ -66,10 +66,12 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
         "unmatched": 3,
         "in_chips": 2,
         "matched_outside_chips": 1,
+        "classes_labelled": ["ship"],  # found in the file; xView3's non-vessels are `other`, never counted
+        "classes_from": "file",
     }
-    extra = m["stages"]["facts"]["extra"]  # the per-task counts, summed over the tasks
+    extra = m["stages"]["labels"]["extra"]  # the per-task counts, summed over the tasks
     tasks = [json.loads(p.read_text()) for p in sorted((out / "_tasks").glob("task-*.json"))]
-    per_task = [t["stats"]["facts"].get("extra", {}) for t in tasks]
+    per_task = [t["stats"]["labels"].get("extra", {}) for t in tasks]
     for key in ("labels_matched", "labels_unmatched", "labels_in_chips", "labels_outside_chips"):
         assert extra[key] == sum(e[key] for e in per_task), key
     port_tasks = [e for t, e in zip(tasks, per_task, strict=True) if t["scene_id"] == PORT_ID]
@@ -88,3 +90,70 @@ def test_manifest_counts_labels_and_unmatched_ones_reach_no_row(tmp_path: Path) 
         assert "non-vessel" not in row["caption"] and all("non-vessel" not in q["answer"] for q in row["qa"])
     assert ids == {"own-1", "own-2"}
     assert unclipped >= 1  # the box size was checked at least once
+
+
+def test_per_class_counts_match_an_independent_count(tmp_path: Path) -> None:
+    """A DOTA / HRSID-like file of several classes on the port scene: each row's `labels.counts` and its
+    objects' classes equal a count made here with geopandas alone (the label file filtered by the row's
+    scene and its footprint polygon, classes normalised), and the card's per-class table sums them."""
+    import random
+    from collections import Counter
+
+    import geopandas as gpd
+    import shapely
+
+    from schemas.vocabulary import normalise_object_class
+
+    rnd = random.Random(9)
+    with rasterio.open(PORT_TILE) as ds:
+        tr = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
+        cells = [(rnd.randrange(ds.height), rnd.randrange(ds.width)) for _ in range(40)]
+        pts = [tr.transform(*ds.xy(r, c)) for r, c in cells]
+    names = ["ship", "plane", "storage-tank", "harbor"]  # harbor: no vocabulary class (other)
+    frame = pd.DataFrame(
+        {
+            "scene_id": [PORT_ID if i % 7 else LATER_SAFE for i in range(len(pts))],  # some of another date
+            "lon": [p[0] for p in pts],
+            "lat": [p[1] for p in pts],
+            "category": [names[i % len(names)] for i in range(len(pts))],
+            "length_m": [60.0] * len(pts),
+        }
+    )
+    frame.to_csv(tmp_path / "objects.csv", index=False)
+    region = region_file(
+        tmp_path,
+        **{"facts.labels": {"path": "objects.csv"}, "scenes.paths": [str(PORT_TILE)]},
+    )
+    r = cli("build", str(region), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    m = json.loads((out / "manifest.json").read_text())
+    order = m["stage_order"]
+    assert order[order.index("facts") + 1] == "labels"
+    assert m["counts"]["labels"]["classes_labelled"] == ["aircraft", "ship", "storage tank"]
+    # the independent count: geopandas, the file, the row's scene and footprint
+    gdf = gpd.read_file(tmp_path / "objects.csv")  # CSV read by pyogrio: all text
+    gdf = gpd.GeoDataFrame(
+        gdf, geometry=gpd.points_from_xy(gdf["lon"].astype(float), gdf["lat"].astype(float)), crs="EPSG:4326"
+    )
+    gdf["vocab"] = [normalise_object_class(c) for c in gdf["category"]]
+    rows = pq.read_table(out / "data", columns=["scene_id", "split", "geometry", "facts"]).to_pylist()
+    assert rows
+    per_split: dict[str, Counter[str]] = {}
+    seen = 0
+    for row in rows:
+        sheet = json.loads(row["facts"])
+        footprint = shapely.from_wkb(row["geometry"])
+        mine = gdf[(gdf["scene_id"] == row["scene_id"]) & gdf.intersects(footprint)]
+        expected = Counter(mine["vocab"])
+        assert Counter(o["class"] for o in sheet["objects"]) == expected, row["scene_id"]
+        assert sheet["labels"]["classes_labelled"] == ["aircraft", "ship", "storage tank"]
+        assert sheet["labels"]["counts"] == {c: expected[c] for c in ("aircraft", "ship", "storage tank")}
+        per_split.setdefault(row["split"], Counter()).update(expected)
+        seen += len(mine)
+    assert seen >= 5  # the check saw objects
+    card = (out / "README.md").read_text()
+    for klass in ("aircraft", "other", "ship", "storage tank"):
+        n = [per_split[s][klass] for s in per_split]
+        line = next(ln for ln in card.splitlines() if ln.startswith(f"| {klass} | "))
+        assert line.endswith(f"| {sum(n)} |"), line

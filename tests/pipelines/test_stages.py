@@ -15,6 +15,7 @@ from pipelines.stages import TaskSpec, build_stages, run_task
 from tests.conftest import ROOT
 from triplet_builder.config import RegionConfig, load_region
 from triplet_builder.record import ChipRecord, chip_id_for
+from triplet_builder.stages.assemble import stage_names
 from triplet_builder.stages.base import Stats, run_stages
 from triplet_builder.stages.embed import anchor_positions
 from triplet_builder.stages.filter import Filter
@@ -194,7 +195,16 @@ def test_labels_flow_into_facts_and_classification_qa(tmp_path: Path) -> None:
     assert with_objects, "no chip holds a labelled vessel"
     labels = {o["label"] for r in with_objects for o in json.loads(r["facts"])["objects"]}
     assert labels <= {"vessel", "fishing vessel"} and "vessel" in labels  # no "non-vessel object"
-    extra = res["stats"]["facts"]["extra"]
+    sheets = [json.loads(r["facts"]) for r in rows]
+    assert all(o["class"] == "ship" for s in sheets for o in s["objects"])
+    # the port scene is one the file labels: every chip states its ship count, zeros included
+    assert all(s["labels"]["classes_labelled"] == ["ship"] for s in sheets)
+    assert all(s["labels"]["counts"] == {"ship": len(s["objects"])} for s in sheets)
+    assert any(s["labels"]["counts"]["ship"] == 0 for s in sheets)
+    names = [s.name for s in build_stages(cfg)]
+    assert names[names.index("facts") + 1] == "labels"  # the labels stage, right after facts
+    assert "labels" not in stage_names(cfg.stages, labels=False)  # only with a label file
+    extra = res["stats"]["labels"]["extra"]
     assert (extra["labels_matched"], extra["labels_unmatched"]) == (3, 2)
     assert extra["labels_in_chips"] + extra["labels_outside_chips"] == 3 and extra["labels_in_chips"] >= 1
     tasks = {q["task"] for r in with_objects for q in r["qa"]}

@@ -7,6 +7,12 @@ by their common names (triplet_builder.facts.label_columns). A label is used for
 belongs to the chip's scene (triplet_builder.facts.scene_match: by scene / product id, by time within a
 tolerance, or `none` for timeless labels such as fixed infrastructure) AND falls in the chip.
 
+Classes: each label's class as the file writes it stays in `label`; `class` is its vocabulary class
+(schemas.vocabulary.normalise_object_class: `plane` -> aircraft, xView3's vessels -> ship, its non-vessel
+objects -> other, never ship). `classes_labelled` are the vocabulary classes the file labels exhaustively:
+`facts.labels.classes`, else every class found in the whole file but `other` (the assumption that a file
+labels all objects of each class it holds; a negative such as "no aircraft" is stated only for these).
+
 Boxes: a polygon's box is its outline's. A point's box is a square of the object's length (it holds
 an object of that length whatever its heading, which no recognised column gives); without a length it
 is `point_box_m` (default 3 pixels) and the item says `box_from: nominal`, `length_m: null`.
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +36,8 @@ import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
+from schemas.vocabulary import normalise_object_class
+from triplet_builder.facts.label_classes import UNLABELLABLE, check_classes
 from triplet_builder.facts.label_columns import COMMON_NAMES, LabelColumns, resolve_columns
 from triplet_builder.facts.label_file import json_safe, parse_numbers, parse_times, read_label_file, truthy
 from triplet_builder.facts.scene_match import DEFAULT_TIME_TOLERANCE_S, id_matches, scene_names
@@ -90,6 +98,7 @@ class LabelSet:
         times: np.ndarray | None = None,
         time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
         no_position: int = 0,
+        classes_labelled: Sequence[str] | None = None,
     ) -> None:
         self.gdf = gdf.reset_index(drop=True)  # EPSG:4326
         self.source = source
@@ -102,6 +111,12 @@ class LabelSet:
         self.times = times if times is not None else np.full(len(labels), np.datetime64("NaT"), "M8[ns]")
         self.time_tolerance_s = time_tolerance_s
         self.no_position = no_position  # rows of the file skipped for want of a position
+        self.classes = [normalise_object_class(x) for x in labels]  # vocabulary class of each label
+        found = sorted(set(self.classes) - {UNLABELLABLE})
+        self.classes_from = "config" if classes_labelled is not None else "file"
+        self.classes_labelled: tuple[str, ...] = tuple(
+            sorted(set(classes_labelled)) if classes_labelled is not None else found
+        )
         self.sindex = self.gdf.sindex  # built once here
         self._masks: dict[SceneRef, np.ndarray] = {}
 
@@ -119,12 +134,14 @@ class LabelSet:
         columns: Mapping[str, str | None] | None = None,
         match: Match = "auto",
         time_tolerance_s: float = DEFAULT_TIME_TOLERANCE_S,
+        classes: Sequence[str] | None = None,
     ) -> LabelSet:
         """Load and check a label file (columns present, values parse); raise ValueError in one line.
 
         class_column (same as columns["class"]) None: a column of a common class name, else xView3's
         is_vessel / is_fishing, else every object is default_label. point_box_m: box size of point
-        labels without a length (default 3 pixels). match: see triplet_builder.facts.scene_match."""
+        labels without a length (default 3 pixels). match: see triplet_builder.facts.scene_match.
+        classes: the vocabulary classes the file labels exhaustively (None: those found in it)."""
         p = Path(path)
         where = f"label file {p}"
         if not p.is_file():
@@ -133,6 +150,9 @@ class LabelSet:
             raise ValueError(f"{where}: point_box_m must be > 0, got {point_box_m}")
         if time_tolerance_s < 0:
             raise ValueError(f"{where}: time_tolerance_s must be >= 0, got {time_tolerance_s}")
+        bad = check_classes(classes)
+        if bad:
+            raise ValueError("; ".join(bad))
         mapping = dict(columns or {})
         if class_column is not None:
             mapping["class"] = class_column
@@ -179,6 +199,7 @@ class LabelSet:
             times=label_times,
             time_tolerance_s=time_tolerance_s,
             no_position=no_position,
+            classes_labelled=classes,
         )
 
     @classmethod
@@ -192,6 +213,7 @@ class LabelSet:
             columns=cfg.columns.mapping(),
             match=cfg.match,
             time_tolerance_s=cfg.time_tolerance_s,
+            classes=cfg.classes,
         )
 
     def matches(self, scene: SceneRef) -> np.ndarray:
@@ -212,6 +234,12 @@ class LabelSet:
                 )
             self._masks[scene] = mask
         return self._masks[scene]
+
+    def covers(self, scene: SceneRef) -> bool:
+        """Whether the file labels `scene` at all: timeless labels (`match: none`) cover every scene; else a
+        row must match it (a scene no row names was never looked at by the labellers, so the file states
+        no negative about it)."""
+        return self.match == "none" or bool(self.matches(scene).any())
 
     def objects_in_chip(
         self,
@@ -262,6 +290,7 @@ class LabelSet:
             out.append(
                 {
                     "label": self.labels[i],
+                    "class": self.classes[i],
                     "bbox": [int(x1), int(y1), int(x2), int(y2)],
                     "cell": cell_of((x1 + x2) / 2.0, (y1 + y2) / 2.0, w, h),
                     "length_m": length,
@@ -305,6 +334,8 @@ class LabelSet:
             "unmatched": int((~matched).sum()),
             "in_chips": int(inside.sum()),
             "matched_outside_chips": int((matched & ~inside).sum()),
+            "classes_labelled": list(self.classes_labelled),
+            "classes_from": self.classes_from,
         }
         if self.match == "time":
             out["time_tolerance_s"] = self.time_tolerance_s

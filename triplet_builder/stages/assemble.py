@@ -1,9 +1,10 @@
 """The stage list of a build: the core stages in their order, the region file's `stages:` (plugins)
 inserted where each asks, and the whole list checked for order before any work.
 
-    tile -> georeference -> embed -> screen -> facts -> [plugins] -> text -> filter -> write
+    tile -> georeference -> embed -> screen -> facts -> [labels] -> [plugins] -> text -> filter -> write
 
-A plugin goes right after the stage its entry names in `after:` (a core stage or an earlier entry),
+The built-in `labels` stage (stages/labels.py) is in the list only when the region has a label file
+(`facts.labels`, `labels=True` here), right after facts; no plugin may take its name. A plugin goes right after the stage its entry names in `after:` (a core stage or an earlier entry),
 by default right before `text`; the writer is always last. A stage needing a fact section that no
 earlier stage provides, or adding a section before the facts stage has created the sheet, is an error.
 """
@@ -20,6 +21,7 @@ from triplet_builder.stages.embed import Embed
 from triplet_builder.stages.facts import Facts
 from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.georef import Georeference
+from triplet_builder.stages.labels import Labels
 from triplet_builder.stages.plugins import load_stage_class
 from triplet_builder.stages.screen import Screen
 from triplet_builder.stages.text import WriteText
@@ -55,11 +57,14 @@ class PlannedStage:
         return f"stages[{self.entry}]" if self.entry is not None else f"core stage {self.name!r}"
 
 
-def assemble(entries: Sequence[Any]) -> list[PlannedStage]:
-    """The stage list for a region file's `stages:` entries (objects with `name` and `after`); raise
-    ValueError (one line, every problem) when a stage cannot be found, placed or ordered."""
+def assemble(entries: Sequence[Any], *, labels: bool = False) -> list[PlannedStage]:
+    """The stage list for a region file's `stages:` entries (objects with `name` and `after`), with the
+    labels stage right after facts when `labels` (the region has `facts.labels`); raise ValueError (one
+    line, every problem) when a stage cannot be found, placed or ordered."""
     problems: list[str] = []
     planned = [PlannedStage(c) for c in CORE_STAGES]
+    if labels:
+        planned.insert([p.cls for p in planned].index(Facts) + 1, PlannedStage(Labels))
     for i, e in enumerate(entries):
         try:
             cls = load_stage_class(e.name)
@@ -67,6 +72,12 @@ def assemble(entries: Sequence[Any]) -> list[PlannedStage]:
             problems.append(f"stages[{i}].name: {err}")
             continue
         names = [p.name for p in planned]
+        if cls.name == Labels.name:
+            problems.append(
+                f"stages[{i}].name: {Labels.name!r} is the built-in stage of facts.labels: set facts.labels "
+                "to import labels, and give a plugin another name"
+            )
+            continue
         if cls.name in names:
             problems.append(f"stages[{i}].name: a stage named {cls.name!r} is already in the list: each once")
             continue
@@ -122,15 +133,15 @@ def check_order(planned: Sequence[PlannedStage]) -> list[str]:
     return problems
 
 
-def stage_names(entries: Sequence[Any] = ()) -> tuple[str, ...]:
+def stage_names(entries: Sequence[Any] = (), *, labels: bool = False) -> tuple[str, ...]:
     """The names of the assembled list, in order (progress bars and the manifest's per-stage stats)."""
-    return tuple(p.name for p in assemble(entries))
+    return tuple(p.name for p in assemble(entries, labels=labels))
 
 
-def plugin_summary(entries: Sequence[Any]) -> list[dict[str, Any]]:
+def plugin_summary(entries: Sequence[Any], *, labels: bool = False) -> list[dict[str, Any]]:
     """The manifest's `plugins`: each extra stage's name, how the region file names it, where it runs and
     the fact sections it adds (`$.ext.<section>`)."""
-    planned = assemble(entries)
+    planned = assemble(entries, labels=labels)
     return [
         {
             "stage": p.name,

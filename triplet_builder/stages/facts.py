@@ -1,6 +1,7 @@
-"""Facts stage: the fact sheet of each chip (place, acquisition, surface fractions, CFAR detections,
-imported labels), the only source of truth for the text. Chips are batched so the offline geocoder
-answers many chips in one query.
+"""Facts stage: the fact sheet of each chip (place, acquisition, surface fractions, CFAR detections), the
+only source of truth for the text. Chips are batched so the offline geocoder answers many chips in one
+query. It writes `objects: []`, so its sheet is complete and valid; the labels stage (stages/labels.py),
+right after it when a label file is configured, fills `objects` and adds `labels`.
 
 CFAR runs on the chip's context (the tile stage's `margin`, see facts/cfar.py) so that overlapping chips
 agree on their targets; every other fact (surface fractions, statistics) uses the chip's pixels only."""
@@ -9,11 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
 from typing import Any
-
-import numpy as np
-import shapely
 
 from triplet_builder.config import FactsConfig
 from triplet_builder.facts.cfar import CfarParams, detect, detector_info
@@ -23,7 +20,7 @@ from triplet_builder.facts.surface import reference_band, surface_facts, water_m
 from triplet_builder.facts.thresholds import Thresholds, otsu_threshold, resolve
 from triplet_builder.record import ChipRecord, SceneRef
 from triplet_builder.sources.sample import scene_db_sample
-from triplet_builder.stages.base import BatchStage, StageStats, Stats
+from triplet_builder.stages.base import BatchStage, StageStats
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +42,7 @@ class Facts(BatchStage):
             max_area_px=c.max_area_px,
             max_extent_px=c.max_extent_px,
         )
-        self._labels: Any = None
-        self._scenes: set[SceneRef] = set()  # the task's scenes, for the label counts
-        self._labels_used: set[int] = set()  # labels placed in at least one of the task's chips
         self._scene_thresholds: dict[str, Thresholds] = {}
-
-    def _label_set(self) -> Any:
-        if self.cfg.labels is None:
-            return None
-        if self._labels is None:
-            from triplet_builder.facts.labels import LabelSet
-
-            self._labels = LabelSet.from_config(self.cfg.labels)
-        return self._labels
-
-    def run(self, records: Iterable[ChipRecord], stats: Stats) -> Iterator[ChipRecord]:
-        self._scenes, self._labels_used = set(), set()
-        for r in super().run(records, stats):
-            self._scenes.add(r.scene)
-            yield r
-        self._count_labels(stats[self.name])
 
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
         places = nearest_places(
@@ -74,22 +52,6 @@ class Facts(BatchStage):
         )
         for r, place in zip(records, places, strict=True):
             self._facts(r, place)
-
-    def _count_labels(self, st: StageStats) -> None:
-        """Per task: labels of the file matched to the task's scene(s) or not, and of the matched those
-        placed in one of the task's chips or in none (`stages.facts.extra`; summed over tasks, a label
-        counts once per task)."""
-        labels = self._label_set()
-        if labels is None:
-            return
-        matched = np.zeros(len(labels), dtype=bool)
-        for scene in self._scenes:
-            matched |= labels.matches(scene)
-        n = int(matched.sum())
-        st.extra["labels_matched"] += n
-        st.extra["labels_unmatched"] += len(labels) - n
-        st.extra["labels_in_chips"] += len(self._labels_used)
-        st.extra["labels_outside_chips"] += n - len(self._labels_used)
 
     def thresholds(self, scene: SceneRef) -> Thresholds:
         """The scene's water / bright thresholds (config, table by convention and polarisation, or the
@@ -144,18 +106,6 @@ class Facts(BatchStage):
             cdb, cvalid, margin = r.db[band], r.valid, 0
         detections = detect(cdb, cvalid, water[0], r.georef.pixel_size_m, self.cfar, margin=margin)
         r.context_db = r.context_valid = None  # the context has served
-        labels = self._label_set()
-        objects = (
-            labels.objects_in_chip(
-                r.scene,
-                r.window,
-                shapely.from_wkb(r.georef.footprint_wkb),
-                r.georef.pixel_size_m,
-                used=self._labels_used,
-            )
-            if labels is not None
-            else []
-        )
         r.facts = build_fact_sheet(
             scene=r.scene,
             window=r.window,
@@ -166,5 +116,5 @@ class Facts(BatchStage):
             surface=surface,
             detections=detections,
             detector=detector_info(self.cfar),
-            objects=objects,
+            objects=[],  # the labels stage's (stages/labels.py)
         )

@@ -70,10 +70,12 @@ def load_stage_class(ref: str) -> type[Stage]:
     return obj
 
 
-def check_entries(entries: list[StageEntry], base: Path) -> tuple[list[StageEntry], list[str]]:
+def check_entries(
+    entries: list[StageEntry], base: Path, *, labels: bool = False
+) -> tuple[list[StageEntry], list[str]]:
     """What the region file loader runs on `stages:`: find each stage, validate its config with its
     config_model (RegionPath fields resolved against the region file's folder `base`) and check the
-    assembled list's order. The entries with validated configs, and the problems (one per invalid field,
+    assembled list's order (`labels`: the region has facts.labels, so the labels stage is in it). The entries with validated configs, and the problems (one per invalid field,
     e.g. `stages[0].config.raster: ...`)."""
     from triplet_builder.config import _fmt_loc
     from triplet_builder.stages.assemble import assemble
@@ -95,7 +97,7 @@ def check_entries(entries: list[StageEntry], base: Path) -> tuple[list[StageEntr
             continue
         out[i] = e.model_copy(update={"config": valid.model_dump()})
     try:
-        assemble(entries)
+        assemble(entries, labels=labels)
     except ValueError as err:
         problems.append(str(err))
     return out, problems

@@ -87,7 +87,51 @@ def labels_section(manifest: dict[str, Any]) -> list[str]:
         f"keep theirs out of the rows), {lc.get('matched_outside_chips', 0)} "
         f"matched to a scene of the build but in none of its chips, {lc.get('unmatched', 0)} matched to no scene "
         f"of the build (never used), {lc.get('no_position', 0)} without a position (skipped).",
+        *_classes_lines(lc),
+        *_class_counts(manifest),
     ]
+
+
+def _classes_lines(lc: dict[str, Any]) -> list[str]:
+    """Which classes the file labels, and what a count of 0 means (the only negatives the text states)."""
+    classes = lc.get("classes_labelled")
+    if classes is None:
+        return []
+    how = {
+        "config": "as the region file declares (`facts.labels.classes`)",
+        "file": "every class found in the file: the build assumes the file labels every object of each class "
+        "it holds (declare `facts.labels.classes` otherwise)",
+    }.get(str(lc.get("classes_from")), "")
+    named = ", ".join(classes) if classes else "none"
+    return [
+        "",
+        f"Classes labelled: {named} ({how}). Each object keeps the file's own class (`label`) beside its "
+        "vocabulary class (`class`; what maps to none is `other`, e.g. xView3's non-vessel objects, never a "
+        "ship). A chip's `facts.labels.counts` gives the number of objects of each labelled class, zeros "
+        'included: a 0 ("no aircraft are labelled here") is stated only for these classes, and only for chips '
+        "of a scene the file labels (a row matches it); other chips have no `labels` section.",
+    ]
+
+
+def _class_counts(manifest: dict[str, Any]) -> list[str]:
+    """Labelled objects per class and split, from the split report (read from the written rows)."""
+    per_split = ((manifest.get("splits") or {}).get("per_split")) or {}
+    by_split = {s: c.get("objects_by_class") or {} for s, c in per_split.items() if isinstance(c, dict)}
+    classes = sorted({k for c in by_split.values() for k in c})
+    if not classes:
+        return ["", "No labelled object lies in a kept chip."] if per_split else []
+    splits = list(by_split)
+    out = [
+        "",
+        "Labelled objects in the kept chips, per class and split:",
+        "",
+        f"| class | {' | '.join(splits)} | all |",
+        f"|---|{'---:|' * (len(splits) + 1)}",
+    ]
+    for k in classes:
+        n = [int(by_split[s].get(k, 0)) for s in splits]
+        out.append(f"| {k} | {' | '.join(map(str, n))} | {sum(n)} |")
+    return out
 
 
 def boxes_section(config: Any) -> list[str]:

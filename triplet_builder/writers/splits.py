@@ -14,6 +14,7 @@ and, for near duplicates, the largest fraction of a chip another chip of its sce
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,14 +43,15 @@ class _SplitTally:
     scenes: set[str] = field(default_factory=set)
     objects: int = 0
     detections: int = 0
+    by_class: Counter[str] = field(default_factory=Counter)  # labelled objects per vocabulary class
 
 
-def _targets(facts: str | None) -> tuple[int, int]:
-    """(labelled objects, detected point targets) of a fact sheet."""
+def _targets(facts: str | None) -> tuple[list[dict[str, Any]], int]:
+    """(labelled objects, number of detected point targets) of a fact sheet."""
     sheet = json.loads(facts) if facts else {}
     objects = sheet.get("objects") or []
     detections = (sheet.get("detections") or {}).get("items") or []
-    return len(objects), len(detections)
+    return objects, len(detections)
 
 
 def _area_m2(geom: shapely.Geometry) -> float:
@@ -120,8 +122,9 @@ def split_report(
                 t.chips += 1
                 t.blocks.update(cells_touched(geom, block_km))
                 t.scenes.add(scene)
-                n_obj, n_det = _targets(facts)
-                t.objects += n_obj
+                objects, n_det = _targets(facts)
+                t.objects += len(objects)
+                t.by_class.update(str(o.get("class", "unknown")) for o in objects)
                 t.detections += n_det
                 footprints.append(geom)
                 labels.append(split)
@@ -135,6 +138,7 @@ def split_report(
             "objects": tallies[s].objects,
             "detections": tallies[s].detections,
             "targets": tallies[s].objects + tallies[s].detections,
+            "objects_by_class": dict(sorted(tallies[s].by_class.items())),
         }
         for s in order
     }
@@ -169,7 +173,7 @@ def split_report(
 
 
 def split_warnings(
-    per_split: dict[str, dict[str, int]], min_blocks: int, expected: Iterable[str] = SPLITS
+    per_split: dict[str, dict[str, Any]], min_blocks: int, expected: Iterable[str] = SPLITS
 ) -> list[str]:
     """One line per expected split that is empty, and per split with fewer than min_blocks blocks."""
     lines = []

@@ -172,7 +172,7 @@ def test_boxes_are_stored_normalized_and_cells_follow_them() -> None:
     valid = np.ones((64, 64), dtype=bool)
     det = {"bbox": [20, 41, 22, 43], "cell": 9, "peak_px": [21, 42], "peak_db": 3.0, "area_px": 4,
            "length_m": None, "on_water": False}  # fmt: skip
-    obj = {"label": "ship", "bbox": [40, 0, 44, 3], "cell": 9, "source": "t"}
+    obj = {"label": "ship", "class": "ship", "bbox": [40, 0, 44, 3], "cell": 9, "source": "t"}
     facts = build_fact_sheet(
         scene=scene, window=WIN, georef=georef, db=db, valid=valid, place=None,
         surface=surface_facts(db, valid, ("VV",)), detections=[det], detector=detector_info(), objects=[obj],

@@ -164,6 +164,7 @@ PORT: dict[str, Any] = {
     "objects": [
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [20, 30, 34, 36],
             "cell": 1,
             "length_m": 141.0,
@@ -172,6 +173,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [150, 40, 168, 48],
             "cell": 2,
             "length_m": 190.0,
@@ -180,6 +182,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [60, 70, 72, 76],
             "cell": 1,
             "length_m": 124.0,
@@ -188,6 +191,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [30, 150, 44, 157],
             "cell": 4,
             "length_m": None,
@@ -196,6 +200,7 @@ PORT: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [180, 200, 193, 207],
             "cell": 5,
             "length_m": 135.0,
@@ -318,6 +323,7 @@ TWO_CLASSES: dict[str, Any] = {
     "objects": [
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [40, 30, 52, 42],
             "cell": 1,
             "length_m": None,
@@ -325,6 +331,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [30, 120, 44, 134],
             "cell": 4,
             "length_m": None,
@@ -332,6 +339,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [300, 120, 330, 128],
             "cell": 6,
             "length_m": 152.0,
@@ -339,6 +347,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [60, 125, 74, 139],
             "cell": 4,
             "length_m": None,
@@ -346,6 +355,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "storage_tank",
+            "class": "storage tank",
             "bbox": [45, 220, 57, 232],
             "cell": 7,
             "length_m": None,
@@ -353,6 +363,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [320, 230, 345, 236],
             "cell": 9,
             "length_m": 128.0,
@@ -360,6 +371,7 @@ TWO_CLASSES: dict[str, Any] = {
         },
         {
             "label": "ship",
+            "class": "ship",
             "bbox": [350, 260, 362, 265],
             "cell": 9,
             "length_m": None,

@@ -155,7 +155,8 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
         length = r.choice([None, round(r.uniform(5, 300), 1)])
         f["objects"].append(
             {
-                "label": r.choice(labels),
+                "label": (label := r.choice(labels)),
+                "class": normalise_object_class(label),
                 "bbox": b,
                 "bbox_norm": box_to_norm(b, w, h),
                 "cell": cell(b),

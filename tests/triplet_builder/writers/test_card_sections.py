@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.triplet_builder.writers.test_card_splits import REPORT
 from triplet_builder.writers.card import render_card
 
 
@@ -70,3 +71,42 @@ def test_labels_section_from_the_counts() -> None:
     assert "`ships.csv` were matched to scenes by acquisition time within 600 s of the scene start" in card
     assert "Of its 7 rows: 2 in a chip window of the plan" in card
     assert "1 matched to a scene of the build but in none of its chips, 3 matched to no scene" in card
+
+
+def test_labels_section_states_the_classes_and_counts_per_class_and_split() -> None:
+    counts = {
+        "labels": {
+            "file": "x.csv",
+            "match": "scene_id",
+            "total": 9,
+            "in_chips": 7,
+            "matched_outside_chips": 1,
+            "unmatched": 1,
+            "no_position": 0,
+            "classes_labelled": ["aircraft", "ship"],
+            "classes_from": "file",
+        }
+    }
+    tally = {"blocks": 9, "scenes": 1, "objects": 0, "detections": 0, "targets": 0}
+    splits = {
+        **REPORT,
+        "per_split": {
+            "train": {**tally, "chips": 5, "objects_by_class": {"ship": 4, "other": 1}},
+            "validation": {**tally, "chips": 1, "objects_by_class": {}},
+            "test": {**tally, "chips": 1, "objects_by_class": {"ship": 1, "aircraft": 2}},
+        },
+    }
+    card = render_card(_manifest(counts=counts, splits=splits), {})
+    assert "Classes labelled: aircraft, ship (every class found in the file" in card
+    lines = card.splitlines()
+    head = lines.index("| class | train | validation | test | all |")
+    assert lines[head + 2 : head + 5] == [
+        "| aircraft | 0 | 0 | 2 | 2 |",
+        "| other | 1 | 0 | 0 | 1 |",
+        "| ship | 4 | 0 | 1 | 5 |",
+    ]
+    configured = {"labels": {**counts["labels"], "classes_labelled": ["ship"], "classes_from": "config"}}
+    empty = {**REPORT, "per_split": {"train": {**tally, "chips": 5, "objects_by_class": {}}}}
+    card = render_card(_manifest(counts=configured, splits=empty), {})
+    assert "Classes labelled: ship (as the region file declares" in card
+    assert "No labelled object lies in a kept chip." in card and "| class |" not in card
