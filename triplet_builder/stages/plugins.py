@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "triplet_builder.stages"
 # the annotation stages this package ships, found by name like installed plugins (a plugin cannot take
 # these names)
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "osm": "triplet_builder.stages.osm:Osm",
+}
 
 
 def installed() -> dict[str, str]:
