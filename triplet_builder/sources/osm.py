@@ -233,7 +233,7 @@ def _cell(c: int) -> tuple[BaseGeometry, BaseGeometry]:
 
 
 _CELLS = [_cell(c) for c in range(9)]
-_TINY = 1e-9  # normalized units (a micrometre of a km chip): float noise at a border is no touch
+_TINY = 1e-9  # normalized length or area (a micrometre, a mm2 of a km chip): float noise at a border
 
 
 def cells_of(shape: Shape, geom_norm: BaseGeometry) -> set[int]:
@@ -246,7 +246,7 @@ def cells_of(shape: Shape, geom_norm: BaseGeometry) -> set[int]:
     for c, (cell, borders) in enumerate(_CELLS):
         part = geom_norm.intersection(cell)
         if shape == "area":
-            hit = part.area > _TINY**2
+            hit = part.area > _TINY
         else:
             hit = part.length > _TINY and part.difference(borders).length > _TINY
         if hit:
