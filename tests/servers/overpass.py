@@ -44,7 +44,9 @@ class OsmFixture:
         self.nodes[nid] = (lon, lat, dict(tags))
         return nid
 
-    def way(self, wid: int, coords: list[tuple[float, float]], tags: dict[str, str], closed: bool = False) -> int:
+    def way(
+        self, wid: int, coords: list[tuple[float, float]], tags: dict[str, str], closed: bool = False
+    ) -> int:
         """A way through new untagged nodes at `coords` (ids wid * 100 + i); closed repeats the first."""
         ids = [self.node(wid * 100 + i, lon, lat) for i, (lon, lat) in enumerate(coords)]
         self.ways[wid] = ([*ids, ids[0]] if closed else ids, dict(tags))
@@ -68,7 +70,14 @@ class OsmFixture:
             if tags:
                 g = self._geom(wid)
                 out.append(
-                    {"type": "way", "id": wid, "bounds": self._bounds(g), "nodes": refs, "geometry": g, "tags": tags}
+                    {
+                        "type": "way",
+                        "id": wid,
+                        "bounds": self._bounds(g),
+                        "nodes": refs,
+                        "geometry": g,
+                        "tags": tags,
+                    }
                 )
         for rid, (members, tags) in sorted(self.relations.items()):
             ms: list[dict[str, Any]] = []
@@ -79,7 +88,9 @@ class OsmFixture:
                     lon, lat, _ = self.nodes[ref]
                     ms.append({"type": "node", "ref": ref, "role": role, "lat": lat, "lon": lon})
             pts = [p for m in ms for p in (m.get("geometry") or [m])]
-            out.append({"type": "relation", "id": rid, "bounds": self._bounds(pts), "members": ms, "tags": tags})
+            out.append(
+                {"type": "relation", "id": rid, "bounds": self._bounds(pts), "members": ms, "tags": tags}
+            )
         return out
 
     # -- the same data as a .osm.pbf ----------------------------------------------------------------
@@ -121,11 +132,14 @@ def _meets(el: dict[str, Any], boxes: list[tuple[float, float, float, float]]) -
     else:
         b = el["bounds"]
     return any(
-        b["minlat"] <= n and b["maxlat"] >= s and b["minlon"] <= e and b["maxlon"] >= w for s, w, n, e in boxes
+        b["minlat"] <= n and b["maxlat"] >= s and b["minlon"] <= e and b["maxlon"] >= w
+        for s, w, n, e in boxes
     )
 
 
-def overpass_attrs(fixture: OsmFixture, faults: list[str] | None = None, snapshot: str = SNAPSHOT) -> dict[str, Any]:
+def overpass_attrs(
+    fixture: OsmFixture, faults: list[str] | None = None, snapshot: str = SNAPSHOT
+) -> dict[str, Any]:
     return {
         "elements": fixture.elements(),
         "faults": list(faults or []),
@@ -154,7 +168,9 @@ class OverpassHandler(BaseHTTPRequestHandler):
         query = (parse_qs(body).get("data") or [""])[0]
         with srv.lock:
             fault = srv.faults.pop(0) if srv.faults else None
-            status = 404 if self.path != "/api/interpreter" else int(fault) if fault and fault.isdigit() else 200
+            status = (
+                404 if self.path != "/api/interpreter" else int(fault) if fault and fault.isdigit() else 200
+            )
             srv.log.append(OverpassRequest(self.path, query, self.headers.get("User-Agent", ""), status))
         if status == 404:
             return self._send(404, b"not found", "text/plain")
@@ -177,5 +193,5 @@ class OverpassHandler(BaseHTTPRequestHandler):
             "elements": [el for el in srv.elements if _meets(el, boxes)],  # type: ignore[arg-type]
         }
         if fault == "incomplete":
-            doc["remark"] = "runtime error: Query timed out in \"query\" at line 3 after 2 seconds."
+            doc["remark"] = 'runtime error: Query timed out in "query" at line 3 after 2 seconds.'
         self._send(200, json.dumps(doc).encode())

@@ -105,7 +105,11 @@ def _bridge(t: Tags) -> bool:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("port", lambda t: _is(t, "landuse", "port") or _set(t, "harbour"), ('["landuse"="port"]', '["harbour"]')),
+    Rule(
+        "port",
+        lambda t: _is(t, "landuse", "port") or _set(t, "harbour"),
+        ('["landuse"="port"]', '["harbour"]'),
+    ),
     Rule("pier", lambda t: _is(t, "man_made", "pier"), ('["man_made"="pier"]',)),
     Rule(
         "breakwater",
@@ -119,7 +123,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "bridge",
         _bridge,
-        ('["man_made"="bridge"]', '["bridge"]["bridge"!="no"]["highway"]', '["bridge"]["bridge"!="no"]["railway"]'),
+        (
+            '["man_made"="bridge"]',
+            '["bridge"]["bridge"!="no"]["highway"]',
+            '["bridge"]["bridge"!="no"]["railway"]',
+        ),
     ),
     Rule(
         "road",
@@ -137,7 +145,11 @@ RULES: tuple[Rule, ...] = (
         lambda t: _is(t, "power", "generator") and _is(t, "generator:source", "wind"),
         ('["power"="generator"]["generator:source"="wind"]',),
     ),
-    Rule("offshore platform", lambda t: _is(t, "man_made", "offshore_platform"), ('["man_made"="offshore_platform"]',)),
+    Rule(
+        "offshore platform",
+        lambda t: _is(t, "man_made", "offshore_platform"),
+        ('["man_made"="offshore_platform"]',),
+    ),
 )
 RULE_OF: dict[str, Rule] = {r.feature: r for r in RULES}  # one rule per vocabulary feature (tested)
 # the keys the rules read: a .osm.pbf reader keeps only elements with one of them
@@ -288,7 +300,9 @@ def summarise(
         amount = _measure(item.shape, clipped, footprint)
         if amount <= 0:
             continue
-        a = acc.setdefault(item.feature, {"keys": set(), "length": 0.0, "area": 0.0, "cells": set(), "names": set()})
+        a = acc.setdefault(
+            item.feature, {"keys": set(), "length": 0.0, "area": 0.0, "cells": set(), "names": set()}
+        )
         a["keys"].add(item.key)
         if item.shape == "line":
             a["length"] += amount
@@ -323,4 +337,3 @@ def summarise(
         "features": features,
         "built_up_fraction": built_up,
     }
-

@@ -42,7 +42,9 @@ def read_header(path: str | Path) -> PbfHeader:
     try:
         reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
     except RuntimeError as e:
-        raise PbfError(f"{Path(path).name} is not an OSM file osmium can read ({e}): give a .osm.pbf") from None
+        raise PbfError(
+            f"{Path(path).name} is not an OSM file osmium can read ({e}): give a .osm.pbf"
+        ) from None
     try:
         h = reader.header()
         b = h.box()

@@ -52,24 +52,36 @@ class OsmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: Literal["overpass", "pbf"] = Field("overpass", description="An Overpass API or a local extract.")
-    endpoint: str = Field("https://overpass-api.de/api", description="(overpass) the API root; /interpreter is added.")
-    path: RegionPath | None = Field(None, description="(pbf) a .osm.pbf extract with a bounding box in its header.")
+    endpoint: str = Field(
+        "https://overpass-api.de/api", description="(overpass) the API root; /interpreter is added."
+    )
+    path: RegionPath | None = Field(
+        None, description="(pbf) a .osm.pbf extract with a bounding box in its header."
+    )
     features: list[str] = Field(
-        default_factory=lambda: list(OSM_FEATURES), min_length=1, description="Features to query (vocabulary names)."
+        default_factory=lambda: list(OSM_FEATURES),
+        min_length=1,
+        description="Features to query (vocabulary names).",
     )
     min_interval_s: float = Field(1.0, ge=0, description="(overpass) seconds between requests of one worker.")
-    timeout_s: int = Field(180, ge=1, le=3600, description="(overpass) the query's [timeout:N] and the read timeout base.")
+    timeout_s: int = Field(
+        180, ge=1, le=3600, description="(overpass) the query's [timeout:N] and the read timeout base."
+    )
     max_retries: int = Field(5, ge=0, le=20, description="(overpass) retries of a transient failure.")
     backoff_s: float = Field(1.0, ge=0, description="(overpass) first backoff, doubled per retry, jittered.")
     max_backoff_s: float = Field(60.0, ge=0, description="(overpass) longest backoff.")
-    missing: Literal["error", "skip"] = Field("error", description="A chip without data: stop, or no section.")
+    missing: Literal["error", "skip"] = Field(
+        "error", description="A chip without data: stop, or no section."
+    )
 
     @field_validator("features")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         unknown = [f for f in v if f not in OSM_FEATURES]
         if unknown:
-            raise ValueError(f"unknown feature(s) {', '.join(map(repr, unknown))}: name some of {', '.join(OSM_FEATURES)}")
+            raise ValueError(
+                f"unknown feature(s) {', '.join(map(repr, unknown))}: name some of {', '.join(OSM_FEATURES)}"
+            )
         if len(set(v)) != len(v):
             raise ValueError("a feature is listed twice: list each once")
         return [f for f in OSM_FEATURES if f in v]  # vocabulary order: the same set is the same config
@@ -78,7 +90,9 @@ class OsmConfig(BaseModel):
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} is not an http(s) URL: give the Overpass API root, e.g. https://overpass-api.de/api")
+            raise ValueError(
+                f"{v!r} is not an http(s) URL: give the Overpass API root, e.g. https://overpass-api.de/api"
+            )
         return v.rstrip("/")
 
     @model_validator(mode="after")
@@ -172,7 +186,9 @@ class Osm(AnnotationStage):
             if self._bounds is not None and not fp.within(self._bounds):
                 what = f"chip {r.chip_id} lies outside the bounding box of {Path(str(self.cfg.path)).name}"
                 if self.cfg.missing == "error":
-                    raise PbfError(f"osm: {what}: use an extract that covers the region, or set missing: skip")
+                    raise PbfError(
+                        f"osm: {what}: use an extract that covers the region, or set missing: skip"
+                    )
                 _log_once(f"osm: {what} (and maybe others); they get no osm section (missing: skip)")
                 st.extra["chips_without_osm"] += 1
                 continue

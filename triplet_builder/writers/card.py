@@ -34,6 +34,7 @@ from schemas import SPLITS
 from triplet_builder.writers.card_sections import (
     boxes_section,
     labels_section,
+    osm_section,
     radiometry_section,
     splits_section,
 )
@@ -240,6 +241,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         out += ["", "Stretch used: " + ", ".join(f"{k} = {v}" for k, v in stretch.items()) + "."]
     out += radiometry_section(manifest)
     out += labels_section(manifest)
+    out += osm_section(manifest)
     out += boxes_section(manifest.get("config"))
     out += [
         "",

@@ -41,7 +41,10 @@ def to_norm(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float, r: float = 6_371_008.8) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    h = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
     return 2 * r * math.asin(math.sqrt(h))
 
 
@@ -159,12 +162,16 @@ def test_area_of_a_known_square_and_the_built_up_fraction() -> None:
 def test_clipping_at_the_chip_edge() -> None:
     fx = OsmFixture()
     fx.way(3, [(4.38, 43.41), (4.42, 43.41)], {"highway": "primary"})  # half of it west of the chip
-    fx.way(4, [(4.42, 43.39), (4.44, 43.39), (4.44, 43.41), (4.42, 43.41)], {"landuse": "farmland"}, closed=True)
+    fx.way(
+        4, [(4.42, 43.39), (4.44, 43.39), (4.44, 43.41), (4.42, 43.41)], {"landuse": "farmland"}, closed=True
+    )
     fx.way(5, [(4.50, 43.41), (4.51, 43.41)], {"highway": "primary"})  # outside: not counted
     fx.way(6, [(4.43, 43.41), (4.45, 43.41)], {"railway": "rail"})  # only touches the east edge
     sec = summarise(_data(fx), FOOTPRINT, to_norm, ALL)
     road, farm = sec["features"]["road"], sec["features"]["farmland"]
-    assert road["count"] == 1 and road["length_m"] == pytest.approx(haversine_m(4.40, 43.41, 4.42, 43.41), rel=5e-3)
+    assert road["count"] == 1 and road["length_m"] == pytest.approx(
+        haversine_m(4.40, 43.41, 4.42, 43.41), rel=5e-3
+    )
     # a quarter of the farmland square is in the chip: its south-east corner cell
     inside = haversine_m(4.42, 43.40, 4.43, 43.40) * haversine_m(4.42, 43.40, 4.42, 43.41)
     assert farm["count"] == 1 and farm["area_m2"] == pytest.approx(inside, rel=5e-3) and farm["cells"] == [9]
@@ -177,7 +184,11 @@ def test_points_cells_names_and_what_is_not_queried() -> None:
     fx.node(7, 4.415, 43.415, power="generator", **{"generator:source": "wind"})  # the centre cell
     fx.node(8, 4.429, 43.401, power="generator", **{"generator:source": "wind"}, name="Eole")  # cell 9
     for i, name in enumerate(["F", "B", "A", "E", "D", "C", "A"]):
-        fx.way(20 + i, [(4.401, 43.429 - i * 0.001), (4.409, 43.429 - i * 0.001)], {"highway": "service", "name": name})
+        fx.way(
+            20 + i,
+            [(4.401, 43.429 - i * 0.001), (4.409, 43.429 - i * 0.001)],
+            {"highway": "service", "name": name},
+        )
     queried = ("road", "wind turbine", "railway")
     sec = summarise(_data(fx, queried), FOOTPRINT, to_norm, queried)
     assert sec["queried"] == ["road", "railway", "wind turbine"]  # vocabulary order
@@ -199,8 +210,14 @@ def test_multipolygon_with_a_hole_and_a_ring_split_over_two_ways() -> None:
     fx.way(30, [(4.41, 43.41), (4.42, 43.41), (4.42, 43.42)], {})
     fx.way(31, [(4.42, 43.42), (4.41, 43.42), (4.41, 43.41)], {})
     fx.way(32, [(4.413, 43.413), (4.417, 43.413), (4.417, 43.417), (4.413, 43.417)], {}, closed=True)
-    fx.relations[40] = ([("w", 30, "outer"), ("w", 31, "outer"), ("w", 32, "inner")], {"type": "multipolygon", "landuse": "industrial", "name": "Fos"})
-    fx.relations[41] = ([("w", 30, "")], {"type": "route", "route": "road", "highway": "primary"})  # not an area
+    fx.relations[40] = (
+        [("w", 30, "outer"), ("w", 31, "outer"), ("w", 32, "inner")],
+        {"type": "multipolygon", "landuse": "industrial", "name": "Fos"},
+    )
+    fx.relations[41] = (
+        [("w", 30, "")],
+        {"type": "route", "route": "road", "highway": "primary"},
+    )  # not an area
     sec = summarise(_data(fx), FOOTPRINT, to_norm, ALL)
     ind = sec["features"]["industrial area"]
     outer = haversine_m(4.41, 43.415, 4.42, 43.415) * haversine_m(4.41, 43.41, 4.41, 43.42)
@@ -217,11 +234,15 @@ def test_query_text() -> None:
     assert '  nwr["power"="generator"]["generator:source"="wind"](43.30000,4.40000,43.70000,4.95000);' in q
     assert q.count("nwr[") == 2
     # rounded OUTWARDS: a box edge is never moved into the chips
-    assert "(43.12345,4.12345,43.12346,4.12346)" in build_query((4.123456, 43.123456, 4.123451, 43.123451), ["road"], 1)
+    assert "(43.12345,4.12345,43.12346,4.12346)" in build_query(
+        (4.123456, 43.123456, 4.123451, 43.123451), ["road"], 1
+    )
 
 
 def _client(url: str, tmp: Path, **kw: object) -> OverpassClient:
-    settings = OverpassSettings(url + "/api", timeout_s=5, min_interval_s=0.0, max_retries=3, backoff_s=0.0, max_backoff_s=0.0)
+    settings = OverpassSettings(
+        url + "/api", timeout_s=5, min_interval_s=0.0, max_retries=3, backoff_s=0.0, max_backoff_s=0.0
+    )
     return OverpassClient(settings, DiskCache(tmp), sleep=lambda s: None, **kw)  # type: ignore[arg-type]
 
 
@@ -284,7 +305,9 @@ def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
     Each sleep records how many requests the server had seen: the order, not the wall clock."""
     events: list[tuple[str, float, int]] = []
     with serve(OverpassHandler, **overpass_attrs(_fixture())) as srv:
-        limiter = RateLimiter(2.5, clock=lambda: 100.0, sleep=lambda s: events.append(("sleep", s, len(srv.log))))
+        limiter = RateLimiter(
+            2.5, clock=lambda: 100.0, sleep=lambda s: events.append(("sleep", s, len(srv.log)))
+        )
         c = _client(srv.url, tmp_path, limiter=limiter)
         n = Counter[str]()
         for bounds in [(4.40, 43.40, 4.43, 43.43), (4.43, 43.40, 4.46, 43.43), (4.40, 43.40, 4.43, 43.43)]:
@@ -296,14 +319,29 @@ def test_rate_limit_spaces_requests(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- .osm.pbf
 def _rich_fixture() -> OsmFixture:
     fx = OsmFixture()
-    fx.way(1, [(4.41, 43.395), (4.41, 43.425)], {"highway": "primary", "name": "D570"})  # crosses the south edge
+    fx.way(
+        1, [(4.41, 43.395), (4.41, 43.425)], {"highway": "primary", "name": "D570"}
+    )  # crosses the south edge
     fx.way(2, [(4.405, 43.42), (4.425, 43.42)], {"highway": "secondary", "bridge": "yes", "name": "Pont"})
-    fx.way(3, [(4.402, 43.402), (4.404, 43.402), (4.404, 43.404), (4.402, 43.404)], {"building": "yes"}, closed=True)
-    fx.way(4, [(4.428, 43.40), (4.44, 43.40), (4.44, 43.41), (4.428, 43.41)], {"building": "warehouse"}, closed=True)
+    fx.way(
+        3,
+        [(4.402, 43.402), (4.404, 43.402), (4.404, 43.404), (4.402, 43.404)],
+        {"building": "yes"},
+        closed=True,
+    )
+    fx.way(
+        4,
+        [(4.428, 43.40), (4.44, 43.40), (4.44, 43.41), (4.428, 43.41)],
+        {"building": "warehouse"},
+        closed=True,
+    )
     fx.way(5, [(4.412, 43.412), (4.418, 43.412), (4.418, 43.418)], {})
     fx.way(6, [(4.418, 43.418), (4.412, 43.418), (4.412, 43.412)], {})
     fx.way(7, [(4.414, 43.414), (4.416, 43.414), (4.416, 43.416), (4.414, 43.416)], {}, closed=True)
-    fx.relations[9] = ([("w", 5, "outer"), ("w", 6, "outer"), ("w", 7, "inner")], {"type": "multipolygon", "landuse": "farmland"})
+    fx.relations[9] = (
+        [("w", 5, "outer"), ("w", 6, "outer"), ("w", 7, "inner")],
+        {"type": "multipolygon", "landuse": "farmland"},
+    )
     fx.node(10, 4.421, 43.401, man_made="storage_tank", name="T2")
     fx.node(11, 4.422, 43.402, man_made="storage_tank", name="T1")
     fx.way(12, [(4.40, 43.43), (4.43, 43.43)], {"railway": "rail"})  # along the north edge only
@@ -331,4 +369,7 @@ def test_pbf_header_without_bounds_or_snapshot(tmp_path: Path) -> None:
 
 
 def test_classify_lists_each_feature_an_element_stands_for() -> None:
-    assert classify({"highway": "primary", "bridge": "yes"}, "way", False, ALL) == [("bridge", "line"), ("road", "line")]
+    assert classify({"highway": "primary", "bridge": "yes"}, "way", False, ALL) == [
+        ("bridge", "line"),
+        ("road", "line"),
+    ]
