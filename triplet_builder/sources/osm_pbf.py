@@ -86,13 +86,13 @@ def _load(path: str, queried: tuple[str, ...], bbox: tuple[float, float, float, 
     )
     for obj in fp:
         tags = dict(obj.tags)
-        if obj.is_node():
+        if isinstance(obj, osmium.osm.Node):
             add("node", obj.id, tags, False, lambda o=obj: wkb.create_point(o), "point")
-        elif obj.is_way():
+        elif isinstance(obj, osmium.osm.Way):
             # a closed way standing for an area comes again below as an osmium Area (from_way)
             closed = obj.is_closed() and len(obj.nodes) >= 4
             add("way", obj.id, tags, closed, lambda o=obj: wkb.create_linestring(o), "line")
-        elif obj.is_area():
+        elif isinstance(obj, osmium.osm.Area):
             kind = "way" if obj.from_way() else "area"  # osmium drops a relation's `type` tag here
             add(kind, obj.orig_id(), tags, True, lambda o=obj: wkb.create_multipolygon(o), "area")
     return OsmData("pbf", header.snapshot, items)

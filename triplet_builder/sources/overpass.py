@@ -121,8 +121,8 @@ def parse_answer(doc: dict[str, Any], queried: Iterable[str]) -> OsmData:
             continue
         if kind == "relation" and tags.get("type") not in MULTIPOLYGON_TYPES:
             continue  # routes, sites, ...: not a geometry of their own here
-        pts = el.get("geometry") if kind == "way" else None
-        closed = bool(pts) and len(pts) >= 4 and pts[0] == pts[-1]
+        pts: list[Any] = (el.get("geometry") or []) if kind == "way" else []
+        closed = len(pts) >= 4 and pts[0] == pts[-1]
         element = "area" if kind == "relation" else kind
         for feature, shape in classify(tags, element, closed, queried):
             geom = _geometry(el, shape)
