@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import shapely
 from shapely.geometry import box
@@ -29,6 +30,17 @@ class PbfError(SourceError):
     """An extract that cannot be used; the message is one line naming the file."""
 
 
+def _osmium() -> Any:
+    """pyosmium, an optional dependency (the `osm` extra): only `source: pbf` needs it."""
+    try:
+        import osmium
+    except ImportError:
+        raise PbfError(
+            "the osm stage's source pbf needs pyosmium: pip install 'sar-triplets[osm]' (or osmium)"
+        ) from None
+    return osmium
+
+
 @dataclass(frozen=True)
 class PbfHeader:
     bounds: tuple[float, float, float, float] | None  # (west, south, east, north), None when not stated
@@ -37,7 +49,7 @@ class PbfHeader:
 
 def read_header(path: str | Path) -> PbfHeader:
     """The extract's bounding box and replication timestamp, from its header only (no data read)."""
-    import osmium
+    osmium = _osmium()
 
     try:
         reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
@@ -59,7 +71,7 @@ def read_header(path: str | Path) -> PbfHeader:
 
 
 def _load(path: str, queried: tuple[str, ...], bbox: tuple[float, float, float, float]) -> OsmData:
-    import osmium
+    osmium = _osmium()
 
     header = read_header(path)
     wkb = osmium.geom.WKBFactory()
