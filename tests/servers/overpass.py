@@ -4,9 +4,10 @@
 (path, query, User-Agent) BEFORE it is answered; the answer is JSON in the shape of the real `[out:json]`
 + `out geom` output: `{"version", "generator", "osm3s": {"timestamp_osm_base", "copyright"}, "elements":
 [...]}` with nodes (lat, lon), ways (nodes, geometry, bounds) and relations (members with geometry,
-bounds), taken from hand-written fixture data (`OsmFixture`) and filtered by the query's bbox (every
-`(south,west,north,east)` it names; the tag filters are not applied: the client narrows by its own tag
-rules). Faults are injected per request from a plan:
+bounds), taken from hand-written fixture data (`OsmFixture`) and selected as Overpass selects: by a
+node, segment or member inside a `(south,west,north,east)` box of the query (NOT by bounds: an area
+enclosing the whole box is not in it), or by enclosing the point of an `is_in(lat,lon)` of the query
+(areas); the tag filters are not applied (the client narrows by its own tag rules). Faults are injected per request from a plan:
 
     with serve(OverpassHandler, **overpass_attrs(fixture, faults=["429", "504", "garbage"])) as srv:
         ... srv.log  # [OverpassRequest(path, query, user_agent, status), ...]
@@ -27,8 +28,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import shapely
+from shapely.geometry import LineString, Point, Polygon, box
+from shapely.geometry.base import BaseGeometry
+
 SNAPSHOT = "2026-11-01T12:00:00Z"
 BBOX_RE = re.compile(r"\((-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)\)")
+IS_IN_RE = re.compile(r"is_in\((-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)\)")
 
 
 @dataclass
@@ -126,15 +132,39 @@ class OverpassRequest:
     status: int
 
 
-def _meets(el: dict[str, Any], boxes: list[tuple[float, float, float, float]]) -> bool:
+def _lines(el: dict[str, Any]) -> list[BaseGeometry]:
+    """What a bbox filter looks at: a node's position, a way's segments, a relation's members."""
     if el["type"] == "node":
-        b = {"minlat": el["lat"], "maxlat": el["lat"], "minlon": el["lon"], "maxlon": el["lon"]}
-    else:
-        b = el["bounds"]
-    return any(
-        b["minlat"] <= n and b["maxlat"] >= s and b["minlon"] <= e and b["maxlon"] >= w
-        for s, w, n, e in boxes
-    )
+        return [Point(el["lon"], el["lat"])]
+    if el["type"] == "way":
+        return [LineString([(p["lon"], p["lat"]) for p in el["geometry"]])]
+    out: list[BaseGeometry] = []
+    for m in el["members"]:
+        out += _lines({**m, "type": m["type"]}) if m["type"] == "way" else [Point(m["lon"], m["lat"])]
+    return out
+
+
+def _encloses(el: dict[str, Any], pt: Point) -> bool:
+    """Overpass `is_in` + `pivot`: a closed way or a multipolygon relation whose area holds the point."""
+    if el["type"] == "way":
+        g = el["geometry"]
+        return len(g) >= 4 and g[0] == g[-1] and Polygon([(p["lon"], p["lat"]) for p in g]).contains(pt)
+    if el["type"] == "relation" and el.get("tags", {}).get("type") == "multipolygon":
+        rings = [
+            LineString([(p["lon"], p["lat"]) for p in m["geometry"]])
+            for m in el["members"]
+            if m["type"] == "way"
+        ]
+        return bool(shapely.polygonize(rings).contains(pt))
+    return False
+
+
+def _selected(el: dict[str, Any], boxes: list[tuple[float, ...]], points: list[Point]) -> bool:
+    """As Overpass selects: a node, segment or member in a `(south,west,north,east)` box, or an area
+    enclosing an `is_in(lat,lon)` point (the tag filters are the client's to apply)."""
+    geoms = _lines(el)
+    in_box = any(g.intersects(box(w, s, e, n)) for s, w, n, e in boxes for g in geoms)
+    return in_box or any(_encloses(el, p) for p in points)
 
 
 def overpass_attrs(
@@ -182,6 +212,7 @@ class OverpassHandler(BaseHTTPRequestHandler):
         if fault == "garbage":
             return self._send(200, b"<?xml version='1.0'?><osm>not json", "application/xml")
         boxes = [tuple(float(v) for v in m.groups()) for m in BBOX_RE.finditer(query)]
+        points = [Point(float(m.group(2)), float(m.group(1))) for m in IS_IN_RE.finditer(query)]
         doc: dict[str, Any] = {
             "version": 0.6,
             "generator": "Overpass API 0.7.62 (loopback test server)",
@@ -190,7 +221,7 @@ class OverpassHandler(BaseHTTPRequestHandler):
                 "copyright": "The data included in this document is from www.openstreetmap.org. The data is "
                 "made available under ODbL.",
             },
-            "elements": [el for el in srv.elements if _meets(el, boxes)],  # type: ignore[arg-type]
+            "elements": [el for el in srv.elements if _selected(el, boxes, points)],
         }
         if fault == "incomplete":
             doc["remark"] = 'runtime error: Query timed out in "query" at line 3 after 2 seconds.'

@@ -30,6 +30,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from schemas.vocabulary import OSM_FEATURES
 from triplet_builder.cache import DiskCache
 from triplet_builder.remote import USER_AGENT, backoff_delay
 from triplet_builder.sources import SourceError
@@ -50,16 +51,27 @@ class OverpassError(SourceError):
 # ----------------------------------------------------------------------------------------------- query
 def build_query(bbox: tuple[float, float, float, float], features: Iterable[str], timeout_s: int) -> str:
     """The Overpass QL query of the features' tag rules over a (west, south, east, north) box, rounded
-    outwards to 1e-5 degree (about a metre) so the same chips give the same text (and cache key)."""
+    outwards to 1e-5 degree (about a metre) so the same chips give the same text (and cache key).
+
+    A bbox filter finds the elements with a node or a segment in the box, so an area enclosing the WHOLE
+    box (a farmland field around a chip) would be missed and read as "not mapped": area features also
+    take the closed ways and multipolygons that enclose the box's centre (`is_in` + `pivot`; an area that
+    meets the box without enclosing its centre has its outline in the box)."""
     w, s, e, n = bbox
     bb = f"{_down(s)},{_down(w)},{_up(n)},{_up(e)}"  # Overpass order: south, west, north, east
-    lines = [f"[out:json][timeout:{int(timeout_s)}];", "("]
+    lines = [
+        f"[out:json][timeout:{int(timeout_s)}];",
+        f"is_in({(s + n) / 2:.6f},{(w + e) / 2:.6f})->.enclosing;",
+        "(",
+    ]
     seen: set[str] = set()
     for f in features:
         for flt in RULE_OF[f].overpass:
             if flt not in seen:
                 seen.add(flt)
                 lines.append(f"  nwr{flt}({bb});")
+                if OSM_FEATURES[f] == "area":
+                    lines += [f"  way{flt}(pivot.enclosing);", f"  rel{flt}(pivot.enclosing);"]
     lines += [");", "out geom;"]
     return "\n".join(lines)
 

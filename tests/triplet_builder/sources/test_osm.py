@@ -230,13 +230,34 @@ def test_multipolygon_with_a_hole_and_a_ring_split_over_two_ways() -> None:
 # --------------------------------------------------------------------------------------------- Overpass
 def test_query_text() -> None:
     q = build_query((4.4, 43.3, 4.95, 43.7), ["road", "wind turbine"], 90)
-    assert q.startswith("[out:json][timeout:90];\n(") and q.endswith(");\nout geom;")
+    assert q.startswith("[out:json][timeout:90];\nis_in(43.500000,4.675000)->.enclosing;\n(")
+    assert q.endswith(");\nout geom;") and "pivot" not in q  # no area feature asked for
     assert '  nwr["power"="generator"]["generator:source"="wind"](43.30000,4.40000,43.70000,4.95000);' in q
     assert q.count("nwr[") == 2
     # rounded OUTWARDS: a box edge is never moved into the chips
     assert "(43.12345,4.12345,43.12346,4.12346)" in build_query(
         (4.123456, 43.123456, 4.123451, 43.123451), ["road"], 1
     )
+
+
+def test_an_area_enclosing_the_whole_query_box_is_found(tmp_path: Path) -> None:
+    """A bbox filter sees only nodes and segments in the box: a field around the chips is found through
+    the query's is_in(centre) + pivot statements, never read as "not mapped"."""
+    fx = OsmFixture()
+    fx.way(1, [(4.0, 43.0), (5.0, 43.0), (5.0, 44.0), (4.0, 44.0)], {"landuse": "farmland"}, closed=True)
+    fx.way(2, [(4.0, 43.0), (5.0, 43.0)], {"highway": "primary"})  # far outside: not selected
+    q = build_query(FOOTPRINT.bounds, ["farmland", "road"], 5)
+    assert (
+        '  way["landuse"="farmland"](pivot.enclosing);' in q
+        and '  rel["landuse"="farmland"](pivot.enclosing);' in q
+    )
+    with serve(OverpassHandler, **overpass_attrs(fx)) as srv:
+        doc = _client(srv.url, tmp_path).query(q, Counter())
+    assert [e["id"] for e in doc["elements"]] == [1]
+    sec = summarise(parse_answer(doc, ["farmland", "road"]), FOOTPRINT, to_norm, ["farmland", "road"])
+    inside = haversine_m(W, 43.415, E, 43.415) * haversine_m(W, S, W, N)
+    assert sec["features"]["farmland"]["area_m2"] == pytest.approx(inside, rel=5e-3)
+    assert sec["features"]["farmland"]["cells"] == list(range(1, 10)) and "road" not in sec["features"]
 
 
 def _client(url: str, tmp: Path, **kw: object) -> OverpassClient:
