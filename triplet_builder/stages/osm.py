@@ -44,6 +44,7 @@ from triplet_builder.stages.base import StageStats
 logger = logging.getLogger(__name__)
 SNAPSHOT_COUNTER = "snapshot "  # st.extra["snapshot <time>"] = chips annotated from data of that time
 NO_SNAPSHOT = "unknown"
+PBF_MARGIN_DEG = 0.1  # items of an extract are loaded over the chips' box plus this margin
 
 
 class OsmConfig(BaseModel):
@@ -143,7 +144,8 @@ class Osm(AnnotationStage):
         assert isinstance(config, OsmConfig)
         self.cfg = config
         self._client: OverpassClient | None = None
-        self._bounds: BaseGeometry | None = None
+        self._bounds: BaseGeometry | None = None  # the extract's header box
+        self._load_box: BaseGeometry | None = None  # the box its items were loaded for
 
     # -- sources ------------------------------------------------------------------------------------
     def client(self) -> OverpassClient:
@@ -162,20 +164,35 @@ class Osm(AnnotationStage):
         extra["queries"] += 1
         return data
 
-    def _pbf(self) -> OsmData:
+    def _pbf(self, footprints: list[BaseGeometry]) -> OsmData:
+        """The extract's items over the region's box with a margin (chips at the region's edge reach
+        past it), widened when a batch's chips reach further still: an element is never cut off."""
         assert self.cfg.path is not None
         if self._bounds is None:
             header = read_header(self.cfg.path)
             assert header.bounds is not None  # the config refused an extract without one
             self._bounds = box(*header.bounds)
-        region_box = area_polygon(self.region.area).bounds
-        return load_pbf(self.cfg.path, tuple(self.cfg.features), tuple(region_box))
+        load = (
+            self._load_box
+            if self._load_box is not None
+            else area_polygon(self.region.area).buffer(0).envelope
+        )
+        need = shapely.union_all([load, *footprints]).envelope
+        if not need.within(load) or self._load_box is None:
+            w, s, e, n = need.bounds
+            m = PBF_MARGIN_DEG
+            self._load_box = box(*(round(v, 2) for v in (w - m, s - m, e + m, n + m)))
+        return load_pbf(self.cfg.path, tuple(self.cfg.features), tuple(self._load_box.bounds))
 
     # -- the batch ------------------------------------------------------------------------------------
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
         footprints = [_footprint(r) for r in records]
         try:
-            data = self._overpass(footprints, st.extra) if self.cfg.source == "overpass" else self._pbf()
+            data = (
+                self._overpass(footprints, st.extra)
+                if self.cfg.source == "overpass"
+                else self._pbf(footprints)
+            )
         except SourceError as e:
             if self.cfg.missing == "error":
                 raise

@@ -92,9 +92,11 @@ def fixture() -> OsmFixture:
     return fx
 
 
-def stage(tmp_path: Path, **config: Any) -> Osm:
-    cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache")})
-    return Osm(OsmConfig(**config), cfg)
+def stage(tmp_path: Path, area: list[float] | None = None, **config: Any) -> Osm:
+    over: dict[str, Any] = {"output.dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache")}
+    if area is not None:
+        over["area.bbox"] = area
+    return Osm(OsmConfig(**config), load_region(DEMO, over))
 
 
 def overpass(url: str, **kw: Any) -> dict[str, Any]:
@@ -222,6 +224,14 @@ def test_pbf_stage_gives_the_overpass_sections(tmp_path: Path) -> None:
         sa, sb = a.facts["ext"]["osm"], b.facts["ext"]["osm"]  # type: ignore[index]
         assert sa["source"] == "pbf" and {**sa, "source": "-"} == {**sb, "source": "-"}
     assert stats["osm"].extra[f"snapshot {SNAPSHOT}"] == 3
+
+
+def test_pbf_chips_beyond_the_region_box_keep_their_elements(tmp_path: Path) -> None:
+    """Items are loaded over the region's box plus a margin; chips reaching further widen it."""
+    pbf = fixture().write_pbf(tmp_path / "x.osm.pbf", bounds=(4.35, 43.40, 4.55, 43.55))
+    recs = records([0])  # 4.40..4.41 E: 0.3 degree west of the region below
+    run(stage(tmp_path, area=[4.7, 43.3, 4.95, 43.7], source="pbf", path=str(pbf)), recs)
+    assert recs[0].facts["ext"]["osm"]["features"]["road"]["count"] == 1  # type: ignore[index]
 
 
 @pytest.mark.parametrize("missing", ["skip", "error"])
