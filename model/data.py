@@ -58,7 +58,6 @@ TASKS = ("caption", *QA_TASKS)
 STATE_VERSION = 1
 
 
-
 # == the sample ====================================================================================
 @dataclass
 class Sample:

@@ -371,7 +371,7 @@ def build(
         "embeddings_source": emb_source if not synthetic else f"SYNTHETIC stand-in at {emb_source}",
         "years": years,
         "licenses": ["cc-by-4.0"],
-        "attributions": attributions(cfg, p.scenes),
+        "attributions": attributions(cfg, p.scenes, stats.to_dict()),
         "splits": splits,
         # what the dataset card reads
         "rows": dict(sorted(rows_per_split.items())),

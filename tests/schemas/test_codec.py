@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from schemas.codec import Stretch, decode_chip, encode_chip
-
 from tests.triplet_builder.writers.records import make_record
 
 

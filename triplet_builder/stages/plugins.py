@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "triplet_builder.stages"
 # these names)
 BUILTIN: dict[str, str] = {
     "land_cover": "triplet_builder.stages.land_cover:LandCover",
+    "osm": "triplet_builder.stages.osm:Osm",
 }
 
 

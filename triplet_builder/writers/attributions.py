@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from triplet_builder.config import RegionConfig
 from triplet_builder.record import SceneRef
 from triplet_builder.sources.names import parse_name
 from triplet_builder.writers.card import ALPHAEARTH_ATTRIBUTION, copernicus_attribution
+from triplet_builder.writers.card_sections import OSM_ATTRIBUTION, OSM_LICENCE, osm_usage
 
 _LICENCE_GLOBS = ("LICENSE*", "LICENCE*", "COPYING*")
 
@@ -73,8 +75,26 @@ def _land_cover_lines(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
     return lines
 
 
-def attributions(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
-    """Attribution lines for the inputs of a build (scenes that were planned, labels, embeddings)."""
+def osm_line(config: dict[str, Any] | None, stages: dict[str, Any] | None) -> list[str]:
+    """The attribution line of the OpenStreetMap data the build used (none without an osm stage)."""
+    u = osm_usage(config, stages)
+    if u is None:
+        return []
+    snaps = ", ".join(
+        f"{'not stated by the source' if s == 'unknown' else s} ({n} chip(s))"
+        for s, n in u["snapshots"].items()
+    )
+    return [
+        f"{OSM_ATTRIBUTION}: OpenStreetMap data from the {u['where']}, licence {OSM_LICENCE}; "
+        f"snapshot(s): {snaps or 'none (no chip was annotated)'}"
+    ]
+
+
+def attributions(
+    cfg: RegionConfig, scenes: list[SceneRef], stages: dict[str, Any] | None = None
+) -> list[str]:
+    """Attribution lines for the inputs of a build (scenes that were planned, labels, embeddings, and the
+    annotation sources that `stages`, the build's per-stage statistics, show were used)."""
     lines: list[str] = []
     sentinel_years = [s.year for s in scenes if s.sensor.startswith("Sentinel")]
     if sentinel_years:
@@ -116,4 +136,5 @@ def attributions(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
         )
     else:
         lines.append(ALPHAEARTH_ATTRIBUTION)
+    lines += osm_line(cfg.model_dump(mode="json"), stages)
     return lines

@@ -35,6 +35,7 @@ from triplet_builder.writers.card_sections import (
     boxes_section,
     labels_section,
     land_cover_section,
+    osm_section,
     radiometry_section,
     splits_section,
 )
@@ -253,6 +254,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         out += ["", "Stretch used: " + ", ".join(f"{k} = {v}" for k, v in stretch.items()) + "."]
     out += radiometry_section(manifest)
     out += labels_section(manifest)
+    out += osm_section(manifest)
     out += boxes_section(manifest.get("config"))
     out += land_cover_section(manifest)
     out += [

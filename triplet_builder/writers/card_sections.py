@@ -6,6 +6,7 @@ comes from the manifest."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from schemas.frames import PAPER_FRAME, qa_frame
@@ -264,4 +265,67 @@ def land_cover_section(manifest: dict[str, Any]) -> list[str]:
             "(`missing: skip`; the build log says what)."
         )
     out.append("Licence and attribution of the map: see *Licences and attributions*.")
+    return out
+
+
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
+OSM_LICENCE = "ODbL 1.0 (https://opendatacommons.org/licenses/odbl/1-0/)"
+
+
+def osm_usage(config: dict[str, Any] | None, stages: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the build's `osm` stage used (its config in the build's config, its counters in the stage
+    statistics): source, where from (endpoint, or the extract's file name only), {snapshot: chips};
+    None when the build has no osm stage."""
+    entries = [e for e in (config or {}).get("stages") or [] if isinstance(e, dict)]
+    entry = next((e for e in entries if e.get("name") in ("osm", "triplet_builder.stages.osm:Osm")), None)
+    if entry is None:
+        return None
+    c = entry.get("config") or {}
+    source = c.get("source", "overpass")
+    where = (
+        f"Overpass API {c.get('endpoint', 'https://overpass-api.de/api')}"
+        if source == "overpass"
+        else f"extract {Path(str(c.get('path'))).name}"
+    )
+    extra = ((stages or {}).get("osm") or {}).get("extra") or {}
+    snapshots = {
+        k.removeprefix("snapshot "): int(v) for k, v in sorted(extra.items()) if k.startswith("snapshot ")
+    }
+    return {"source": source, "where": where, "snapshots": snapshots, "extra": extra, "config": c}
+
+
+def osm_section(manifest: dict[str, Any]) -> list[str]:
+    """The "OpenStreetMap" section (builds with the osm stage): where the data came from, its snapshot(s)
+    with the chips annotated from each, chips without data, the licence, and how to read a negative."""
+    u = osm_usage(manifest.get("config"), manifest.get("stages"))
+    if u is None:
+        return []
+    c, extra = u["config"], u["extra"]
+    snaps = "; ".join(
+        f"{'not stated by the source' if s == 'unknown' else s}: {n} chip(s)"
+        for s, n in u["snapshots"].items()
+    )
+    out = [
+        "",
+        "## OpenStreetMap",
+        "",
+        f"`facts.ext.osm` holds the OpenStreetMap features in each chip's footprint, from the {u['where']} "
+        f"(snapshot {snaps or 'none: no chip was annotated'}). Features queried: "
+        f"{', '.join(c.get('features') or []) or 'unknown'}. A queried feature missing from a chip's section "
+        "has no element there in OpenStreetMap at that snapshot: it is not mapped, which is not proof that "
+        "it does not exist. Lengths and areas are geodesic (WGS84) and clipped to the footprint.",
+    ]
+    if extra.get("chips_without_osm"):
+        out += [
+            "",
+            f"{extra['chips_without_osm']} chip(s) got no OpenStreetMap section: the source had no data for them "
+            "(`missing: skip`).",
+        ]
+    if u["source"] == "overpass":
+        out += [
+            "",
+            f"Overpass requests: {extra.get('requests', 0)} ({extra.get('retries', 0)} retries), answers "
+            f"reused from the cache: {extra.get('cache_hits', 0)}.",
+        ]
+    out += ["", f"{OSM_ATTRIBUTION}. The OpenStreetMap data is available under the {OSM_LICENCE}."]
     return out

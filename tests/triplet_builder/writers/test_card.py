@@ -63,7 +63,11 @@ def test_front_matter_parses_and_lists_existing_splits(tmp_path: Path) -> None:
             "default": True,
         }
     ]  # no metadata / rejects configs: this manifest has neither
-    with_both = {**_manifest(), "metadata": {"file": "metadata.parquet"}, "rejects_files": ["rejects/r.parquet"]}
+    with_both = {
+        **_manifest(),
+        "metadata": {"file": "metadata.parquet"},
+        "rejects_files": ["rejects/r.parquet"],
+    }
     meta = _front_matter(write_card(tmp_path, with_both, COLUMN_DOCS).read_text())
     assert meta["configs"][1:] == [
         {"config_name": "metadata", "data_files": "metadata.parquet"},
