@@ -45,8 +45,8 @@ _CHECKABLE_RE = re.compile(
 )
 _AGREEMENT_RES = (
     re.compile(r"\b(?:one|1)\s+(?:are|were|lie|hold|show|mix|fall)\b", re.I),
-    re.compile(r"\bcell \d(?: \([^)]*\))?\s+(?:are|hold|show|lie|mix|fall)\b"),
-    re.compile(r"\bcells \d(?:(?:, | and )\d)+(?: \([^)]*\))?\s+(?:is|holds|shows|lies|mixes|falls)\b"),
+    re.compile(r"\bcell \d(?: \([^)]*\))?\s+(?:are|hold|show|lie|mix|fall)\b", re.I),
+    re.compile(r"\bcells \d(?:(?:, | and )\d)+(?: \([^)]*\))?\s+(?:is|holds|shows|lies|mixes|falls)\b", re.I),
 )
 
 
