@@ -34,7 +34,7 @@ def port_with_ext() -> dict[str, Any]:
             "fractions": {"built-up": 0.45, "permanent water bodies": 0.35, "grassland": 0.2},
             "dominant": "built-up",
             "cells": _cells_lc(["permanent water bodies"] * 2 + ["built-up"] * 7),
-        },  # fmt: skip
+        },
         "osm": {
             "source": "pbf",
             "snapshot": "2024-01-01T00:00:00Z",
@@ -57,7 +57,7 @@ def port_with_ext() -> dict[str, Any]:
                 },
             },
             "built_up_fraction": 0.18,
-        },  # fmt: skip
+        },
     }
     return f
 
@@ -76,14 +76,14 @@ def farmland_with_ext() -> dict[str, Any]:
             "fractions": {"crops": 0.7, "bare": 0.3},
             "dominant": "crops",
             "cells": _cells_lc(["crops"] * 6 + ["bare", "bare", None]),
-        },  # fmt: skip
+        },
         "osm": {
             "source": "overpass",
             "snapshot": None,
             "queried": ["road", "railway"],
             "features": {},
             "built_up_fraction": None,
-        },  # fmt: skip
+        },
     }
     return f
 

@@ -36,7 +36,9 @@ def test_port_sheet_fields() -> None:
         assert re.search(r"2\.4 km of roads|roads over 2\.4 km", f["roads"]), f["roads"]
         assert "no railways" in f["roads"].lower() and "OpenStreetMap" in f["roads"]  # queried, absent
         assert re.search(r"\b120 buildings\b|One hundred", f["buildings"]) and "about 20 %" in f["buildings"]
-        assert "ships" in f["targets"] and re.search(r"no (?:labelled )?aircraft", f["targets"].lower())  # labels.classes_labelled
+        assert "ships" in f["targets"] and re.search(
+            r"no (?:labelled )?aircraft", f["targets"].lower()
+        )  # labels.classes_labelled
         assert re.search(r"permanent water bodies in cells? 1 and 2|permanent water bodies in cells 1 and 2",
                          f["distribution"]) or "cells 1 and 2" in f["distribution"]  # fmt: skip
         caption = " ".join(v for v in f.values() if v)
