@@ -105,3 +105,18 @@ def test_ext_captions_pass_the_checker(make: str) -> None:
     for chip_id in CHIP_IDS[:10]:
         fields = _fields(facts, chip_id)
         assert check_caption(facts, fields) == []
+
+
+def test_llm_prompt_views_carry_the_annotation_sections() -> None:
+    from triplet_builder.text.llm import derived_facts, load_prompt
+
+    assert load_prompt().version == "fusar-geovl/1.2"
+    d = derived_facts(port_with_ext())
+    assert d["land_cover"]["source"] == "ESA WorldCover 2021" and d["land_cover"]["dominant"] == "built-up"
+    assert d["land_cover"]["percent"]["built-up"] == "about 45 %"
+    assert d["osm"]["features"]["road"] == {"count": 14, "length": "2.4 km", "cells": [5, 6, 8, 9]}
+    assert d["osm"]["not_mapped"] == ["railway", "storage tank"]
+    assert d["labels"]["absent"] == ["aircraft"]
+    assert [f["function"] for f in d["functions"]] == ["port", "urban area", "shipping"]
+    plain = derived_facts(fact_sheet("land"))
+    assert "land_cover" not in plain and "osm" not in plain and plain["functions"] == []
