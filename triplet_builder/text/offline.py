@@ -7,9 +7,9 @@ change to one field's templates leaves the others' choices alone. Varied: every 
 at least four phrasings, and every task several question phrasings.
 
 Grounded: every number, class, cell and name comes from the fact sheet; percentages follow the dataset
-convention of text/consistency.py (nearest 5 %, `format_percent`); roads are always null (the facts
-name none); functionality is written only when labelled ships / planes, or detections on water near a
-named place, imply it. No hedging. `check_text` of text/consistency.py finds no problem in the output
+convention of text/consistency.py (nearest 5 %, `format_percent`); roads, land cover and OSM features
+only from the annotation sections (`ext.osm`, `ext.land_cover`); functionality only as derived by
+facts/functionality.py. The caption fields live in text/captions/. No hedging. `check_text` of text/consistency.py finds no problem in the output
 (the tests hold the writer to that).
 """
 
