@@ -37,6 +37,7 @@ from triplet_builder.record import SceneRef, Window
 from triplet_builder.sources import SceneFailure, discover_scenes
 from triplet_builder.stages.assemble import plugin_summary, stage_names
 from triplet_builder.stages.base import Stats
+from triplet_builder.text.quality import text_quality
 from triplet_builder.tiling import ChipTooLargeError, lay_windows
 from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
@@ -373,6 +374,7 @@ def build(
         "licenses": ["cc-by-4.0"],
         "attributions": attributions(cfg, p.scenes, stats.to_dict()),
         "splits": splits,
+        "text_quality": text_quality(out, data_files),  # over the kept rows (text/quality.py)
         # what the dataset card reads
         "rows": dict(sorted(rows_per_split.items())),
         "rejects": sum(rejected.values()),

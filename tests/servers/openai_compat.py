@@ -12,6 +12,7 @@ injects:
 
   good          well-formed JSON grounded in the facts (also what comes after the script runs out)
   invalid_json  a chatty reply that is not JSON
+  wrong_class   (caption) the fixture's caption naming a land-cover class / OSM feature the facts lack
   hallucinate   counts that contradict the facts: the fixture's wrong caption / counting answers one
                 short (computed sheets: 17 targets in cell 5; counts + 3)
   hedge         hedging text ("possibly" in the caption, "probably" in the answers)
@@ -333,7 +334,12 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         items = json.loads(tm.group("json")) if (tm := _TASKS_RE.search(text)) else []
         obj: dict[str, Any]
         if replies is not None and part == "caption":
-            obj = {"notes": _NOTES, **(replies.wrong_caption if action == "hallucinate" else replies.caption)}
+            chosen = replies.caption
+            if action == "hallucinate":
+                chosen = replies.wrong_caption
+            elif action == "wrong_class" and replies.wrong_class_caption is not None:
+                chosen = replies.wrong_class_caption
+            obj = {"notes": _NOTES, **chosen}
         elif replies is not None:
             obj = {"qa": [answer(facts, replies, it, wrong=action == "hallucinate") for it in items]}
         elif part == "caption":

@@ -27,6 +27,8 @@ class ClassAnswers:
 class SheetReplies:
     caption: dict[str, str | None]
     wrong_caption: dict[str, str | None]  # an under- or over-count in `targets`
+    # names a land-cover class / OSM feature the facts do not hold (action "wrong_class")
+    wrong_class_caption: dict[str, str | None] | None = None
     classes: dict[str, ClassAnswers] = field(default_factory=dict)  # other classes: 0 / None
 
 
@@ -87,6 +89,13 @@ REPLIES: dict[tuple[str, str], SheetReplies] = {
             targets="No bright point targets stand out.",
         ),
         wrong_caption=_caption(targets="Three bright point targets stand out."),
+        # the chip's land cover (when the sheet has one) is crops and bare ground: no mangroves, no railway
+        wrong_class_caption=_caption(
+            terrain="Dry land 7.9 km south-west of Tomelloso, Spain, imaged by Sentinel-1B on 14 July 2021; "
+            "mangroves cover about 30 % of it.",
+            roads="A railway crosses the chip.",
+            targets="No bright point targets stand out.",
+        ),
     ),
     ("Fujairah", "2022-10-03"): SheetReplies(
         caption=_caption(

@@ -71,6 +71,7 @@ from triplet_builder.text.consistency import (
     targets_for,
     water_cells,
 )
+from triplet_builder.text.llm_views import annotation_views
 from triplet_builder.text.offline import seeded_rng
 from triplet_builder.text.qa import qa_plan as plan_qa
 
@@ -185,6 +186,7 @@ def derived_facts(facts: dict[str, Any], classes: Sequence[str] = ()) -> dict[st
         or WATER_PRESENT <= s["water_fraction"] <= 1.0 - WATER_PRESENT,
         "backscatter_db": {"mean": round(s["mean_db"], 1), "std": round(s["std_db"], 1)},
         "targets": targets,
+        **annotation_views(facts),
     }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from schemas import SPLITS
+from triplet_builder.text.quality import card_line as text_quality_line
 from triplet_builder.writers.card_sections import (
     boxes_section,
     labels_section,
@@ -225,6 +226,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "The text is written from the fact sheet only (the `facts` column, the sole source of truth): "
         "every count, fraction and grid cell in a caption or answer is checked against it. "
         "`text_generator` and `prompt_version` name the writer of each row.",
+        *text_quality_line(manifest.get("text_quality")),
         *_plugins_text(manifest),
         "",
         "## Columns",

@@ -99,7 +99,7 @@ def test_good_path_validates_and_passes_the_checker(name: str, cache: Path) -> N
     assert check_text(facts, res.caption_fields, res.qa) == []
     assert res.caption and res.caption_fields["roads"] is None
     assert len(res.qa) == len(qa_plan(facts, f"chip-{name}"))
-    assert w.name == "loopback/test-model" and w.prompt_version == load_prompt().version == "fusar-geovl/1.1"
+    assert w.name == "loopback/test-model" and w.prompt_version == load_prompt().version == "fusar-geovl/1.2"
     assert [e["part"] for e in sorted(srv.log, key=lambda e: e["part"])] == ["caption", "qa"]
     assert {e["source"] for e in srv.log} == {"fixture"}  # hand-written replies, not our own code's
     fixture = replies_for(facts)
@@ -281,6 +281,22 @@ def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, 
     assert len(parts(srv.log, part)) == 2
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the checker of main rejects this caption only for its generic words (no class check against "
+    "ext.land_cover / ext.osm yet); wt-txq's checker names the class: drop this mark when merged",
+)
+def test_a_land_cover_class_or_osm_feature_the_facts_lack_is_rejected(cache: Path) -> None:
+    from .ext_sheets import farmland_with_ext
+
+    facts = farmland_with_ext()  # Dynamic World crops / bare; OSM queried roads and railways: none
+    with serve_llm({"caption": ["wrong_class"]}) as srv:
+        with pytest.raises(TextRejected) as info:
+            writer(srv.url, cache, repair_attempts=0).write(facts, "c")
+    assert info.value.reason == "inconsistent_text"
+    assert "mangroves" in info.value.detail and "railway" in info.value.detail
+
+
 @pytest.mark.parametrize(
     ("part", "needle"), [("caption", "hedge word 'possibly'"), ("qa", "hedge word 'probably'")]
 )
@@ -366,7 +382,7 @@ def test_stage_bounds_concurrency_and_keeps_every_chip(cache: Path) -> None:
     assert len(kept) == 15 - len(text_rejects)  # the chips neither rejected upstream nor by the checker
     for r in kept:
         assert check_text(r.facts or {}, r.caption_fields or {}, r.qa) == []
-        assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.1"
+        assert r.text_generator == "loopback/test-model" and r.prompt_version == "fusar-geovl/1.2"
     st = stats["text"]
     assert st.seen == 15 and st.kept + sum(st.rejected.values()) == 15
     assert st.extra["llm_requests"] == len(srv.log) and len(text_rejects) == 4
@@ -442,7 +458,7 @@ def test_run_task_with_the_llm_writer_nothing_lost_rerun_free_key_never_written(
     assert all(rejects.column("reason").to_pylist()) and all(rejects.column("detail").to_pylist())
     assert "inconsistent_text" in rejects.column("reason").to_pylist()
     assert set(rows.column("text_generator").to_pylist()) <= {"loopback/test-model"}
-    assert set(rows.column("prompt_version").to_pylist()) <= {"fusar-geovl/1.1"}
+    assert set(rows.column("prompt_version").to_pylist()) <= {"fusar-geovl/1.2"}
     text_stats = res["stats"]["text"]
     assert text_stats["extra"]["llm_requests"] == n_first and text_stats["extra"]["llm_retries"] == 1
     assert res2["stats"]["text"]["extra"]["llm_cache_hits"] == n_first - 1  # the 500 is not a reply
