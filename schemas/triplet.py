@@ -230,7 +230,7 @@ _METADATA_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("centre_lat", pa.float64(), False, "Chip centre latitude (WGS84)."),
     ("geometry", pa.binary(), False, "Chip footprint polygon, WKB, lon/lat (OGC:CRS84)."),
     ("bbox", _BBOX, False, "Footprint bounding box (GeoParquet 1.1 covering column)."),
-    ("acquired", pa.timestamp("us", tz="UTC"), False, "Acquisition start time (UTC)."),
+    ("acquired", pa.timestamp(unit="us", tz="UTC"), False, "Acquisition start time (UTC)."),
     ("scene_id", pa.string(), False, "Source scene."),
     ("polarisations", pa.list_(pa.string()), False, "Polarisations in channel order."),
     ("valid_fraction", pa.float32(), False, "Fraction of chip pixels that are valid."),

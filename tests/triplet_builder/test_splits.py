@@ -138,7 +138,7 @@ def test_the_report_sees_a_leak_and_measures_it(tmp_path: Path) -> None:
     c = shapely.box(4.71, 43.49, 4.72, 43.50)  # meets a at a corner only
     det = {
         "detections": {"detector": {}, "items": [{"bbox": [0, 0, 1, 1]}] * 3},
-        "objects": [{"label": "ship"}],
+        "objects": [{"label": "ship", "class": "ship"}],
     }
     a2 = shapely.box(4.7025, 43.50, 4.7125, 43.51)  # same scene and split as a, covering 3/4 of it
     rows = [
@@ -164,6 +164,7 @@ def test_the_report_sees_a_leak_and_measures_it(tmp_path: Path) -> None:
         "objects": 1,
         "detections": 3,
         "targets": 4,
+        "objects_by_class": {"ship": 1},
     }
     assert rep["split_guard_rejects"] == 7
     assert [w.split(":")[0] for w in rep["warnings"]] == [
