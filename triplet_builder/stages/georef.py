@@ -14,9 +14,10 @@ import hashlib
 
 import numpy as np
 import shapely
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from triplet_builder.footprint import lonlat_bbox, lonlat_polygon, parts
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.grid import cells_touched, grid_cell
 from triplet_builder.record import ChipRecord, Georef
@@ -45,7 +46,8 @@ def splits_of_footprint(
     """{block: split} for every block the footprint shares area with (a shared border line is not area)."""
     return {
         b: split_of_block(b, block_km=block_km, validation=validation, test=test, salt=salt)
-        for b in cells_touched(footprint, block_km)
+        for part in parts(footprint)  # each side of the antimeridian on its own
+        for b in cells_touched(part, block_km)
     }
 
 
@@ -68,10 +70,15 @@ class Georeference(Stage):
         geo = scene_geo(record.scene)
         w = record.window
         lon, lat = geo.window_outline(w, self.per_edge)
-        poly = Polygon(np.column_stack([lon, lat]))
-        if not poly.is_valid:  # a self-touching ring from a wild GCP fit: its hull is the honest footprint
+        if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+            return record.reject(
+                self.name, "bad_footprint", "footprint has non-finite lon/lat (georeferencing out of range)"
+            )
+        poly = lonlat_polygon(lon, lat)  # split at the antimeridian where the ring crosses it
+        if isinstance(poly, Polygon) and not poly.is_valid:
+            # a self-touching ring from a wild GCP fit: its hull is the honest footprint
             poly = shapely.make_valid(poly).convex_hull
-        if not isinstance(poly, Polygon) or poly.is_empty:
+        if not isinstance(poly, (Polygon, MultiPolygon)) or poly.is_empty:
             return record.reject(
                 self.name, "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"
             )
@@ -82,7 +89,7 @@ class Georeference(Stage):
         width_m, height_m = geo.window_ground_size_m(w)
         record.georef = Georef(
             footprint_wkb=shapely.to_wkb(poly, output_dimension=2),
-            bbox=tuple(float(v) for v in poly.bounds),  # type: ignore[arg-type]
+            bbox=lonlat_bbox(poly),  # west > east across the antimeridian (RFC 7946)
             centre_lon=c_lon,
             centre_lat=c_lat,
             native_crs=geo.crs.to_string() if geo.crs is not None else None,
