@@ -78,6 +78,9 @@ def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    # library warnings (e.g. rasterio's NotGeoreferencedWarning) go through logging: the one error line
+    # says what is wrong, and --debug shows them
+    logging.captureWarnings(True)
     out_dir: str | None = None  # known once the region file loads: an OSError then names it
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
