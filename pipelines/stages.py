@@ -20,7 +20,7 @@ import rasterio
 
 from triplet_builder import __version__
 from triplet_builder.config import RegionConfig
-from triplet_builder.failures import task_failure_message
+from triplet_builder.failures import output_problem, task_failure_message
 from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
 from triplet_builder.stages.assemble import assemble, stage_names
 from triplet_builder.stages.base import Stage, Stats, run_stages
@@ -111,6 +111,19 @@ def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
 
 
 def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
+    """`_run_task`, with an output folder that fails while the task publishes its shards or its marker
+    (full disk, size limit, permissions) told in one line naming the folder."""
+    try:
+        return _run_task(spec, cfg)
+    except OSError as e:
+        msg = output_problem(e, cfg.output.dir)
+        if msg is None:
+            raise
+        failure = f"task {spec.task_id} (scene {spec.scene.scene_id}): {msg}"
+    raise TaskFailed(failure)
+
+
+def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     """Run the stage list over one task's windows and write its shards; return its statistics.
 
     The shard files appear under their final names only when the task has finished (temp + rename),

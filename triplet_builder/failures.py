@@ -9,6 +9,8 @@ rather than a guess.
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
 
 import rasterio.errors
@@ -26,15 +28,21 @@ def first_line(e: BaseException) -> str:
 
 def output_problem(e: BaseException, out_dir: str | Path) -> str | None:
     """One line for an OSError that is the output folder's fault (full, size limit, not writable)."""
-    if not isinstance(e, OSError) or e.errno is None:
+    if not isinstance(e, OSError):
         return None
-    why = e.strerror or first_line(e)
-    if e.errno in DISK_FULL:
+    code = e.errno
+    if code is None:  # pyarrow's OSError carries the errno only in its text: "[errno 27] File too large"
+        m = re.search(r"\[errno (\d+)\]", str(e), re.I)
+        code = int(m.group(1)) if m else None
+    if code is None:
+        return None
+    why = e.strerror or (errno.errorcode.get(code, "") + " " + os.strerror(code)).strip()
+    if code in DISK_FULL:
         return (
             f"output folder {out_dir} cannot take more data ({why}): free space (or raise the file-size "
             "limit) or choose another output.dir, then rerun; finished tasks are kept"
         )
-    if e.errno in NOT_WRITABLE:
+    if code in NOT_WRITABLE:
         return f"output folder {out_dir} is not writable ({why}): fix its permissions or choose another output.dir"
     return None
 

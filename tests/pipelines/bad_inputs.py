@@ -355,7 +355,7 @@ def c_scene_antimeridian(tmp: Path) -> Case:  # UTM 60N, 10 N: the scene crosses
         _synthetic_region(tmp, p, bbox=[179.0, 9.0, -179.0, 11.0]),
         command="build",
         expect="reject",
-        reason="no_valid_anchor",
+        reason="antimeridian",
     )
 
 

@@ -136,11 +136,14 @@ def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
     assert r.returncode == 141 and r.stderr == "", r.stderr
 
 
-def test_footprint_across_the_antimeridian_gets_a_bbox_west_of_east() -> None:
-    """A chip of a UTM 60N scene crossing 180 degrees: a MultiPolygon split at 180 and an RFC 7946 bbox
-    (west > east, both in [-180, 180]), never a footprint spanning the globe."""
+def test_footprint_across_the_antimeridian_is_split_and_refused_by_name() -> None:
+    """A chip of a UTM 60N scene crossing 180 degrees: its outline is a MultiPolygon split at 180 with an
+    RFC 7946 bbox (west > east, both in [-180, 180]), never a polygon spanning the globe; the stage
+    rejects the chip as `antimeridian` (the shards declare Polygon footprints only)."""
     from datetime import datetime, timezone
 
+    from triplet_builder.footprint import lonlat_bbox, lonlat_polygon
+    from triplet_builder.geo import scene_geo
     from triplet_builder.record import Backscatter, BandRef, ChipRecord, GeorefKind, Scale, SceneRef, Window
     from triplet_builder.stages.georef import Georeference
 
@@ -164,13 +167,25 @@ def test_footprint_across_the_antimeridian_gets_a_bbox_west_of_east() -> None:
         product="GRD",
         transform=(100.0, 0.0, 820000.0, 0.0, -100.0, 1120000.0),
     )
-    rec = ChipRecord(chip_id="x", scene=scene, window=Window(0, 0, 200, 200, 64, 64))
-    out = Georeference(block_km=5.0, validation=0.0, test=0.0).process(rec)
-    assert not out.rejected, out.reject_detail
-    g = out.georef
-    assert g is not None
-    west, _, east, _ = g.bbox
-    assert west > east and 179.0 < west < 180.0 and -180.0 < east < -179.0, g.bbox
-    geom = shapely.from_wkb(g.footprint_wkb)
+    window = Window(0, 0, 200, 200, 64, 64)
+    lon, lat = scene_geo(scene).window_outline(window, 8)
+    geom = lonlat_polygon(lon, lat)
     assert geom.geom_type == "MultiPolygon" and len(geom.geoms) == 2
     assert np.isclose(geom.area, 20_000.0**2 / (111_000.0**2), rtol=0.1)  # ~0.032 deg2, not the globe
+    west, _, east, _ = lonlat_bbox(geom)
+    assert west > east and 179.0 < west < 180.0 and -180.0 < east < -179.0
+    out = Georeference(block_km=5.0).process(ChipRecord(chip_id="x", scene=scene, window=window))
+    assert out.reject_reason == "antimeridian", out.reject_detail
+    # a chip that does not cross keeps its plain Polygon (the same vertices as before the split logic)
+    lon2, lat2 = np.array([4.0, 5.0, 5.0, 4.0, 4.0]), np.array([43.0, 43.0, 44.0, 44.0, 43.0])
+    assert lonlat_polygon(lon2, lat2).equals_exact(shapely.Polygon(np.column_stack([lon2, lat2])), 0)
+
+
+def test_region_bbox_across_the_antimeridian_is_two_boxes() -> None:
+    from triplet_builder.area import area_polygon
+    from triplet_builder.config import AreaConfig
+
+    geom = area_polygon(AreaConfig(bbox=(170.0, -20.0, -170.0, -10.0)))
+    assert geom.geom_type == "MultiPolygon" and np.isclose(geom.area, 20.0 * 10.0)
+    assert geom.contains(shapely.Point(179.9, -15.0)) and geom.contains(shapely.Point(-179.9, -15.0))
+    assert not geom.contains(shapely.Point(0.0, -15.0))

@@ -17,7 +17,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from triplet_builder.footprint import lonlat_bbox, lonlat_polygon, parts
+from triplet_builder.footprint import crosses_antimeridian, lonlat_bbox, lonlat_polygon, parts
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.grid import cells_touched, grid_cell
 from triplet_builder.record import ChipRecord, Georef
@@ -78,7 +78,18 @@ class Georeference(Stage):
         if isinstance(poly, Polygon) and not poly.is_valid:
             # a self-touching ring from a wild GCP fit: its hull is the honest footprint
             poly = shapely.make_valid(poly).convex_hull
-        if not isinstance(poly, (Polygon, MultiPolygon)) or poly.is_empty:
+        if isinstance(poly, MultiPolygon) and crosses_antimeridian(lon):
+            # the split footprint and its RFC 7946 bbox are right (triplet_builder/footprint.py), but the
+            # shards declare Polygon footprints only: refuse the chip by name rather than store a polygon
+            # spanning the globe
+            w_, s_, e_, n_ = lonlat_bbox(poly)
+            return record.reject(
+                self.name,
+                "antimeridian",
+                f"footprint crosses 180 degrees (bbox west {w_:.4f} > east {e_:.4f}, lat {s_:.4f}..{n_:.4f}): "
+                "split the scene at the antimeridian before the build",
+            )
+        if not isinstance(poly, Polygon) or poly.is_empty:
             return record.reject(
                 self.name, "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"
             )
@@ -89,7 +100,7 @@ class Georeference(Stage):
         width_m, height_m = geo.window_ground_size_m(w)
         record.georef = Georef(
             footprint_wkb=shapely.to_wkb(poly, output_dimension=2),
-            bbox=lonlat_bbox(poly),  # west > east across the antimeridian (RFC 7946)
+            bbox=tuple(float(v) for v in poly.bounds),  # type: ignore[arg-type]
             centre_lon=c_lon,
             centre_lat=c_lat,
             native_crs=geo.crs.to_string() if geo.crs is not None else None,

@@ -102,7 +102,9 @@ def foreign_text(texts: Sequence[str | None]) -> list[str]:
     for t in texts:
         m = _FOREIGN_TEXT.search(t or "")
         if m is not None:
-            out.append(f"text carries markup, a URL or an instruction ({m.group(0)[:40]!r}): write plain prose")
+            out.append(
+                f"text carries markup, a URL or an instruction ({m.group(0)[:40]!r}): write plain prose"
+            )
     return out
 
 
