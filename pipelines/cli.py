@@ -1,7 +1,8 @@
 """Command line: `triplet-builder build REGION` (what `make build-dataset` runs) and `validate REGION`.
 
 Bad input ends with one line on stderr naming the file or field and what to do, and a non-zero exit;
-pass --debug for the traceback of an unexpected error.
+pass --debug for the traceback of an unexpected error. A closed stdout (`build ... | head -1`) ends
+quietly with exit 141, as Unix tools do on SIGPIPE.
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipelines.checks import check_before_work
 from pipelines.executor import BuildError, build, plan, summary
 from schemas import SPLITS
 from triplet_builder.config import ConfigError, load_region
 from triplet_builder.exports import FORMATS, export
+from triplet_builder.failures import output_problem
 from triplet_builder.sources import SourceError
 from triplet_builder.stages.assemble import stage_names
 
@@ -105,16 +109,35 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that went away is found here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader of stdout went away (`| head -1`): stop quietly like a Unix tool; point stdout at
+        # /dev/null so that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    # library warnings (e.g. rasterio's NotGeoreferencedWarning) go through logging: the one error line
+    # says what is wrong, and --debug shows them
+    logging.captureWarnings(True)
+    out_dir: str | None = None  # known once the region file loads: an OSError then names it
     if args.command == "export":
         return _export(args)
     if args.command == "verify":
         return _verify(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
+        out_dir = cfg.output.dir
+        check_before_work(cfg, getattr(args, "workers", None))
         if args.command == "validate":
             p = plan(cfg)
             print(
@@ -156,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SourceError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a full disk or an unwritable folder while writing the output
+        msg = output_problem(e, out_dir) if out_dir is not None else None
+        if msg is None and args.debug:
+            raise
+        print(
+            f"error: {msg or f'{type(e).__name__}: {e} (rerun with --debug for the traceback)'}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; finished tasks are kept and a rerun resumes", file=sys.stderr)

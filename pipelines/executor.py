@@ -21,9 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import shapely
-from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
@@ -32,6 +30,7 @@ from schemas import COLUMN_DOCS, SCHEMA_VERSION
 from triplet_builder import __version__
 from triplet_builder.area import area_polygon
 from triplet_builder.config import ConfigError, RegionConfig
+from triplet_builder.footprint import lonlat_polygon
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import SceneRef, Window
 from triplet_builder.sources import SceneFailure, discover_scenes
@@ -68,7 +67,7 @@ def _window_polygons(scene: SceneRef, windows: list[Window]) -> list[BaseGeometr
     polys = []
     for w in windows:
         lon, lat = geo.window_outline(w, per_edge=2)
-        polys.append(Polygon(np.column_stack([lon, lat])))
+        polys.append(lonlat_polygon(lon, lat))
     return polys
 
 
@@ -96,7 +95,7 @@ def plan(cfg: RegionConfig) -> Plan:
         geo = scene_geo(s)
         full = Window(0, 0, s.width, s.height, s.width, s.height)
         lon, lat = geo.window_outline(full, per_edge=16)
-        if not Polygon(np.column_stack([lon, lat])).intersects(region):
+        if not lonlat_polygon(lon, lat).intersects(region):
             skipped.append(
                 {"scene_id": s.scene_id, "reason": "outside_region", "acquired": s.acquired.isoformat()}
             )

@@ -21,6 +21,7 @@ import rasterio
 from schemas.codec import Stretch
 from triplet_builder import __version__
 from triplet_builder.config import RegionConfig
+from triplet_builder.failures import output_problem, task_failure_message
 from triplet_builder.record import ChipRecord, SceneRef, Window, chip_id_for
 from triplet_builder.stages.assemble import assemble, stage_names
 from triplet_builder.stages.base import Stage, Stats, run_stages
@@ -111,6 +112,19 @@ def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
 
 
 def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
+    """`_run_task`, with an output folder that fails while the task publishes its shards or its marker
+    (full disk, size limit, permissions) told in one line naming the folder."""
+    try:
+        return _run_task(spec, cfg)
+    except OSError as e:
+        msg = output_problem(e, cfg.output.dir)
+        if msg is None:
+            raise
+        failure = f"task {spec.task_id} (scene {spec.scene.scene_id}): {msg}"
+    raise TaskFailed(failure)
+
+
+def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     """Run the stage list over one task's windows and write its shards; return its statistics.
 
     The shard files appear under their final names only when the task has finished (temp + rename),
@@ -133,10 +147,13 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         except Exception as e:
             for st in stages:
                 st.abort()  # nothing of this task reaches a final name
-            cause = str(e).splitlines()[0] if str(e) else ""
-            failure = (
-                f"scene {spec.scene.scene_id} ({', '.join(spec.scene.uris)}), task {spec.task_id}: "
-                f"{type(e).__name__}: {cause}; if the file is corrupt or truncated, fetch it again or remove it"
+            # the advice follows the cause: a full disk is not a corrupt scene (triplet_builder/failures.py)
+            failure = task_failure_message(
+                e,
+                scene_id=spec.scene.scene_id,
+                uris=list(spec.scene.uris),
+                task_id=spec.task_id,
+                out_dir=out_dir,
             )
         except BaseException:
             for st in stages:

@@ -57,7 +57,10 @@ RegionPath = Annotated[str, AfterValidator(_region_path)]
 
 
 class AreaConfig(_Model):
-    """Either a lon/lat bbox [west, south, east, north] or a vector file (GeoJSON, GeoPackage, shapefile)."""
+    """Either a lon/lat bbox [west, south, east, north] or a vector file (GeoJSON, GeoPackage, shapefile).
+
+    A bbox whose west is greater than its east crosses the antimeridian (RFC 7946 section 5): [170, -20,
+    -170, -10] is the 20 degrees from 170 E eastwards to 170 W."""
 
     bbox: tuple[float, float, float, float] | None = None
     path: str | None = None
@@ -68,9 +71,12 @@ class AreaConfig(_Model):
             raise ValueError("give exactly one of area.bbox [west, south, east, north] or area.path")
         if self.bbox is not None:
             w, s, e, n = self.bbox
-            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+            if not all(math.isfinite(v) for v in self.bbox):
+                raise ValueError(f"bbox {list(self.bbox)} holds a non-finite number: give degrees")
+            if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s < n <= 90 and w != e):
                 raise ValueError(
-                    f"bbox {list(self.bbox)} is not [west, south, east, north] in degrees with west<east, south<north"
+                    f"bbox {list(self.bbox)} is not [west, south, east, north] in degrees with south<north, "
+                    "west != east (west > east crosses the antimeridian)"
                 )
         return self
 
@@ -612,7 +618,28 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     if not path.is_file():
         raise ConfigError(f"region file {path} not found: pass an existing pipelines/regions/*.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"region file {path} cannot be read ({e.strerror}): check its permissions"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"region file {path} line {line} (byte {e.start}) is not UTF-8: save the file as UTF-8"
+        ) from None
+    try:
+        # safe_load: tags such as !!python/object are refused, never constructed
+        raw = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"region file {path}{where} uses a YAML tag that is not allowed ({(e.problem or '').split(' ')[-1]}): "
+            "write plain values"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -624,6 +651,10 @@ def load_region(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         *parents, leaf = key.split(".")
         for k in parents:
             cur = cur.setdefault(k, {})
+            if not isinstance(cur, dict):
+                raise ConfigError(
+                    f"--set {key}: {k} is not a section of region file {path}: check the field path"
+                )
         cur[leaf] = value
     base = path.parent
     try:

@@ -47,6 +47,13 @@ from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env
 logger = logging.getLogger(__name__)
 
 N_BANDS = 64
+
+
+class EmbeddingTileError(ValueError):
+    """An AlphaEarth tile that cannot be read (corrupt, truncated, wrong bands); names the tile by its
+    path under the embeddings root (or its URL), never by basename alone, and says what to do."""
+
+
 DEFAULT_CACHE_BYTES = 256 * 2**20
 EDGE_EPS = 1e-6  # pixels (10 um): float noise of a lon/lat round trip is ~1e-9 m
 _SOURCE_COOP_BUCKET = re.compile(r"^(?P<region>[a-z]{2}-[a-z]+-\d)\.opendata\.source\.coop$")
@@ -308,6 +315,16 @@ class CogEmbeddingProvider:
         out[~ok] = NODATA
         return out, ok
 
+    def tile_name(self, path: str) -> str:
+        """A tile as the user can find it: its path relative to a local root (e.g. 2017/31N/x.tiff), or its
+        URL for a remote root."""
+        if is_remote(self.root):
+            return path
+        try:
+            return Path(path).resolve().relative_to(Path(self.root).resolve()).as_posix()
+        except ValueError:
+            return path
+
     # ------------------------------------------------------------------------------ public API
     def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
         """Codes (N, 64) int8 (-128 where invalid) and validity (N,) bool of N WGS84 points in `year`.
@@ -376,7 +393,15 @@ class CogEmbeddingProvider:
                 todo = (rank == k) & ~valid[p]
                 for tile in np.unique(t[todo]):
                     pts = p[todo & (t == tile)]
-                    c, ok = self._sample_file(tiles.paths[int(tile)], lon[pts], lat[pts])
+                    path = tiles.paths[int(tile)]
+                    try:
+                        c, ok = self._sample_file(path, lon[pts], lat[pts])
+                    except (rasterio.errors.RasterioError, OSError, ValueError) as e:
+                        cause = str(e).replace(path, self.tile_name(path)).splitlines()[0] or type(e).__name__
+                        raise EmbeddingTileError(
+                            f"AlphaEarth tile {self.tile_name(path)} cannot be read ({cause}): download it "
+                            "again from the mirror, or rebuild the index without it"
+                        ) from None
                     codes[pts[ok]] = c[ok]
                     valid[pts[ok]] = True
             self.stats["points_valid"] += int(valid.sum())

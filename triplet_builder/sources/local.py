@@ -395,5 +395,38 @@ def find_scenes(cfg: SceneSourceConfig) -> tuple[list[SceneRef], list[SceneFailu
                 SceneFailure(s.bands[0].uri, "bad_georeferencing", f"{s.scene_id}: cannot georeference ({e})")
             )
             continue
+        problem = _off_the_earth(s, px)
+        if problem is not None:
+            failures.append(SceneFailure(s.bands[0].uri, "bad_georeferencing", problem))
+            continue
         scenes.append(dataclasses.replace(s, pixel_size_m=round(px, 3)))
     return scenes, failures
+
+
+def _off_the_earth(s: SceneRef, pixel_size_m: float) -> str | None:
+    """Why the scene's georeferencing cannot be right (corners beyond +-90 / 180 degrees, or a pixel of no
+    size), or None: such a scene would otherwise be skipped as 'outside the region' without a word."""
+    from triplet_builder.geo import scene_geo
+
+    geo = scene_geo(s)
+    rows = np.array([0.0, 0.0, s.height, s.height, s.height / 2])
+    cols = np.array([0.0, s.width, 0.0, s.width, s.width / 2])
+    try:
+        lon, lat = geo.pixel_to_lonlat(rows, cols)
+    except (ValueError, RuntimeError, OSError, RasterioError, ProjError) as e:
+        return f"{s.bands[0].uri}: cannot georeference its corners ({e}): fix its CRS, GCPs or RPCs"
+    if not (
+        np.isfinite(lon).all()
+        and np.isfinite(lat).all()
+        and np.abs(lat).max() <= 90.0
+        and np.abs(lon).max() <= 360.0
+    ):
+        return (
+            f"{s.bands[0].uri}: its georeferencing puts corners off the Earth (lat {np.nanmin(lat):.2f}..{np.nanmax(lat):.2f}, "
+            f"lon {np.nanmin(lon):.2f}..{np.nanmax(lon):.2f}): fix its CRS, GCPs or RPCs"
+        )
+    if not (np.isfinite(pixel_size_m) and pixel_size_m > 0):
+        return (
+            f"{s.bands[0].uri}: its pixels have no ground size ({pixel_size_m} m): fix its CRS, GCPs or RPCs"
+        )
+    return None

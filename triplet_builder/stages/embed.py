@@ -45,7 +45,15 @@ class Embed(BatchStage):
             st.extra.update(drain())
         for r in records:
             if r.anchors is not None and not r.anchors.valid.any():
-                st.extra["chips_without_valid_anchors"] += 1
+                # a chip without one embedding (polar, beyond the mirror's tiles, a year not covered) is no
+                # triplet: reject it with the reason rather than keep anchors that all say "invalid"
+                c = r.anchors.lonlat.mean(axis=0)
+                r.reject(
+                    self.name,
+                    "no_valid_anchor",
+                    f"no AlphaEarth embedding at any of the {len(r.anchors.valid)} anchors around "
+                    f"({c[0]:.4f}, {c[1]:.4f}) for {r.anchors.year} in {self.provider.description}",
+                )
 
     def _embed(self, records: list[ChipRecord]) -> None:
         s = len(self.positions)

@@ -14,9 +14,10 @@ import hashlib
 
 import numpy as np
 import shapely
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from triplet_builder.footprint import crosses_antimeridian, lonlat_bbox, lonlat_polygon, parts
 from triplet_builder.geo import scene_geo, utm_crs_for
 from triplet_builder.grid import cells_touched, grid_cell
 from triplet_builder.record import ChipRecord, Georef
@@ -45,7 +46,8 @@ def splits_of_footprint(
     """{block: split} for every block the footprint shares area with (a shared border line is not area)."""
     return {
         b: split_of_block(b, block_km=block_km, validation=validation, test=test, salt=salt)
-        for b in cells_touched(footprint, block_km)
+        for part in parts(footprint)  # each side of the antimeridian on its own
+        for b in cells_touched(part, block_km)
     }
 
 
@@ -68,9 +70,25 @@ class Georeference(Stage):
         geo = scene_geo(record.scene)
         w = record.window
         lon, lat = geo.window_outline(w, self.per_edge)
-        poly = Polygon(np.column_stack([lon, lat]))
-        if not poly.is_valid:  # a self-touching ring from a wild GCP fit: its hull is the honest footprint
+        if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+            return record.reject(
+                self.name, "bad_footprint", "footprint has non-finite lon/lat (georeferencing out of range)"
+            )
+        poly = lonlat_polygon(lon, lat)  # split at the antimeridian where the ring crosses it
+        if isinstance(poly, Polygon) and not poly.is_valid:
+            # a self-touching ring from a wild GCP fit: its hull is the honest footprint
             poly = shapely.make_valid(poly).convex_hull
+        if isinstance(poly, MultiPolygon) and crosses_antimeridian(lon):
+            # the split footprint and its RFC 7946 bbox are right (triplet_builder/footprint.py), but the
+            # shards declare Polygon footprints only: refuse the chip by name rather than store a polygon
+            # spanning the globe
+            w_, s_, e_, n_ = lonlat_bbox(poly)
+            return record.reject(
+                self.name,
+                "antimeridian",
+                f"footprint crosses 180 degrees (bbox west {w_:.4f} > east {e_:.4f}, lat {s_:.4f}..{n_:.4f}): "
+                "split the scene at the antimeridian before the build",
+            )
         if not isinstance(poly, Polygon) or poly.is_empty:
             return record.reject(
                 self.name, "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"

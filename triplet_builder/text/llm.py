@@ -89,6 +89,27 @@ Mode = Literal["json_schema", "json_object", "plain"]
 _MODES: tuple[Mode, ...] = ("json_schema", "json_object", "plain")
 
 # Reject reasons (stage "text"); the Filter's "inconsistent_text" is reused for the checker's findings.
+# what no caption or answer grounded in a fact sheet contains: markup (HTML / Markdown links and images),
+# URLs, and instructions aimed at whoever reads the text (a reply echoing injected text is refused)
+_FOREIGN_TEXT = re.compile(
+    r"<\s*/?\s*[A-Za-z!?][^>]*>|!\[|\]\(|https?://|www\.|\b(ignore|disregard)\b.{0,40}\binstructions?\b"
+    r"|\bsystem prompt\b|\bapi[ _-]?key\b",
+    re.I | re.S,
+)
+
+
+def foreign_text(texts: Sequence[str | None]) -> list[str]:
+    """Problems for texts that carry markup, URLs or instructions (never grounded in the facts)."""
+    out = []
+    for t in texts:
+        m = _FOREIGN_TEXT.search(t or "")
+        if m is not None:
+            out.append(
+                f"text carries markup, a URL or an instruction ({m.group(0)[:40]!r}): write plain prose"
+            )
+    return out
+
+
 REJECT_INCONSISTENT = "inconsistent_text"
 REJECT_HEDGED = "hedged_text"
 REJECT_INVALID = "llm_invalid_output"
@@ -484,8 +505,9 @@ class LlmWriter:
         self, part: Part, obj: dict[str, Any], facts: dict[str, Any], plan: list[dict[str, Any]]
     ) -> list[str]:
         if part == "caption":
-            return check_caption(facts, {k: obj[k] for k in CAPTION_FIELDS}, self.classes)
-        out = []
+            foreign = foreign_text([obj[k] for k in CAPTION_FIELDS])
+            return foreign + check_caption(facts, {k: obj[k] for k in CAPTION_FIELDS}, self.classes)
+        out = foreign_text([str(q.get(k, "")) for q in obj["qa"] for k in ("question", "answer")])
         want, got = Counter(p["task"] for p in plan), Counter(q["task"] for q in obj["qa"])
         for task in sorted(set(want) | set(got)):
             if want[task] != got[task]:
