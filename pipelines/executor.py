@@ -328,6 +328,15 @@ def summary(manifest: dict[str, Any]) -> str:
         )
     if c["tasks_reused"]:
         lines.append(f"  reused {c['tasks_reused']} finished task(s) from an earlier run")
+    rerun = c.get("tasks_rerun") or {}
+    if rerun:
+        lines.append(
+            "  ran again: "
+            + ", ".join(f"{n} {why}" for why, n in rerun.items())
+            + " task(s) of an earlier run"
+        )
+    if c.get("files_removed"):
+        lines.append(f"  removed {c['files_removed']} file(s) of an earlier run that this plan does not make")
     if manifest["synthetic_embeddings"]:
         lines.append("  NOTE: aef_* columns hold the demo's SYNTHETIC embeddings, not AlphaEarth")
     return "\n".join(lines)
