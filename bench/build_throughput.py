@@ -13,6 +13,7 @@ Results are printed and written to bench/out/results.json.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -47,12 +48,14 @@ def floor_seconds(manifest: dict[str, Any], region: dict[str, Any]) -> tuple[flo
     stretch = Stretch(**region["output"].get("stretch", {}))
     scale = {s["scene_id"]: s["scale"] for s in manifest["scenes"]}
     scale_of_uri = {u: scale[s["scene_id"]] for s in manifest["scenes"] for u in s["uris"]}
+    # rows name local scenes by file name (triplet_builder/portable.py): find them by the region's globs
+    local = {Path(f).name: f for pat in region["scenes"]["paths"] for f in glob.glob(pat)}
     t0 = time.perf_counter()
     handles: dict[str, Any] = {}
     images = []
     for r in rows:
         uri = r["source_uris"][0]
-        ds = handles.get(uri) or handles.setdefault(uri, rasterio.open(uri))
+        ds = handles.get(uri) or handles.setdefault(uri, rasterio.open(local.get(uri, uri)))
         w = r["window"]
         arr = ds.read(
             1,

@@ -8,164 +8,36 @@ writes the dataset card and then the manifest, last.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
-import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import shapely
-from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
-from pipelines.stages import TaskFailed, TaskSpec, run_task, task_marker
+from pipelines.output import build_lock, check_output, claim_output
+from pipelines.plan import BuildError, Plan, plan, preflight
+from pipelines.resume import remove_unclaimed, resume_state
+from pipelines.stages import TaskFailed, reject_task, run_task
 from schemas import COLUMN_DOCS, SCHEMA_VERSION
 from triplet_builder import __version__
 from triplet_builder.area import area_polygon
 from triplet_builder.config import ConfigError, RegionConfig
-from triplet_builder.footprint import lonlat_polygon
-from triplet_builder.geo import scene_geo
-from triplet_builder.record import SceneRef, Window
-from triplet_builder.sources import SceneFailure, discover_scenes
+from triplet_builder.portable import portable_config, portable_uri, scrub_paths
 from triplet_builder.stages.assemble import plugin_summary, stage_names
 from triplet_builder.stages.base import Stats
 from triplet_builder.text.quality import text_quality
-from triplet_builder.tiling import ChipTooLargeError, lay_windows
 from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
-from triplet_builder.writers.manifest import read_manifest, redact, write_manifest
+from triplet_builder.writers.manifest import redact, write_manifest
 from triplet_builder.writers.metadata import write_metadata
 from triplet_builder.writers.splits import split_report
 
 log = logging.getLogger(__name__)
-
-
-class BuildError(RuntimeError):
-    """A build that cannot start or produced nothing; the message is one actionable line."""
-
-
-@dataclass
-class Plan:
-    scenes: list[SceneRef]
-    tasks: list[TaskSpec]
-    failures: list[SceneFailure]
-    skipped: list[dict[str, str]]
-    windows_outside_region: int = 0
-    windows_per_scene: dict[str, int] = field(default_factory=dict)
-    windows_near_duplicate: int = 0  # flush windows not laid: they would exceed chip.max_overlap
-
-
-def _window_polygons(scene: SceneRef, windows: list[Window]) -> list[BaseGeometry]:
-    geo = scene_geo(scene)
-    polys = []
-    for w in windows:
-        lon, lat = geo.window_outline(w, per_edge=2)
-        polys.append(lonlat_polygon(lon, lat))
-    return polys
-
-
-def plan(cfg: RegionConfig) -> Plan:
-    """Find the scenes, keep those in the dates and the area, lay the windows, cut them into tasks."""
-    region = area_polygon(cfg.area)
-    shapely.prepare(region)
-    scenes, failures = discover_scenes(cfg)
-    skipped: list[dict[str, str]] = []
-    in_dates = []
-    for s in scenes:
-        if cfg.accepts_date(s.acquired.date()):
-            in_dates.append(s)
-        else:
-            skipped.append(
-                {"scene_id": s.scene_id, "reason": "outside_dates", "acquired": s.acquired.isoformat()}
-            )
-    tasks: list[TaskSpec] = []
-    kept: list[SceneRef] = []
-    outside = 0
-    per_scene: dict[str, int] = {}
-    intersecting = 0
-    near_duplicate = 0
-    for s in in_dates:
-        geo = scene_geo(s)
-        full = Window(0, 0, s.width, s.height, s.width, s.height)
-        lon, lat = geo.window_outline(full, per_edge=16)
-        if not lonlat_polygon(lon, lat).intersects(region):
-            skipped.append(
-                {"scene_id": s.scene_id, "reason": "outside_region", "acquired": s.acquired.isoformat()}
-            )
-            continue
-        intersecting += 1
-        try:
-            grid = lay_windows(
-                s.width,
-                s.height,
-                size=cfg.chip.size,
-                stride=cfg.chip.step,
-                native_pixel_m=s.pixel_size_m,
-                target_pixel_m=cfg.chip.pixel_size_m,
-                max_overlap=cfg.chip.max_overlap,
-            )
-        except ChipTooLargeError as e:
-            failures.append(
-                SceneFailure(s.bands[0].uri, "chip_too_large", f"{s.scene_id}: {e}: lower chip.size")
-            )
-            continue
-        windows = grid.windows
-        near_duplicate += grid.near_duplicates
-        polys = _window_polygons(s, windows)
-        inside = [w for w, p in zip(windows, polys, strict=True) if region.intersects(p)]
-        outside += len(windows) - len(inside)
-        per_scene[s.scene_id] = len(inside)
-        if not inside:
-            continue
-        kept.append(s)
-        for i in range(0, len(inside), cfg.chips_per_task):
-            tasks.append(TaskSpec(len(tasks), s, tuple(inside[i : i + cfg.chips_per_task])))
-    if in_dates and intersecting == 0 and not failures:
-        raise BuildError(
-            f"the region area {region.bounds} is outside every scene ({len(in_dates)} in the dates): "
-            "check area or scenes.paths"
-        )
-    return Plan(kept, tasks, failures, skipped, outside, per_scene, near_duplicate)
-
-
-def preflight(cfg: RegionConfig) -> None:
-    """What the workers would only find out task by task: say it once, before any work."""
-    llm = cfg.text.llm
-    if cfg.text.writer == "llm" and llm is not None:
-        if not os.environ.get(llm.api_key_env) and not (llm.base_url or os.environ.get("OPENAI_BASE_URL")):
-            raise ConfigError(
-                f"text.llm: environment variable {llm.api_key_env} is not set; export your API key there, "
-                "or set text.llm.base_url to a local server that needs none"
-            )
-
-
-def _prepare_output(cfg: RegionConfig, overwrite: bool) -> Path:
-    out = Path(cfg.output.dir)
-    old = read_manifest(out)
-    markers = list((out / "_tasks").glob("task-*.json")) if (out / "_tasks").is_dir() else []
-    old_hash = old.get("config_hash") if old else None
-    if old_hash is None and markers:
-        old_hash = json.loads(markers[0].read_text()).get("config_hash")
-    if old_hash is not None and old_hash != cfg.config_hash():
-        if not overwrite:
-            raise BuildError(
-                f"output {out} holds a dataset built with another config ({old_hash}); "
-                "pass --overwrite to replace it or choose another output.dir"
-            )
-    if overwrite:
-        for sub in ("data", "rejects", "_tasks"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("manifest.json", "README.md", "metadata.parquet"):
-            (out / f).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None) -> Any:
@@ -196,29 +68,45 @@ def build(
     progress: bool = True,
     region_file: str | None = None,
 ) -> dict[str, Any]:
-    """Build the dataset of a region; returns the manifest (also written to output.dir/manifest.json)."""
+    """Build the dataset of a region; returns the manifest (also written to output.dir/manifest.json).
+
+    Holds the output folder's lock throughout (pipelines/output.py); reuses the tasks an earlier run
+    finished with the same key and intact files, and removes every task file the plan does not make
+    (pipelines/resume.py)."""
     t_start = time.perf_counter()
     started = datetime.now(timezone.utc)
     preflight(cfg)
-    out = _prepare_output(cfg, overwrite)
-    p = plan(cfg)
+    out = check_output(cfg, overwrite)
+    with build_lock(out):
+        claim_output(out, cfg, overwrite)
+        p = plan(cfg)
+        return _build(cfg, out, p, scheduler, workers, progress, region_file, t_start, started)
+
+
+def _build(
+    cfg: RegionConfig,
+    out: Path,
+    p: Plan,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool,
+    region_file: str | None,
+    t_start: float,
+    started: datetime,
+) -> dict[str, Any]:
     label_counts = None
     if cfg.facts.labels is not None:  # each label once: in a chip, matched outside them, or unmatched
         from triplet_builder.facts.labels import LabelSet
 
         label_set = LabelSet.from_config(cfg.facts.labels)
         label_counts = label_set.account((t.scene, t.windows) for t in p.tasks)
-    todo, done = [], []
-    for t in p.tasks:
-        m = task_marker(out, t.task_id)
-        if m.is_file():
-            prev = json.loads(m.read_text())
-            if prev.get("config_hash") == cfg.config_hash() and prev.get("scene_id") == t.scene.scene_id:
-                done.append(prev)
-                continue
-        todo.append(t)
+    state = resume_state(out, p.tasks)
+    removed = remove_unclaimed(out, state.done)
+    todo, done = state.todo, state.done
     results: list[dict[str, Any]] = list(done)
     task_failures: list[dict[str, Any]] = []
+    failed_written: list[dict[str, Any]] = []
+    failed_windows = 0
     bars: dict[str, Any] = {}
     total_windows = sum(len(t.windows) for t in p.tasks)
     names = stage_names(cfg.stages, labels=cfg.facts.labels is not None)  # the assembled list
@@ -248,9 +136,7 @@ def build(
             from dask.distributed import as_completed
 
             futures = {
-                client.submit(
-                    run_task, t, cfg, key=f"task-{t.task_id:05d}-{cfg.config_hash()}", pure=False
-                ): t
+                client.submit(run_task, t, cfg, key=f"task-{t.task_id:05d}-{t.key}", pure=False): t
                 for t in todo
             }
             for fut in as_completed(futures):
@@ -259,15 +145,18 @@ def build(
                     res = fut.result()
                 except Exception as e:  # a failed task is recorded; the others go on
                     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    msg = msg if isinstance(e, TaskFailed) else f"{type(e).__name__}: {msg}"
                     task_failures.append(
                         {
                             "task_id": t.task_id,
                             "scene_id": t.scene.scene_id,
-                            "uri": ", ".join(t.scene.uris),
+                            "uri": ", ".join(portable_uri(u) for u in t.scene.uris),
                             "reason": "task_failed",
-                            "message": msg if isinstance(e, TaskFailed) else f"{type(e).__name__}: {msg}",
+                            "message": scrub_paths(msg),
                         }
                     )
+                    failed_written.append(reject_task(t, cfg, scrub_paths(msg)))  # its windows: rejects
+                    failed_windows += len(t.windows)
                     continue
                 results.append(res)
                 advance(res)
@@ -282,8 +171,7 @@ def build(
     rows_per_split: Counter[str] = Counter()
     files: list[str] = []
     bytes_written = 0
-    for r in results:
-        w = r["written"]
+    for w in [r["written"] for r in results] + failed_written:
         rows_per_split.update(w.get("rows", {}))
         files.extend(w.get("files", []))
         bytes_written += int(w.get("bytes", 0))
@@ -292,6 +180,8 @@ def build(
     rejected: Counter[str] = Counter()
     for st in stats.stages.values():
         rejected.update(st.rejected)
+    if failed_windows:
+        rejected["task_failed"] += failed_windows
     years = sorted({s.year for s in p.scenes})
     splits = split_report(
         out,
@@ -308,7 +198,9 @@ def build(
     )
     synthetic = cfg.embeddings.synthetic
     emb_source = (
-        cfg.embeddings.root if cfg.embeddings.type == "cog" else f"earthengine:{cfg.embeddings.collection}"
+        portable_uri(cfg.embeddings.root or "")
+        if cfg.embeddings.type == "cog"
+        else f"earthengine:{cfg.embeddings.collection}"
     )
     scene_source = {
         "local": "local files",
@@ -321,15 +213,15 @@ def build(
         "pipeline_version": __version__,
         "schema_version": SCHEMA_VERSION,
         "config_hash": cfg.config_hash(),
-        "config": redact(cfg.model_dump(mode="json")),
-        "region_file": region_file,
+        "config": portable_config(redact(cfg.model_dump(mode="json"))),  # no folder of this machine
+        "region_file": Path(region_file).name if region_file else None,
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t_start, 2),
         "python": platform.python_version(),
         "scenes": [
             {
                 "scene_id": s.scene_id,
-                "uris": list(s.uris),
+                "uris": [portable_uri(u) for u in s.uris],
                 "acquired": s.acquired.isoformat(),
                 "sensor": s.sensor,
                 "polarisations": list(s.polarisations),
@@ -344,13 +236,18 @@ def build(
             for s in p.scenes
         ],
         "scenes_skipped": p.skipped,
-        "failures": [{"uri": f.uri, "reason": f.reason, "message": f.message} for f in p.failures]
+        "failures": [
+            {"uri": portable_uri(f.uri), "reason": f.reason, "message": scrub_paths(f.message)}
+            for f in p.failures
+        ]
         + task_failures,
         "counts": {
             "scenes": len(p.scenes),
             "tasks": len(p.tasks),
             "tasks_reused": len(done),
+            "tasks_rerun": dict(sorted(state.rerun.items())),  # why finished tasks ran again
             "tasks_failed": len(task_failures),
+            "files_removed": len(removed),  # task files of an earlier run that the plan does not make
             "windows": total_windows,
             "windows_outside_region": p.windows_outside_region,
             "windows_near_duplicate": p.windows_near_duplicate,
@@ -435,6 +332,15 @@ def summary(manifest: dict[str, Any]) -> str:
         )
     if c["tasks_reused"]:
         lines.append(f"  reused {c['tasks_reused']} finished task(s) from an earlier run")
+    rerun = c.get("tasks_rerun") or {}
+    if rerun:
+        lines.append(
+            "  ran again: "
+            + ", ".join(f"{n} {why}" for why, n in rerun.items())
+            + " task(s) of an earlier run"
+        )
+    if c.get("files_removed"):
+        lines.append(f"  removed {c['files_removed']} file(s) of an earlier run that this plan does not make")
     if manifest["synthetic_embeddings"]:
         lines.append("  NOTE: aef_* columns hold the demo's SYNTHETIC embeddings, not AlphaEarth")
     return "\n".join(lines)

@@ -47,11 +47,15 @@ class TaskFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What travels to a worker: no pixels."""
+    """What travels to a worker: no pixels.
+
+    `key` is the task's identity (pipelines/resume.py `task_key`: the config hash, the scene and the
+    windows): a rerun reuses a finished task only when its marker holds the same key, never by number."""
 
     task_id: int
     scene: SceneRef
     windows: tuple[Window, ...]
+    key: str = ""
 
 
 def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
@@ -77,18 +81,7 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
         Labels.name: lambda: Labels(cfg.facts.labels),  # type: ignore[arg-type]  # only when set
         WriteText.name: lambda: WriteText(cfg.text, cache_dir=cfg.cache_root() / "llm", stretch=stretch),
         Filter.name: lambda: Filter(),
-        Write.name: lambda: Write(
-            ShardWriter(
-                Path(cfg.output.dir),
-                task_id,
-                config_hash=cfg.config_hash(),
-                pipeline_version=__version__,
-                max_rows_per_shard=cfg.output.max_rows_per_shard,
-                row_group_rows=cfg.output.row_group_rows,
-                stretch=stretch,
-                backscatter_column=cfg.output.backscatter_column,
-            )
-        ),
+        Write.name: lambda: Write(_shard_writer(cfg, task_id, stretch)),
     }
     stages: list[Stage] = []
     for p in assemble(cfg.stages, labels=cfg.facts.labels is not None):
@@ -102,6 +95,29 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
 
 def task_marker(out_dir: Path, task_id: int) -> Path:
     return out_dir / "_tasks" / f"task-{task_id:05d}.json"
+
+
+def _shard_writer(cfg: RegionConfig, task_id: int, stretch: Stretch) -> ShardWriter:
+    return ShardWriter(
+        Path(cfg.output.dir),
+        task_id,
+        config_hash=cfg.config_hash(),
+        pipeline_version=__version__,
+        max_rows_per_shard=cfg.output.max_rows_per_shard,
+        row_group_rows=cfg.output.row_group_rows,
+        stretch=stretch,
+        backscatter_column=cfg.output.backscatter_column,
+    )
+
+
+def reject_task(spec: TaskSpec, cfg: RegionConfig, detail: str) -> dict[str, Any]:
+    """A task that raised: write its windows to its rejects table (reason `task_failed`, a transient
+    reason), so every candidate chip ends somewhere. No marker: a rerun runs the task again."""
+    stretch = Stretch(**cfg.output.stretch.model_dump())
+    with _shard_writer(cfg, spec.task_id, stretch) as writer:
+        for rec in _records(spec):
+            writer.reject(rec.reject("task", "task_failed", detail))
+        return writer.close()
 
 
 def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
@@ -128,7 +144,8 @@ def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     """Run the stage list over one task's windows and write its shards; return its statistics.
 
     The shard files appear under their final names only when the task has finished (temp + rename),
-    and the task's marker file is written after them: a rerun skips tasks with a marker.
+    and the task's marker file is written after them, with the task's key and each file's size and
+    SHA-256: a rerun skips a task only when its marker has the same key and its files are intact.
     """
     t0 = time.perf_counter()
     out_dir = Path(cfg.output.dir)
@@ -173,6 +190,7 @@ def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
         "written": written,
         "seconds": round(time.perf_counter() - t0, 3),
         "config_hash": cfg.config_hash(),
+        "key": spec.key,
     }
     marker = task_marker(out_dir, spec.task_id)
     marker.parent.mkdir(parents=True, exist_ok=True)

@@ -559,7 +559,8 @@ class RegionConfig(_Model):
 
     def config_hash(self) -> str:
         """Hash of everything that changes the rows (not workers / scheduler / task size / output folder), taken on the
-        file as written (paths relative to the region file), so it does not depend on where the repo lives."""
+        file as written with every path by its portable name (triplet_builder/portable.py), so it does not depend
+        on where the repo lives nor on the form of the paths."""
         if self._hash is not None:
             return self._hash
         d = self.model_dump(
@@ -595,7 +596,10 @@ class RegionConfig(_Model):
                 **({} if self.stages else {"stages": True}),
             },
         )
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        from triplet_builder.portable import portable_config
+
+        # paths by their machine-independent names: absolute, relative or `..` forms hash alike
+        blob = json.dumps(portable_config(d), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -343,7 +343,8 @@ def test_build_on_an_existing_scheduler(tmp_path: Path) -> None:
 
 def test_a_scene_failing_mid_read_is_recorded_and_leaves_nothing(tmp_path: Path) -> None:
     """A raster that opens but whose later blocks are cut off: its task fails, is recorded in the
-    manifest, publishes no file, and the good scene is still built."""
+    manifest, publishes no shard (its windows go to the rejects as task_failed), and the good scene is
+    still built."""
     scenes = tmp_path / "scenes"
     scenes.mkdir()
     shutil.copy(PORT_TILE, scenes)
@@ -375,5 +376,11 @@ def test_a_scene_failing_mid_read_is_recorded_and_leaves_nothing(tmp_path: Path)
     assert failure["scene_id"] == bad.stem and m["counts"]["tasks_failed"] == 1
     assert m["counts"]["chips_kept"] > 0
     failed_task = failure["task_id"]
-    assert not [f for f in out.rglob("*") if f"-{failed_task:05d}" in f.name]
+    # no shard and no marker (a rerun runs it again); its windows are in its rejects table as task_failed
+    (rejects,) = [f for f in out.rglob("*") if f"-{failed_task:05d}" in f.name]
+    assert rejects == out / "rejects" / f"rejects-{failed_task:05d}.parquet"
+    reasons = pq.read_table(rejects, columns=["reason"]).column("reason").to_pylist()
+    assert reasons and set(reasons) == {"task_failed"}
+    assert m["counts"]["rejected_by_reason"]["task_failed"] == len(reasons)
+    assert m["counts"]["chips_kept"] + m["counts"]["chips_rejected"] == m["counts"]["windows"]
     assert not list(out.rglob("*.tmp"))

@@ -42,6 +42,7 @@ from rasterio.windows import Window
 from triplet_builder.cache import DiskCache
 from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
+from triplet_builder.portable import portable_uri
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class CogEmbeddingProvider:
         self.synthetic = synthetic
         self.user_agent = user_agent
         self.cache_bytes = int(cache_bytes)
-        self.description = f"cog:{self.root}" + (" (SYNTHETIC)" if synthetic else "")
+        self.description = f"cog:{portable_uri(self.root)}" + (" (SYNTHETIC)" if synthetic else "")
         self.stats: dict[str, int] = {
             "calls": 0,
             "points": 0,

@@ -18,6 +18,7 @@ with the `geo` metadata. Same records in the same order -> byte-identical files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ from pyproj import CRS
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
 from schemas.backscatter import encode_backscatter
 from schemas.codec import Stretch, encode_chip
+from triplet_builder.portable import portable_uri
 from triplet_builder.record import ChipRecord
 from triplet_builder.text.base import build_messages as text_messages
 
@@ -376,14 +378,19 @@ class ShardWriter:
             self.abort()
             raise
         files = []
+        checksums: dict[str, dict[str, Any]] = {}
         total = 0
         for part in self._finished:
-            total += part.publish()
-            files.append(part.final.relative_to(self.out_dir).as_posix())
+            size = part.publish()
+            total += size
+            name = part.final.relative_to(self.out_dir).as_posix()
+            files.append(name)
+            checksums[name] = {"bytes": size, "sha256": file_sha256(part.final)}
         self._closed = True
         summary = {
             "task_id": self.task_id,
             "files": sorted(files),
+            "checksums": dict(sorted(checksums.items())),  # the task marker's proof of its files (resume)
             "rows": {s: self._rows[s] for s in SPLITS if s in self._rows},
             "rejects": self._n_rejects,
             "bytes": total,
@@ -499,7 +506,7 @@ class ShardWriter:
             "pixel_size_m": float(georef.pixel_size_m),
             "valid_fraction": float(np.asarray(valid, dtype=bool).mean()),
             "scene_id": scene.scene_id,
-            "source_uris": list(scene.uris),
+            "source_uris": [portable_uri(u) for u in scene.uris],  # no folder of this machine
             "sensor": scene.sensor,
             "mode": scene.mode,
             "orbit_direction": scene.orbit_direction,
@@ -532,6 +539,15 @@ class ShardWriter:
             "pipeline_version": self.pipeline_version,
             "config_hash": self.config_hash,
         }
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (a shard can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _window(record: ChipRecord) -> dict[str, int]:
