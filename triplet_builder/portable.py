@@ -18,7 +18,9 @@ _CALIB = re.compile(r"^(?P<prefix>SENTINEL1_CALIB:[A-Z0-9_]+:)(?P<path>.+?)(?P<r
 _VSIZIP = re.compile(r"^/vsizip/+(?P<zip>.+?\.zip)/(?P<member>.+)$", re.IGNORECASE)
 _VSI = re.compile(r"^/vsi[a-z0-9_]+/+")
 # a folder path inside free text: a leading `/`, `./`, `../` or `name/`, then folders; not part of a URL
-_PATH_IN_TEXT = re.compile(r"(?<![:/\w.-])(?:\.{1,2}/|/|~/)?(?:[\w.@+-]+/)+(?=[\w.@*+-])")
+# the folder part of an absolute (/..., ~/...) or explicitly relative (./..., ../...) path; a bare relative
+# path (e.g. a tile named under its embeddings root, 2017/31n/x.tiff) names no folder of the machine
+_PATH_IN_TEXT = re.compile(r"(?<![:/\w.-])(?:\.{1,2}/|/|~/)(?:[\w.@+-]+/)*(?=[\w.@*+-])")
 
 
 def portable_uri(uri: str) -> str:

@@ -107,9 +107,6 @@ def test_injected_instructions_and_markup_reach_no_shard(
     assert m["stages"]["text"]["extra"].get("llm_repairs", 0) > 0  # refused and asked again, not kept
 
 
-@pytest.mark.xfail(
-    strict=True, reason="rows and the manifest store the scene paths as typed (#10: wt-r1's path work)"
-)
 @pytest.mark.slow
 def test_no_build_machine_path_in_outputs(
     llm_build: tuple[Path, Path, subprocess.CompletedProcess[str], list],
