@@ -217,7 +217,7 @@ def _accounted(m: dict[str, Any]) -> None:
 
 @pytest.mark.slow  # a LocalCluster and a few hundred requests, a share of them stalled (about 30 s)
 def test_build_completes_with_every_service_failing_30_percent(world: World) -> None:
-    from pipelines.executor import build
+    from pipelines.executor import build, summary
 
     m = build(load_region(world.region("faulty")), progress=False)
     _accounted(m)
@@ -225,3 +225,35 @@ def test_build_completes_with_every_service_failing_30_percent(world: World) -> 
         counts = plan.counts()
         assert sum(v for k, v in counts.items() if k != "ok") > 0, (name, counts)
     assert m["counts"]["chips_kept"] > 0
+    text = summary(m)  # retries by kind, a line per stage: not a line per retry
+    assert "retried (text)" in text and "retried (embed)" in text and len(text.splitlines()) < 15
+
+
+@pytest.mark.slow  # a LocalCluster (about 15 s)
+def test_a_service_that_keeps_failing_rejects_its_chips_with_the_reason(tmp_path: Path, env: None) -> None:
+    """Earth Engine answers every computePixels with 503 (the other services are healthy): each chip that
+    needed anchors is rejected `embeddings_unavailable` with the reason, none is dropped, no task fails,
+    and the retries are summarised in a few lines instead of one per retry."""
+    from pipelines.executor import build, summary
+
+    plans = {k: FaultPlan(rate=0.0) for k in ("cog", "stac", "llm")}
+    plans["ee"] = FaultPlan(rate=0.0, always=lambda ident: "503" if "computePixels" in ident else None)
+    w = World(tmp_path, plans)
+    try:
+        m = build(load_region(w.region("ee_down")), progress=False)
+    finally:
+        w.close()
+    _accounted(m)
+    c = m["counts"]
+    embed = m["stages"]["embed"]
+    assert embed["seen"] > 0 and embed["kept"] == 0
+    assert embed["rejected"] == {"embeddings_unavailable": embed["seen"]}
+    assert c["chips_kept"] == 0 and c["rejected_by_reason"]["embeddings_unavailable"] == embed["seen"]
+    out = Path(m["config"]["output"]["dir"])
+    rejects = pq.read_table([str(out / f) for f in m["rejects_files"]]).to_pylist()
+    details = [r for r in rejects if r["reason"] == "embeddings_unavailable"]
+    assert details and all("after 7 attempts" in (r.get("detail") or "") for r in details)
+    calls = plans["ee"].counts()["503"]
+    assert calls == 7 * embed["extra"]["ee_failed"]  # 1 + max_retries per request, each one counted
+    text = summary(m)
+    assert f"ee_retries {embed['extra']['ee_retries']}" in text and len(text.splitlines()) < 15
