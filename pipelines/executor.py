@@ -167,7 +167,7 @@ def _prepare_output(cfg: RegionConfig, overwrite: bool) -> Path:
     return out
 
 
-def _collect_warnings(client: Any) -> list[dict[str, Any]]:
+def _collect_warnings(client: Any) -> list[list[dict[str, Any]]]:
     """The warning tallies of the workers still alive (a lost worker's tally is lost with it)."""
     try:
         per_worker = client.run(logtally.drain)

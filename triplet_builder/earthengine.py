@@ -365,7 +365,7 @@ def classify(exc: BaseException) -> str:
     `ee` turns googleapiclient's HttpError into an EEException carrying only the message; the HttpError
     (and its HTTP status) is kept as the exception's context, so both are looked at.
     """
-    import http.client
+    from http.client import HTTPException
 
     from googleapiclient.errors import HttpError
 
@@ -373,7 +373,7 @@ def classify(exc: BaseException) -> str:
     broken = (
         TimeoutError,
         ConnectionError,
-        http.client.HTTPException,
+        HTTPException,
         UnicodeDecodeError,
         json.JSONDecodeError,
     )
