@@ -81,6 +81,8 @@ mutation: $(STAMP)
 
 bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput
+	$(BIN)/python -m bench.scaling
+	$(BIN)/python -m bench.memory
 
 # remote sources against loopback servers with 200 ms latency per request
 bench-remote: $(STAMP)

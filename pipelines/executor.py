@@ -24,7 +24,7 @@ from pipelines.plan import BuildError, Plan, plan, preflight
 from pipelines.resume import remove_unclaimed, resume_state
 from pipelines.stages import TaskFailed, reject_task, run_task
 from schemas import COLUMN_DOCS, SCHEMA_VERSION
-from triplet_builder import __version__
+from triplet_builder import __version__, logtally
 from triplet_builder.area import area_polygon
 from triplet_builder.config import ConfigError, RegionConfig
 from triplet_builder.portable import portable_config, portable_uri, scrub_paths
@@ -40,7 +40,18 @@ from triplet_builder.writers.splits import split_report
 log = logging.getLogger(__name__)
 
 
-def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None) -> Any:
+def _collect_warnings(client: Any) -> list[list[dict[str, Any]]]:
+    """The warning tallies of the workers still alive (a lost worker's tally is lost with it)."""
+    try:
+        per_worker = client.run(logtally.drain)
+    except Exception:  # a worker lost at the very end: its counts only, never the build
+        return []
+    return list(per_worker.values())
+
+
+def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None, tasks: int) -> Any:
+    """A client of the scheduler named (CLI --scheduler, then the region's `dask.scheduler`), else of a
+    LocalCluster of at most `workers` processes (never more than the tasks to run)."""
     from dask.distributed import Client, LocalCluster
 
     if not log.isEnabledFor(logging.DEBUG):  # the scheduler runs in this process: keep its INFO chatter out
@@ -48,15 +59,31 @@ def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None) -> An
             logging.getLogger(name).setLevel(logging.ERROR)
     address = scheduler or cfg.scheduler
     if address:
-        return Client(address, timeout="30s")
-    cluster = LocalCluster(
-        n_workers=workers or cfg.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
-    )
-    return Client(cluster)
+        client = Client(address, timeout="30s")
+    else:
+        n = min(workers or cfg.workers, max(tasks, 1))
+        if n < 1:
+            raise BuildError(f"--workers {n}: use 1 or more worker processes")
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
+        )
+        client = Client(cluster)
+    if not log.isEnabledFor(logging.DEBUG):
+        from distributed.diagnostics.plugin import WorkerPlugin
+
+        class TallyWarnings(WorkerPlugin):
+            """Each worker counts its warnings by kind (triplet_builder.logtally) instead of printing a
+            line per retry; the driver collects the counts at the end (`_collect_warnings`)."""
+
+            def setup(self, worker: Any) -> None:
+                logtally.install()
+
+        client.register_plugin(TallyWarnings(), name="sar-triplets-warning-tally")
+    return client
 
 
 def build(
@@ -130,8 +157,9 @@ def _build(
 
     for res in done:
         advance(res)
+    warnings: list[list[dict[str, Any]]] = []
     if todo:
-        client = _client(cfg, scheduler, workers)
+        client = _client(cfg, scheduler, workers, len(todo))
         try:
             from dask.distributed import as_completed
 
@@ -160,6 +188,7 @@ def _build(
                     continue
                 results.append(res)
                 advance(res)
+            warnings.extend(_collect_warnings(client))
         finally:
             client.close()
             cluster = getattr(client, "cluster", None)
@@ -295,12 +324,29 @@ def _build(
             else f"Text: LLM {cfg.text.llm.model} through an OpenAI-compatible API, checked against the fact sheets",
         ],
         "stretch": cfg.output.stretch.model_dump(mode="json"),
+        "warnings": [
+            {k: t[k] for k in ("logger", "level", "count", "first")} for t in logtally.merge(warnings)
+        ],
         "pretty_name": f"SAR triplets: {cfg.name}",
     }
     manifest["metadata"] = write_metadata(out, manifest["files"])  # the image-free index, from the shards
     write_card(out, manifest, COLUMN_DOCS)
     write_manifest(out, manifest)  # last: its presence means the dataset is complete
     return manifest
+
+
+def _retry_lines(manifest: dict[str, Any]) -> list[str]:
+    """One line per stage with its clients' retry and error counters, by kind (e.g. llm_retries_http_429)."""
+    out = []
+    for stage, st in manifest["stages"].items():
+        kinds = {
+            k: v
+            for k, v in sorted((st.get("extra") or {}).items())
+            if v and ("retries" in k or "errors_" in k or k.endswith("_failed"))
+        }
+        if kinds:
+            out.append(f"  retried ({stage}): " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+    return out
 
 
 def summary(manifest: dict[str, Any]) -> str:
@@ -330,6 +376,9 @@ def summary(manifest: dict[str, Any]) -> str:
             f"  labels:   {lc['in_chips']} in chips, {lc['matched_outside_chips']} matched outside the chips, "
             f"{lc['unmatched']} unmatched (match: {lc['match']})"
         )
+    lines += _retry_lines(manifest)
+    for w in manifest.get("warnings", []):
+        lines.append(f"  {w['level'].lower()} x{w['count']}: {w['first']} ({w['logger']})")
     if c["tasks_reused"]:
         lines.append(f"  reused {c['tasks_reused']} finished task(s) from an earlier run")
     rerun = c.get("tasks_rerun") or {}

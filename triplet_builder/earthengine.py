@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from triplet_builder import remote
 from triplet_builder.cache import DiskCache, default_cache_root
 from triplet_builder.remote import backoff_delay
 
@@ -81,6 +82,11 @@ class RequestTooLargeError(EarthEngineError):
 
 class TransientError(EarthEngineError):
     """Rate, quota, server or deadline trouble: worth a bounded, jittered retry."""
+
+
+class ServiceUnavailable(EarthEngineError, remote.ServiceUnavailable):
+    """Transient trouble that outlasted every retry: the chips that needed it are rejected with the
+    reason (and retried by a later run), the task goes on."""
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -359,9 +365,19 @@ def classify(exc: BaseException) -> str:
     `ee` turns googleapiclient's HttpError into an EEException carrying only the message; the HttpError
     (and its HTTP status) is kept as the exception's context, so both are looked at.
     """
+    from http.client import HTTPException
+
     from googleapiclient.errors import HttpError
 
-    if isinstance(exc, TimeoutError | ConnectionError):
+    # a dropped, stalled, truncated or garbled answer (httplib2 and the JSON decoding of `ee` raise these)
+    broken = (
+        TimeoutError,
+        ConnectionError,
+        HTTPException,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+    )
+    if isinstance(exc, broken) or isinstance(exc.__context__, broken):
         return "transient"
     http = exc if isinstance(exc, HttpError) else exc.__context__
     message = str(exc)
@@ -528,7 +544,7 @@ class ComputePixelsRunner:
                 return arr
             self.cache.path(key).unlink(missing_ok=True)
         try:
-            payload = self._call_with_retries(request)
+            payload, arr = self._call_with_retries(request)
         except RequestTooLargeError:
             if request.grid.width * request.grid.height <= 1:
                 raise
@@ -536,25 +552,29 @@ class ComputePixelsRunner:
             (r0, c0, a), (r1, c1, b) = request.halves()
             leaves = [_Leaf(r0, c0, a), _Leaf(r1, c1, b)]
             return _stitch(request.grid, leaves, [self._fetch_leaf(a), self._fetch_leaf(b)])
-        arr = _decode(payload, request)
-        if arr is None:
-            raise EarthEngineError(
-                f"Earth Engine answered a {request.grid.width}x{request.grid.height} computePixels request "
-                f"with something that is not that grid's NPY array ({len(payload)} bytes)"
-            )
         self.cache.put(key, payload)
         return arr
 
-    def _call_with_retries(self, request: PixelRequest) -> bytes:
+    def _call_with_retries(self, request: PixelRequest) -> tuple[bytes, np.ndarray]:
+        """(payload, decoded array); an answer that is not the grid's NPY array (a garbled or truncated
+        body) is retried like any transient error, and never cached."""
         s = self.settings
         attempt = 0
         while True:
             try:
-                return self._call(request)
+                payload = self._call(request)
+                arr = _decode(payload, request)
+                if arr is None:
+                    self._count("errors_garbled")
+                    raise TransientError(
+                        f"the answer to a {request.grid.width}x{request.grid.height} computePixels request "
+                        f"is not that grid's NPY array ({len(payload)} bytes)"
+                    )
+                return payload, arr
             except TransientError as e:
                 if attempt >= s.max_retries:
                     self._count("failed")
-                    raise EarthEngineError(
+                    raise ServiceUnavailable(
                         f"Earth Engine computePixels failed after {attempt + 1} attempts: {e}; "
                         "lower earthengine.max_concurrent or raise earthengine.max_retries / timeout_s"
                     ) from None

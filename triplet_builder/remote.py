@@ -49,6 +49,18 @@ def gdal_env(**options: str) -> rasterio.Env:
     return rasterio.Env(**opts)
 
 
+class ServiceUnavailable(RuntimeError):
+    """A remote service that stayed unavailable through every retry (rate limits, 5xx, resets, timeouts,
+    garbled answers). Stages reject the chips that needed it with a `*_unavailable` reason and go on, so
+    no chip is dropped silently and a rerun can retry them; anything else (a refused key, a bad request)
+    still fails loudly."""
+
+
+# the reject reasons of chips whose remote service stayed unavailable: transient, worth a rerun
+REJECT_SCENE_UNAVAILABLE = "scene_unavailable"
+REJECT_EMBEDDINGS_UNAVAILABLE = "embeddings_unavailable"
+
+
 def backoff_delay(
     attempt: int,
     base_s: float,
@@ -65,4 +77,13 @@ def backoff_delay(
     return delay
 
 
-__all__ = ["HTTP_GDAL_OPTIONS", "USER_AGENT", "backoff_delay", "gdal_env", "gdal_path"]
+__all__ = [
+    "HTTP_GDAL_OPTIONS",
+    "REJECT_EMBEDDINGS_UNAVAILABLE",
+    "REJECT_SCENE_UNAVAILABLE",
+    "USER_AGENT",
+    "ServiceUnavailable",
+    "backoff_delay",
+    "gdal_env",
+    "gdal_path",
+]

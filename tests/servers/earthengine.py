@@ -66,6 +66,7 @@ from rasterio.windows import Window
 from schemas.aef import NODATA as AEF_NODATA
 from schemas.aef import dequantize
 from tests.servers import Gather
+from tests.servers.faults import inject
 
 EE_DIR = Path(ee.__file__).parent / "tests"
 DISCOVERY = Path(__file__).with_name("earthengine_discovery_v1.json")
@@ -198,6 +199,8 @@ class EEHandler(BaseHTTPRequestHandler):
             self._record("algorithms", 200, len(body), None, t0)
             self._send(200, body)
         elif url.path.endswith(":listAssets"):
+            if inject(self, f"GET {self.path}"):  # server.fault_plan: deterministic faults
+                return
             with self.srv.lock:
                 fault = self.srv.list_faults.pop(0) if self.srv.list_faults else None
             if fault is not None:
@@ -241,6 +244,8 @@ class EEHandler(BaseHTTPRequestHandler):
         if not re.fullmatch(r"/v1/projects/[^/]+/image:computePixels", self.path.split("?")[0]):
             self._record("other", 404, 0, None, t0)
             self._error(404, f"no such method {self.path}", "NOT_FOUND")
+            return
+        if inject(self, f"POST {self.path} {raw.decode(errors='replace')}"):
             return
         req = json.loads(raw)
         with self.srv.lock:

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from tests.servers.faults import FaultPlan, inject
+
 REFUSED_AGENTS = re.compile(r"^(Python-urllib|curl/|GDAL/|$)")
 
 
@@ -87,6 +89,8 @@ class RangeHandler(BaseHTTPRequestHandler):
             return
         if self._fault():
             return
+        if inject(self, f"{self.command} {urlsplit(self.path).path} {self.headers.get('Range')}"):
+            return
         root = Path(self.server.root)  # type: ignore[attr-defined]
         rel = unquote(urlsplit(self.path).path).lstrip("/")
         path = (root / rel).resolve()
@@ -118,9 +122,13 @@ class RangeHandler(BaseHTTPRequestHandler):
         )
 
 
-def range_server_attrs(root: Path, *, latency_s: float = 0.0, fail_503: int = 0) -> dict[str, object]:
-    """The attributes `serve(RangeHandler, **range_server_attrs(...))` needs."""
+def range_server_attrs(
+    root: Path, *, latency_s: float = 0.0, fail_503: int = 0, faults: FaultPlan | None = None
+) -> dict[str, object]:
+    """The attributes `serve(RangeHandler, **range_server_attrs(...))` needs; `faults` injects
+    deterministic faults (tests.servers.faults) into every request."""
     return {
+        "fault_plan": faults,
         "root": root,
         "latency_s": latency_s,
         "fail_next": {"503": fail_503},

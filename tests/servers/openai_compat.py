@@ -49,6 +49,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.servers import Gather, LoopbackServer, running
+from tests.servers.faults import FaultPlan, inject
 from tests.servers.openai_fixtures import answer, replies_for
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
@@ -230,6 +231,7 @@ class OpenAICompatServer(LoopbackServer):
         self.log: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.gauge = Gauge()
+        self.fault_plan: FaultPlan | None = None  # deterministic faults (tests.servers.faults)
 
 
 class OpenAICompatHandler(BaseHTTPRequestHandler):
@@ -289,7 +291,10 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         srv = self.server
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if inject(self, f"POST {self.path} {raw.decode(errors='replace')}"):  # server.fault_plan
+            return
+        body = json.loads(raw)
         if self.path.rstrip("/") != "/v1/chat/completions":
             return self._error(404, f"no route {self.path}")
         messages = body["messages"]
@@ -410,11 +415,13 @@ def openai_server(
     require_max_completion_tokens: bool = False,
     api_key: str | None = None,
     gather: int = 0,
+    fault_plan: FaultPlan | None = None,
 ) -> Iterator[OpenAICompatServer]:
     """Run the server in a thread for the length of a `with` (as tests.servers.serve does); base URL
     for the client: f"{server.url}/v1"."""
     server = OpenAICompatServer(
         faults or {}, latency_s, sleep_s, refuse_json_schema, require_max_completion_tokens, api_key, gather
     )
+    server.fault_plan = fault_plan
     with running(server):
         yield server

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from shapely.geometry import box, shape
 
+from tests.servers.faults import inject
+
 CORE = "https://api.stacspec.org/v1.0.0/core"
 ITEM_SEARCH = "https://api.stacspec.org/v1.0.0/item-search"
 QUERY = "https://api.stacspec.org/v1.0.0/item-search#query"
@@ -227,6 +229,8 @@ class StacHandler(BaseHTTPRequestHandler):
 
     # -- verbs ---------------------------------------------------------------------------------------
     def do_GET(self) -> None:
+        if inject(self, f"GET {self.path}"):  # server.fault_plan: deterministic faults
+            return
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         if path == "/":
@@ -258,7 +262,10 @@ class StacHandler(BaseHTTPRequestHandler):
             return
         n = int(self.headers.get("Content-Length") or 0)
         try:
-            params = json.loads(self.rfile.read(n) or b"{}")
+            raw = self.rfile.read(n)
+            if inject(self, f"POST {self.path} {raw.decode(errors='replace')}"):
+                return
+            params = json.loads(raw or b"{}")
         except ValueError as e:
             self._json({"code": "BadRequest", "description": str(e)}, status=400)
             return

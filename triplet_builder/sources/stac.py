@@ -27,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import rasterio
 import shapely
@@ -43,7 +44,7 @@ from triplet_builder.area import area_polygon
 from triplet_builder.config import StacScenesConfig
 from triplet_builder.geo import SceneGeo, utm_crs_for
 from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef
-from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env, gdal_path
+from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, backoff_delay, gdal_env, gdal_path
 from triplet_builder.sources import SourceError
 from triplet_builder.sources.local import SceneFailure
 
@@ -61,8 +62,12 @@ TRANSIENT_STATUS = (429, 500, 502, 503, 504)
 SEARCH_RETRIES = 4
 SEARCH_BACKOFF_S = 1.0
 SEARCH_MAX_BACKOFF_S = 30.0
+# answers broken below HTTP (truncated, not UTF-8, a reset mid-body: urllib3's retries see only statuses
+# and failed connections) are asked again this many more times, the whole search at once
+BROKEN_ANSWER_RETRIES = 2
 GDAL_OPTIONS = HTTP_GDAL_OPTIONS
 Modifier = Callable[[Any], None]
+T = TypeVar("T")
 
 
 class StacSearchError(SourceError):
@@ -138,6 +143,22 @@ def _stac_io() -> Any:
     return StacApiIO(headers={"User-Agent": USER_AGENT}, timeout=SEARCH_TIMEOUT_S, max_retries=retry)
 
 
+def _again_if_broken(fn: Callable[[], T]) -> T:
+    """`fn()`, called again (bounded, with backoff) when the answer broke below HTTP: pystac-client's
+    APIError without a status (a truncated or non-UTF-8 body, a reset). HTTP errors were already retried
+    by urllib3 where transient; a well-formed answer that is not JSON (a maintenance page) fails at once."""
+    from pystac_client.exceptions import APIError
+
+    for attempt in range(BROKEN_ANSWER_RETRIES + 1):
+        try:
+            return fn()
+        except APIError as e:
+            if getattr(e, "status_code", None) is not None or attempt == BROKEN_ANSWER_RETRIES:
+                raise
+            time.sleep(backoff_delay(attempt, SEARCH_BACKOFF_S, SEARCH_MAX_BACKOFF_S))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def search_items(
     src: StacScenesConfig,
     region: BaseGeometry,
@@ -150,7 +171,7 @@ def search_items(
     from pystac_client import Client
 
     try:
-        client = Client.open(src.url, modifier=modifier, stac_io=_stac_io())
+        client = _again_if_broken(lambda: Client.open(src.url, modifier=modifier, stac_io=_stac_io()))
     except _client_errors() as e:
         raise StacSearchError(
             f"STAC API {src.url} could not be opened ({_one_line(e)}): check scenes.url (the API root) "
@@ -166,7 +187,7 @@ def search_items(
                 query=src.query,
                 max_items=src.max_items,
             )
-            found = list(search.items())
+            found = _again_if_broken(lambda s=search: list(s.items()))  # type: ignore[misc]
         except _client_errors() as e:
             raise StacSearchError(
                 f"STAC search of {src.url} (collection {src.collection}, {period}) failed "

@@ -10,6 +10,7 @@ import numpy as np
 
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import Anchors, ChipRecord
+from triplet_builder.remote import REJECT_EMBEDDINGS_UNAVAILABLE, ServiceUnavailable
 from triplet_builder.stages.base import BatchStage, StageStats
 
 
@@ -39,7 +40,12 @@ class Embed(BatchStage):
         self.positions = anchor_positions(grid)  # (S, 2)
 
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
-        self._embed(records)
+        try:
+            self._embed(records)
+        except ServiceUnavailable as e:  # every retry spent: these chips are rejected, the task goes on
+            for r in records:
+                r.anchors = None
+                r.reject(self.name, REJECT_EMBEDDINGS_UNAVAILABLE, str(e).splitlines()[0])
         drain = getattr(self.provider, "drain_counters", None)  # remote providers count requests
         if drain is not None:
             st.extra.update(drain())

@@ -24,15 +24,22 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.windows import Window as RioWindow
 
 from schemas.codec import to_db
 from triplet_builder.record import ChipRecord, Window
+from triplet_builder.remote import REJECT_SCENE_UNAVAILABLE, ServiceUnavailable, backoff_delay
 from triplet_builder.sources.s1_calibration import CalibratedBandRef, read_calibrated
 from triplet_builder.stages.base import Stage, Stats
 
 EE_SCHEME = "ee://"
+# a window of a remote GDAL path (/vsicurl/, /vsis3/, ...) that fails to read (a reset, a truncated or
+# garbled block: GDAL itself retries only 429 / 5xx) is read again from a fresh handle this many times
+REMOTE_READ_ATTEMPTS = 4
+REMOTE_READ_BACKOFF_S = 0.2
 
 
 class ReadChips(Stage):
@@ -47,6 +54,7 @@ class ReadChips(Stage):
         self._open: dict[str, Any] = {}
         self._readers: dict[Any, Any] = {}  # Earth Engine settings -> window reader
         self._fetched: dict[str, np.ndarray] = {}  # chip id -> (P, H, W) raw values of a prefetched window
+        self._unavailable: dict[str, str] = {}  # chip id -> why its prefetch failed for good
 
     def _ds(self, uri: str) -> Any:
         if uri not in self._open:
@@ -80,7 +88,10 @@ class ReadChips(Stage):
             rec, fut = pending.popleft()
             if fut is not None:
                 t0 = time.perf_counter()
-                self._fetched[rec.chip_id] = self._reader(rec).values(rec.scene, fut.result())
+                try:
+                    self._fetched[rec.chip_id] = self._reader(rec).values(rec.scene, fut.result())
+                except ServiceUnavailable as e:
+                    self._unavailable[rec.chip_id] = str(e).splitlines()[0]
                 stats[self.name].seconds += time.perf_counter() - t0  # waiting for the fetch is tile time
             yield from super(ReadChips, self).run([rec], stats)
 
@@ -128,13 +139,36 @@ class ReadChips(Stage):
         w, m = record.window, self.margin
         read, (ys, xs) = self._padded(record)
         raw = self._fetched.pop(record.chip_id, None)
+        if record.chip_id in self._unavailable:
+            raise ServiceUnavailable(self._unavailable.pop(record.chip_id))
         if raw is None:
-            raw = self._read_window(record, read)
+            raw = self._read_window_retrying(record, read)
         if m == 0:
             return raw
         out = np.full((raw.shape[0], w.out_height + 2 * m, w.out_width + 2 * m), np.nan, dtype=np.float32)
         out[:, ys, xs] = raw
         return out
+
+    def _read_window_retrying(self, record: ChipRecord, w: Window) -> np.ndarray:
+        """`_read_window`, for remote GDAL paths again from fresh handles after a failed read; a window
+        that never reads raises ServiceUnavailable (the chip is rejected, the task goes on)."""
+        if not any(b.uri.startswith("/vsi") for b in record.scene.bands):
+            return self._read_window(record, w)
+        for attempt in range(REMOTE_READ_ATTEMPTS):
+            try:
+                return self._read_window(record, w)
+            except (RasterioError, CPLE_BaseError) as e:
+                error = str(e).splitlines()[0] if str(e) else type(e).__name__
+                for b in record.scene.bands:  # a failed handle may hold a half-read block: drop it
+                    ds = self._open.pop(b.uri, None)
+                    if ds is not None:
+                        ds.close()
+                if attempt + 1 < REMOTE_READ_ATTEMPTS:
+                    time.sleep(backoff_delay(attempt, REMOTE_READ_BACKOFF_S, 5.0))
+        raise ServiceUnavailable(
+            f"window {w.col_off},{w.row_off} of {record.scene.uris[0]} unreadable after "
+            f"{REMOTE_READ_ATTEMPTS} attempts: {error}"
+        )
 
     def _read_window(self, record: ChipRecord, w: Window) -> np.ndarray:
         """(P, out_height, out_width) float32 raw values of a native window, NaN where nodata."""
@@ -158,7 +192,10 @@ class ReadChips(Stage):
 
     def process(self, record: ChipRecord) -> ChipRecord:
         scene, w, m = record.scene, record.window, self.margin
-        raw = self._read(record)
+        try:
+            raw = self._read(record)
+        except ServiceUnavailable as e:  # every retry spent: rejected with the reason, the task goes on
+            return record.reject(self.name, REJECT_SCENE_UNAVAILABLE, str(e).splitlines()[0])
         db, valid = to_db(raw, scene.scale, scene.nodata)
         if m:
             record.margin, record.context_db, record.context_valid = m, db, valid
@@ -178,3 +215,4 @@ class ReadChips(Stage):
             reader.close()
         self._readers.clear()
         self._fetched.clear()
+        self._unavailable.clear()

@@ -561,6 +561,8 @@ class LlmWriter:
                         f"text.llm: {_describe(e, cfg)}; not retried (not a transient error)"
                     ) from None
                 error, retry_after, transport = _describe(e, cfg), _retry_after(e), True
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a garbled body (a proxy, a crash)
+                error, retry_after, transport = f"garbled response ({type(e).__name__})", None, True
             else:
                 usage = resp.usage
                 self._count(
@@ -602,9 +604,9 @@ class LlmWriter:
                     reason,
                     f"{part}: {error}; gave up after {attempt} attempts (text.llm.max_retries={cfg.max_retries})",
                 )
-            self._count(retries=1)
+            self._count(retries=1, **{f"retries_{_kind(error)}": 1})  # summarised by the executor
             delay = backoff_delay(attempt - 1, cfg.backoff_s, cfg.max_backoff_s, retry_after=retry_after)
-            log.warning(
+            log.debug(  # one line per retry only with --debug: a dead server would print thousands
                 "LLM %s request failed (%s); retry %d/%d in %.2f s",
                 part,
                 error,
@@ -667,6 +669,18 @@ def _describe(e: Exception, cfg: LlmConfig) -> str:
     if isinstance(e, openai.APIStatusError):
         return f"HTTP {e.status_code} ({type(e).__name__})"
     return type(e).__name__
+
+
+def _kind(error: str) -> str:
+    """The kind of a failure for the retry counters: `http_429`, `timeout`, `apiconnectionerror`,
+    `garbled`, `invalid` (a reply that is not the schema's JSON)."""
+    m = re.match(r"HTTP (\d+)", error)
+    if m:
+        return f"http_{m[1]}"
+    for word in ("timed out", "garbled", "invalid"):
+        if error.startswith(word):
+            return word.split()[0].replace("timed", "timeout")
+    return re.sub(r"\W+", "_", error.split()[0]).lower()
 
 
 def _retry_after(e: Exception) -> float | None:
