@@ -42,7 +42,9 @@ WINDOW = Window(160, 0, 32, 32, 32, 32)  # make_record(5): row 0, column 5 of th
 CHIP_ID = "d545287d42c1e8f7"
 # sha256 of the canonical JSON of row 0 of the shard written from make_record(5) with its scene URIs relative
 # to the repository root (below)
-ROW_SHA256 = "9e2c43acf8e5ade42996630f006ac8beaf53003a33ea8b7d5e70d73faba010b2"
+ROW_SHA256 = "43d968268ef363b4ad4e4a869c734cb0f9fa1a4e0c8890d799deeae073b59500"
+# (re-pinned when rows began to name local scene files and the embeddings root by name only, #10: the
+# only columns that changed are source_uris and aef_source)
 # sha256 of the chip PNG stored in that row
 PNG_SHA256 = "8d7cc97ec416343d8ca241e2330a1f6fba006f077d8284da1cacac159f45a308"
 CAPTION_CHIP_ID = "c0ffee0000000000"
@@ -50,17 +52,17 @@ CAPTION_CHIP_ID = "c0ffee0000000000"
 # against the port fact sheet (5 ships in cells 1, 2, 4, 5; water about 35 %; 2.3 km E of Vlissingen);
 # re-pinned when the captions stopped stating a fact twice (issue #9)
 CAPTION = (
-    'The chip, 3840 m × 3840 m in size (384 × 384 pixels of 10 m), lies 2.3 km east of Vlissingen'
-    ', Zeeland, Netherlands; Sentinel-1A IW imaged it on 2023-05-14 (spring) from an ascending or'
-    'bit (VV and VH polarisations, gamma0 backscatter). Vessels use the waters near Vlissingen. A'
-    ' mean of -11.8 dB and a standard deviation of 7.4 dB describe the backscatter. Cells 1, 2 an'
-    'd 4 (top-left, top-centre and centre-left) are mostly open water; cells 3 and 5 hold both la'
-    'nd and water; cells 6, 7, 8 and 9 (centre-right, bottom-left, bottom-centre and bottom-right'
-    ') show land. A land/water boundary crosses the chip, separating the mostly-water cells from '
-    'the mostly-land ones. Strong backscatter typical of built structures comes from about 20 % o'
-    'f the pixels, chiefly in cells 3, 4, 5, 6, 7 and 8. The water surface takes up about 35 % of'
-    ' the valid pixels. The labels mark 5 ships, located in cells 1, 2, 4 and 5 (top-left, top-ce'
-    'ntre, centre-left and centre). Those with a known length measure 124 m to 190 m.'
+    "The chip, 3840 m × 3840 m in size (384 × 384 pixels of 10 m), lies 2.3 km east of Vlissingen"
+    ", Zeeland, Netherlands; Sentinel-1A IW imaged it on 2023-05-14 (spring) from an ascending or"
+    "bit (VV and VH polarisations, gamma0 backscatter). Vessels use the waters near Vlissingen. A"
+    " mean of -11.8 dB and a standard deviation of 7.4 dB describe the backscatter. Cells 1, 2 an"
+    "d 4 (top-left, top-centre and centre-left) are mostly open water; cells 3 and 5 hold both la"
+    "nd and water; cells 6, 7, 8 and 9 (centre-right, bottom-left, bottom-centre and bottom-right"
+    ") show land. A land/water boundary crosses the chip, separating the mostly-water cells from "
+    "the mostly-land ones. Strong backscatter typical of built structures comes from about 20 % o"
+    "f the pixels, chiefly in cells 3, 4, 5, 6, 7 and 8. The water surface takes up about 35 % of"
+    " the valid pixels. The labels mark 5 ships, located in cells 1, 2, 4 and 5 (top-left, top-ce"
+    "ntre, centre-left and centre). Those with a known length measure 124 m to 190 m."
 )
 # The real AlphaEarth window (EPSG:32613, 10 m, bottom-up rows). pyproj maps lon -105.95837,
 # lat 39.95971 to E 418145.09, N 4423725.13, i.e. raw pixel row 4, column 6 (rasterio's
