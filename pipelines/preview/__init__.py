@@ -18,7 +18,9 @@ DEFAULT_MAX_CHIPS = 120
 DEFAULT_NAME = "preview.html"
 
 
-def preview(output_dir: str | Path, out_file: str | Path | None = None, max_chips: int = DEFAULT_MAX_CHIPS) -> dict[str, Any]:
+def preview(
+    output_dir: str | Path, out_file: str | Path | None = None, max_chips: int = DEFAULT_MAX_CHIPS
+) -> dict[str, Any]:
     """Write the preview page of the build folder `output_dir` to `out_file` (default OUTPUT/preview.html);
     returns what was written: file, chips shown, chips kept, bytes."""
     data = collect(output_dir, max_chips)

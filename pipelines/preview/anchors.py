@@ -70,7 +70,7 @@ def false_colour(
         rgba[:, 3] = np.where(m, 255, 0)
         rgba[~m, :3] = 0
         images.append(rgba.reshape(g, g, 4))  # row-major from the top-left, as the image
-    return images, {"anchors": int(len(samples)), "explained": [round(float(s), 3) for s in share]}
+    return images, {"anchors": len(samples), "explained": [round(float(s), 3) for s in share]}
 
 
 __all__ = ["false_colour", "principal_axes"]

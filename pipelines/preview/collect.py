@@ -140,7 +140,9 @@ def load_manifest(out: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise PreviewError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rebuild the folder") from None
+        raise PreviewError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno}); rebuild the folder"
+        ) from None
     return manifest
 
 

@@ -60,7 +60,7 @@ def _scene_labels(manifest: dict[str, Any]) -> dict[str, str]:
 
 def _stage_rows(manifest: dict[str, Any]) -> list[tuple[str, int, int | None, str]]:
     stages = manifest.get("stages", {})
-    rows = []
+    rows: list[tuple[str, int, int | None, str]] = []
     for name in manifest.get("stage_order") or sorted(stages):
         st = stages.get(name)
         if st is None:
@@ -107,19 +107,25 @@ def render(preview: Preview) -> str:
     scenes = sorted({c.scene_id for c in preview.cards} | {f.scene_id for f in preview.footprints})
     splits = [s for s in ("train", "validation", "test") if any(f.split == s for f in preview.footprints)]
     tq = m.get("text_quality") or {}
-    return _environment().get_template("page.html.j2").render(
-        m=m,
-        cards=preview.cards,
-        kept=preview.kept,
-        pca=preview.pca,
-        splits=splits,
-        scenes=[(s, labels.get(s, s)) for s in scenes],
-        scene_labels=labels,
-        map_svg=Markup(map_svg(preview.footprints, (m.get("region") or {}).get("bbox"), labels)),
-        stages_svg=Markup(bars_svg(_stage_rows(m))),
-        reasons_svg=Markup(bars_svg(_reason_rows(m))) if _reason_rows(m) else None,
-        text_quality=[(k, v, TEXT_QUALITY_HELP.get(k, "")) for k, v in _flatten(tq)],
-        synthetic=bool(m.get("synthetic_embeddings")) or any(c.aef_synthetic for c in preview.cards),
+    bbox = (m.get("region") or {}).get("bbox")
+    return (
+        _environment()
+        .get_template("page.html.j2")
+        .render(
+            m=m,
+            cards=preview.cards,
+            kept=preview.kept,
+            pca=preview.pca,
+            splits=splits,
+            scenes=[(s, labels.get(s, s)) for s in scenes],
+            scene_labels=labels,
+            map_svg=Markup(map_svg(preview.footprints, bbox, labels)),
+            overview_svg=Markup(map_svg(preview.footprints, bbox, labels, overview=True)),
+            stages_svg=Markup(bars_svg(_stage_rows(m))),
+            reasons_svg=Markup(bars_svg(_reason_rows(m))) if _reason_rows(m) else None,
+            text_quality=[(k, v, TEXT_QUALITY_HELP.get(k, "")) for k, v in _flatten(tq)],
+            synthetic=bool(m.get("synthetic_embeddings")) or any(c.aef_synthetic for c in preview.cards),
+        )
     )
 
 

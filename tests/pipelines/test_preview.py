@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_CHIPS = 12
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium; .ci/run does it as root)"
+    CHROMIUM is None,
+    reason="chromium not installed (Debian: apt-get install chromium; .ci/run does it as root)",
 )
 
 
@@ -39,7 +40,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("preview") / "out"
     r = cli(
-        "build", "pipelines/regions/demo.yaml", "--set", f"output.dir={out}", "--set", "workers=1", "--no-progress"
+        "build",
+        "pipelines/regions/demo.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "workers=1",
+        "--no-progress",
     )
     assert r.returncode == 0, r.stderr
     return out
@@ -199,7 +206,7 @@ def test_principal_axes_match_an_svd_and_the_colours_are_shared_across_chips() -
     direction /= np.linalg.norm(direction)
     t = np.linspace(-1, 1, 2 * g * g)
     values = 0.1 * t[:, None] * direction + 0.002 * rng.normal(size=(2 * g * g, 64))
-    mean, axes, share = principal_axes(values)
+    _, axes, share = principal_axes(values)
     _, _, vt = np.linalg.svd(values - values.mean(0), full_matrices=False)
     for i in range(3):
         assert abs(float(axes[i] @ vt[i])) == pytest.approx(1.0, abs=1e-6)
@@ -217,7 +224,7 @@ def test_principal_axes_match_an_svd_and_the_colours_are_shared_across_chips() -
     assert abs(np.corrcoef(red, np.delete(t, g * g))[0, 1]) > 0.99 and np.ptp(red) > 200
     # the same code vector gets the same colour in another chip
     again, _ = false_colour([codes[0], codes[1]], [valid[0], valid[1]], [g, g])
-    assert np.array_equal(again[0], a)
+    assert again[0] is not None and np.array_equal(again[0], a)
 
 
 def test_bad_folders_get_one_line_errors(
