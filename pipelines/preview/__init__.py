@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.preview.collect import PreviewError, collect
+from pipelines.preview.collect import PreviewError
+from pipelines.preview.collect import collect as _collect  # not `collect`: that names the submodule
 from pipelines.preview.render import render
 
 DEFAULT_MAX_CHIPS = 120
@@ -23,7 +24,7 @@ def preview(
 ) -> dict[str, Any]:
     """Write the preview page of the build folder `output_dir` to `out_file` (default OUTPUT/preview.html);
     returns what was written: file, chips shown, chips kept, bytes."""
-    data = collect(output_dir, max_chips)
+    data = _collect(output_dir, max_chips)
     html = render(data)
     dest = Path(out_file) if out_file is not None else Path(output_dir) / DEFAULT_NAME
     dest.parent.mkdir(parents=True, exist_ok=True)

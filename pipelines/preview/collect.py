@@ -57,6 +57,9 @@ META_COLUMNS = [
 ]
 
 
+MAX_FOOTPRINTS = 5000  # footprints drawn on the map at most (beyond: the shown chips and an even sample)
+
+
 class PreviewError(ValueError):
     """A build folder the preview cannot read; the message is one line naming the file and what to do."""
 
@@ -123,6 +126,7 @@ class Preview:
     footprints: list[Footprint]
     kept: int
     pca: dict[str, Any]
+    scene_hulls: dict[str, list[tuple[float, float]]]  # scene id -> outline ring (lon, lat)
 
 
 def png_data_uri(pixels: np.ndarray | Image.Image) -> str:
@@ -285,6 +289,8 @@ def collect(output_dir: str | Path, max_chips: int) -> Preview:
     shown = {c.chip_id for c in cards}
     # ~1 m in degrees: the densified edges collapse to a few vertices, invisibly at any map scale
     geoms = shapely.simplify(shapely.from_wkb([r["geometry"] for r in rows]), 1e-5)
+    # every kept chip up to MAX_FOOTPRINTS (the page stays light), then the shown ones and an even sample
+    every = max(1, -(-len(rows) // MAX_FOOTPRINTS))
     footprints = [
         Footprint(
             chip_id=r["chip_id"],
@@ -294,9 +300,31 @@ def collect(output_dir: str | Path, max_chips: int) -> Preview:
             ring=[(float(x), float(y)) for x, y in shapely.get_exterior_ring(g).coords],
             shown=r["chip_id"] in shown,
         )
-        for r, g in zip(rows, geoms, strict=True)
+        for i, (r, g) in enumerate(zip(rows, geoms, strict=True))
+        if i % every == 0 or r["chip_id"] in shown
     ]
-    return Preview(manifest=manifest, cards=cards, footprints=footprints, kept=len(rows), pca=pca)
+    return Preview(
+        manifest=manifest,
+        cards=cards,
+        footprints=footprints,
+        kept=len(rows),
+        pca=pca,
+        scene_hulls=_scene_hulls(rows, geoms),
+    )
+
+
+def _scene_hulls(rows: list[dict[str, Any]], geoms: np.ndarray) -> dict[str, list[tuple[float, float]]]:
+    """Per scene, the outline of the convex hull of ALL its kept chips' footprints (the hull of their
+    vertices: the same as the hull of their union, without the union)."""
+    by_scene: dict[str, list[np.ndarray]] = defaultdict(list)
+    for r, g in zip(rows, geoms, strict=True):
+        by_scene[r["scene_id"]].append(shapely.get_coordinates(g))
+    hulls = {}
+    for sid, coords in by_scene.items():
+        hull = shapely.convex_hull(shapely.multipoints(np.concatenate(coords)))
+        if hull.geom_type == "Polygon":
+            hulls[sid] = [(float(x), float(y)) for x, y in hull.exterior.coords]
+    return hulls
 
 
 __all__ = ["Box", "Card", "Footprint", "Preview", "PreviewError", "collect", "png_data_uri", "select"]

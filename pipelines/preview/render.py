@@ -108,6 +108,7 @@ def render(preview: Preview) -> str:
     splits = [s for s in ("train", "validation", "test") if any(f.split == s for f in preview.footprints)]
     tq = m.get("text_quality") or {}
     bbox = (m.get("region") or {}).get("bbox")
+    hulls = preview.scene_hulls
     return (
         _environment()
         .get_template("page.html.j2")
@@ -119,8 +120,9 @@ def render(preview: Preview) -> str:
             splits=splits,
             scenes=[(s, labels.get(s, s)) for s in scenes],
             scene_labels=labels,
-            map_svg=Markup(map_svg(preview.footprints, bbox, labels)),
-            overview_svg=Markup(map_svg(preview.footprints, bbox, labels, overview=True)),
+            map_svg=Markup(map_svg(preview.footprints, bbox, labels, hulls)),
+            overview_svg=Markup(map_svg(preview.footprints, bbox, labels, hulls, overview=True)),
+            footprints_drawn=len(preview.footprints),
             stages_svg=Markup(bars_svg(_stage_rows(m))),
             reasons_svg=Markup(bars_svg(_reason_rows(m))) if _reason_rows(m) else None,
             text_quality=[(k, v, TEXT_QUALITY_HELP.get(k, "")) for k, v in _flatten(tq)],

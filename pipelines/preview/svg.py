@@ -11,9 +11,6 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-import shapely
-from shapely.geometry import Polygon
-
 from pipelines.preview.collect import Footprint
 
 MAP_WIDTH = 1000.0  # viewBox units; the SVG scales to its container
@@ -44,6 +41,7 @@ def map_svg(
     footprints: Sequence[Footprint],
     region_bbox: Sequence[float] | None,
     scene_labels: dict[str, str],
+    scene_hulls: dict[str, list[tuple[float, float]]],
     *,
     overview: bool = False,
 ) -> str:
@@ -97,16 +95,11 @@ def map_svg(
             f'<polygon class="region" points="{ring([(rw, rs), (re_, rs), (re_, rn), (rw, rn)])}">'
             "<title>region bbox (manifest region.bbox)</title></polygon>"
         )
-    by_scene: dict[str, list[Polygon]] = {}
-    for f in footprints:
-        by_scene.setdefault(f.scene_id, []).append(Polygon(f.ring))
-    for sid, polys in sorted(by_scene.items()):
-        hull = shapely.convex_hull(shapely.union_all(polys))
-        if isinstance(hull, Polygon):
-            parts.append(
-                f'<polygon class="scene" data-scene="{escape(sid)}" points="{ring(list(hull.exterior.coords))}">'
-                f"<title>{escape(scene_labels.get(sid, sid))}: extent of its kept chips</title></polygon>"
-            )
+    for sid, hull in sorted(scene_hulls.items()):
+        parts.append(
+            f'<polygon class="scene" data-scene="{escape(sid)}" points="{ring(hull)}">'
+            f"<title>{escape(scene_labels.get(sid, sid))}: extent of its kept chips</title></polygon>"
+        )
     for f in footprints:
         if overview:
             parts.append(f'<polygon class="ov {escape(f.split)}" points="{ring(f.ring)}"/>')

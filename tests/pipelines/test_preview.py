@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import shapely
 from PIL import Image
 
 from pipelines.preview.anchors import false_colour, principal_axes
 from pipelines.preview.collect import collect, select
+from pipelines.preview.render import render
 from schemas.aef import quantize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,3 +259,22 @@ def test_the_default_page_goes_into_the_build_folder(built: Path, tmp_path: Path
     m = json.loads((copy / "manifest.json").read_text())
     assert m["pretty_name"] in html and "SYNTHETIC stand-in" in html
     assert str(m["text_quality"]["templates"]) in html
+
+
+def test_a_large_build_draws_the_shown_chips_and_a_sample_but_whole_scene_extents(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.preview.collect as collect_module
+
+    full = collect(built, 5)
+    monkeypatch.setattr(collect_module, "MAX_FOOTPRINTS", 10)
+    capped = collect(built, 5)
+    shown = {c.chip_id for c in capped.cards}
+    drawn = {f.chip_id for f in capped.footprints}
+    assert shown <= drawn and len(drawn) <= 10 + len(shown) and len(drawn) < 43
+    assert capped.scene_hulls == full.scene_hulls and len(full.scene_hulls) == 2
+    # each scene's extent holds every vertex of every kept chip of that scene
+    for f in full.footprints:
+        hull = shapely.Polygon(full.scene_hulls[f.scene_id]).buffer(1e-9)
+        assert hull.contains(shapely.Polygon(f.ring)), f.chip_id
+    assert f"{len(drawn)} of the 43 kept chips' footprints" in render(capped)
