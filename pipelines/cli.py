@@ -76,6 +76,18 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     vf.add_argument("output", help="a build folder (with manifest.json)")
+    pv = sub.add_parser(
+        "preview",
+        help="write one self-contained HTML page to look at a build folder",
+        description="Map, chips with caption, QA, boxes and anchors, counts and filters in one offline "
+        "HTML file. Examples:\n"
+        "  triplet-builder preview out/demo                  # -> out/demo/preview.html\n"
+        "  triplet-builder preview out/demo --out /tmp/demo.html --max-chips 40",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pv.add_argument("output", help="a build folder (with manifest.json)")
+    pv.add_argument("--out", help="the HTML file to write (default: OUTPUT/preview.html)")
+    pv.add_argument("--max-chips", type=int, default=120, help="chips shown as cards (default: 120)")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
@@ -108,6 +120,20 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from pipelines.preview import PreviewError, preview
+
+    try:
+        res = preview(args.output, args.out, max_chips=args.max_chips)
+    except (PreviewError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {res['file']}: {res['chips']} of {res['kept']} chip(s), {res['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
@@ -134,6 +160,8 @@ def _main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "preview":
+        return _preview(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         out_dir = cfg.output.dir

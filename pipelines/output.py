@@ -28,6 +28,7 @@ LOCK_NAME = ".triplet-builder.lock"
 MANIFEST = "manifest.json"
 CARD = "README.md"
 METADATA = "metadata.parquet"  # the image-free index, written with the manifest
+PREVIEW = "preview.html"  # written by `preview` into a finished build
 
 
 def lock_path(out: Path) -> Path:
@@ -96,7 +97,7 @@ def foreign_entries(out: Path) -> list[str]:
         elif name == LOCK_NAME and entry.is_file():
             continue
         elif (
-            name in (MANIFEST, f".{MANIFEST}.tmp", METADATA, f".{METADATA}.tmp")
+            name in (MANIFEST, f".{MANIFEST}.tmp", METADATA, f".{METADATA}.tmp", PREVIEW)
             and entry.is_file()
             and mh != ""
         ):
@@ -175,7 +176,7 @@ def remove_build(out: Path) -> None:
                     f.unlink()
             if not any(d.iterdir()):
                 d.rmdir()
-    for name in (METADATA, f".{METADATA}.tmp", MANIFEST, f".{MANIFEST}.tmp", CARD, f".{CARD}.tmp"):
+    for name in (PREVIEW, METADATA, f".{METADATA}.tmp", MANIFEST, f".{MANIFEST}.tmp", CARD, f".{CARD}.tmp"):
         (out / name).unlink(missing_ok=True)
 
 

@@ -131,7 +131,8 @@ def remove_unclaimed(out: Path, done: list[dict[str, Any]]) -> list[str]:
     tasks that are no longer in the plan (another `chips_per_task`, a scene gone) are never left beside it.
     The old manifest goes too: until the new one is written, the folder does not claim to be complete.
     """
-    (out / "metadata.parquet").unlink(missing_ok=True)  # the old build's index goes before its manifest
+    (out / "preview.html").unlink(missing_ok=True)  # the old build's preview and index go before its manifest
+    (out / "metadata.parquet").unlink(missing_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     keep = {f"_tasks/task-{int(m['task_id']):05d}.json" for m in done}
     for m in done:

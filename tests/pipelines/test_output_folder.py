@@ -162,3 +162,16 @@ def test_a_killed_holder_does_not_leave_the_folder_locked(tmp_path: Path) -> Non
         holder.wait(timeout=60)
     with build_lock(tmp_path):
         pass
+
+
+def test_the_index_and_the_preview_of_a_build_are_its_own(tmp_path: Path) -> None:
+    from pipelines.output import foreign_entries
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"config_hash": "abc", "pipeline_version": "x", "files": []}))
+    (out / "metadata.parquet").write_bytes(b"PAR1")
+    (out / "preview.html").write_text("<html></html>")
+    assert foreign_entries(out) == []
+    (out / "notes.txt").write_text("mine")
+    assert foreign_entries(out) == ["notes.txt"]
