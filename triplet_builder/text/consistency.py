@@ -58,7 +58,10 @@ from triplet_builder.text.checks.context import (
     cell_refs,
     mask_spans,
 )
+from triplet_builder.text.checks.land_cover import check_land_cover, check_products
+from triplet_builder.text.checks.names import check_vocabulary
 from triplet_builder.text.checks.numbers import check_counts, check_measures, check_percentages, check_sizes
+from triplet_builder.text.checks.osm import check_osm, roads_supported
 from triplet_builder.text.conventions import (
     BRIGHT_PRESENT,
     CELL_NAMES,
@@ -109,27 +112,41 @@ def _caption_problems(ctx: Context, fields: Mapping[str, str | None]) -> list[st
     for name in fields:
         if name not in CAPTION_FIELDS:
             out.append(f"{name}: not a caption field")
-    if fields.get("roads"):
+    if fields.get("roads") and not roads_supported(facts):
         out.append("roads: the facts name no roads, so the field must be null")
     for name in CAPTION_FIELDS:
         text = fields.get(name)
-        if not text:
-            continue
-        date_spans, problems = find_dates(text, facts_date)
-        out += [f"{name}: {p}" for p in problems]
-        out += check_hedges(name, text, date_spans)
-        plain = mask_spans(text, date_spans)
-        count_starts = {m.start("count") for m in ctx.count_re.finditer(plain)}
-        refs = cell_refs(plain, count_starts)
-        out += check_percentages(ctx, name, plain, refs)
-        out += check_measures(ctx, name, plain)
-        out += check_sizes(ctx, name, plain)
-        out += check_counts(ctx, name, plain, refs)
-        out += check_cells(ctx, name, plain, refs)
-        out += check_global_negations(ctx, name, plain, refs)
-        out += check_names(ctx, name, text)
-        out += check_acquisition(ctx, name, text)
-        out += check_claims(ctx, name, text)
+        if text:
+            out += _field_problems(ctx, name, text, facts_date)
+    return out
+
+
+def _field_problems(ctx: Context, name: str, text: str, facts_date: date) -> list[str]:
+    """One caption field. Order matters: the land-cover map and classes, then OSM, are judged first and
+    masked, so their words and numbers ("permanent water bodies", "ESA WorldCover 2021", "2.4 km of
+    roads") are not read again as surface, date or target claims."""
+    out, product_spans = check_products(ctx, name, text)
+    date_spans, problems = find_dates(mask_spans(text, product_spans), facts_date)
+    out += [f"{name}: {p}" for p in problems]
+    out += check_hedges(name, text, date_spans)
+    plain = mask_spans(text, date_spans + product_spans)
+    lc_problems, lc_spans = check_land_cover(ctx, name, plain, text)
+    plain = mask_spans(plain, lc_spans)
+    osm_problems, osm_numbers, osm_names = check_osm(ctx, name, plain)
+    out += lc_problems + osm_problems
+    plain = mask_spans(plain, osm_numbers)
+    count_starts = {m.start("count") for m in ctx.count_re.finditer(plain)}
+    refs = cell_refs(plain, count_starts)
+    out += check_percentages(ctx, name, plain, refs)
+    out += check_measures(ctx, name, plain)
+    out += check_sizes(ctx, name, plain)
+    out += check_counts(ctx, name, plain, refs)
+    out += check_cells(ctx, name, plain, refs)
+    out += check_global_negations(ctx, name, plain, refs)
+    out += check_names(ctx, name, text)
+    out += check_acquisition(ctx, name, text)
+    out += check_claims(ctx, name, plain)
+    out += check_vocabulary(ctx, name, mask_spans(plain, osm_names))
     return out
 
 
