@@ -20,6 +20,7 @@ from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
 from schemas.frames import box_to_norm
 from schemas.vocabulary import normalise_object_class
 from triplet_builder.config import QaConfig
+from triplet_builder.facts.functionality import scene_type
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
 from triplet_builder.text.consistency import HEDGE_WORDS, check_text
@@ -77,6 +78,9 @@ def test_output_validates_and_passes_the_checker(name: str) -> None:
         problems = check_text(facts, res.caption_fields, res.qa)
         assert problems == [], f"{name} / {chip_id}: {problems}\n{res.caption}"
     assert facts == FACT_SHEETS[name], "the writer must not modify the fact sheet"
+
+
+_BOX_Q_RE = re.compile(r"\[\d+, \d+, \d+, \d+\]")  # a question about a box (not the scene type)
 
 
 def _random_fact_sheet(seed: int) -> dict[str, Any]:
@@ -330,8 +334,10 @@ def test_classification_names_a_labelled_box(name: str) -> None:
     labels = {o["class"] for o in facts["objects"]}  # answers name the vocabulary class
     for chip_id in CHIP_IDS[:8]:
         res = OfflineWriter().write(facts, chip_id)
-        cls = [q for q in res.qa if q["task"] == "classification"]
+        cls = [q for q in res.qa if q["task"] == "classification" and _BOX_Q_RE.search(q["question"])]
         assert len(cls) == len(labels)  # one per label present, none without labelled objects
+        scene = [q for q in res.qa if q["task"] == "classification" and not _BOX_Q_RE.search(q["question"])]
+        assert [q["answer"] for q in scene] == ([scene_type(facts)] if scene_type(facts) else [])
         for q in cls:
             m = re.search(r"\[(\d+), (\d+), (\d+), (\d+)\]", q["question"])
             assert m and "pixel" in q["question"]
@@ -456,7 +462,7 @@ def test_box_questions_state_the_chip_frame_and_the_checker_holds_them_to_it(nam
     w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
     for chip_id in CHIP_IDS[:8]:
         res = OfflineWriter().write(facts, chip_id)
-        boxed = [q for q in res.qa if q["task"] in ("detection", "classification")]
+        boxed = [q for q in res.qa if q["task"] == "detection" or _BOX_Q_RE.search(q["question"])]
         assert boxed and all(f"pixel coordinates of the {w} x {h} image" in q["question"] for q in boxed)
     q = next(q for q in res.qa if q["task"] == "detection")
     wrong = dict(q, question=q["question"].replace(f"{w} x {h} image", "504 x 504 image"))

@@ -15,7 +15,7 @@ import re
 
 from schemas.vocabulary import OBJECT_CLASSES, OSM_FEATURES
 from triplet_builder.facts.functionality import check_functionality, named_function_spans
-from triplet_builder.text.checks.context import Context, clause_of, clause_spans, mask_spans
+from triplet_builder.text.checks.context import Context, cell_refs, clause_of, clause_spans, mask_spans
 from triplet_builder.text.checks.vocab import Mention, mentions, negated
 from triplet_builder.text.classes import LABELS_PHRASE_RE, labelled_classes, osm_section
 from triplet_builder.text.conventions import object_class
@@ -40,10 +40,13 @@ def check_vocabulary(ctx: Context, field: str, text: str) -> list[str]:
     ]
     text = mask_spans(text, [(a, b) for _, a, b in named_function_spans(text)])
     clauses = clause_spans(text)
+    ref_starts = [r.start for r in cell_refs(text, set())]
     judged: list[Span] = []
     for m in mentions(text):
         judged.append((m.start, m.end))
         a, b = clause_of(clauses, m.start)
+        if any(a <= r < b for r in ref_starts) and negated(text, m.start, m.end, a):
+            continue  # "no ships in cells 7 and 9": a claim about cells, judged by text/checks/cells.py
         problem = _check_class(ctx, field, text, m, a, LABELS_PHRASE_RE.search(text, a, b) is not None)
         out += [problem] if problem else []
     text = mask_spans(text, judged)

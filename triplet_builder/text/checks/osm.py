@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.vocabulary import OBJECT_CLASSES, OSM_FEATURES
-from triplet_builder.text.checks.context import Context, cell_refs, clause_spans, count_value, decimals, number
+from triplet_builder.text.checks.context import (
+    Context,
+    cell_refs,
+    clause_spans,
+    count_value,
+    decimals,
+    number,
+)
 from triplet_builder.text.checks.land_cover import PAREN_POSITIONS_RE
 from triplet_builder.text.checks.numbers import percent_ok
 from triplet_builder.text.checks.patterns import COUNT_TOKEN, MEASURE_RE, PERCENT_RE
