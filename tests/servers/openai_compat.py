@@ -110,7 +110,11 @@ def good_answer(facts: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
     """One QA item in the FUSAR-GPT formats, computed from the facts."""
     task = item["task"]
     if item.get("scene_type"):
-        return {"task": task, "question": "What type of scene does this SAR image show?", "answer": str(scene_type(facts))}
+        return {
+            "task": task,
+            "question": "What type of scene does this SAR image show?",
+            "answer": str(scene_type(facts)),
+        }
     if task == "classification":
         box = item["box"]
         pool = list(facts.get("objects") or [])

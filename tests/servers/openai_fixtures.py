@@ -155,7 +155,11 @@ def answer(
     """One QA item from the table; `wrong` under-counts a counting answer by one (or says 1 for 0)."""
     task = item["task"]
     if item.get("scene_type"):
-        return {"task": task, "question": "What type of scene does this SAR image show?", "answer": str(replies.scene_type)}
+        return {
+            "task": task,
+            "question": "What type of scene does this SAR image show?",
+            "answer": str(replies.scene_type),
+        }
     if task == "classification":
         box = tuple(item["box"])
         label = next(lab for a in replies.classes.values() for b, lab in a.boxes if b == box)

@@ -134,7 +134,7 @@ def _field_problems(ctx: Context, name: str, text: str, facts_date: date) -> lis
     plain = mask_spans(plain, lc_spans)
     osm_problems, osm_numbers, osm_names = check_osm(ctx, name, plain)
     out += lc_problems + osm_problems
-    plain = mask_spans(plain, osm_numbers)
+    plain = mask_spans(plain, osm_numbers + osm_names)
     count_starts = {m.start("count") for m in ctx.count_re.finditer(plain)}
     refs = cell_refs(plain, count_starts)
     out += check_percentages(ctx, name, plain, refs)
@@ -146,7 +146,7 @@ def _field_problems(ctx: Context, name: str, text: str, facts_date: date) -> lis
     out += check_names(ctx, name, text)
     out += check_acquisition(ctx, name, text)
     out += check_claims(ctx, name, plain)
-    out += check_vocabulary(ctx, name, mask_spans(plain, osm_names))
+    out += check_vocabulary(ctx, name, plain)
     return out
 
 

@@ -67,7 +67,9 @@ def check_products(ctx: Context, field: str, text: str) -> tuple[list[str], list
         spans.append(m.span())
         said = m.group(0).strip()
         if lc is None:
-            out.append(f"{field}: '{said}' names a land-cover map but the facts have none (no ext.land_cover)")
+            out.append(
+                f"{field}: '{said}' names a land-cover map but the facts have none (no ext.land_cover)"
+            )
             continue
         product = "dynamic-world" if m.group("name").lower().startswith("dynamic") else "esa-worldcover"
         if product != lc["product"]:
@@ -99,7 +101,9 @@ def _class_mentions(text: str, context: str) -> list[Mention]:
     for m in mentions(text, land_cover=True):
         if m.key in AMBIGUOUS_LAND_COVER:
             a, b = in_sentences(sentences, m.start)
-            if not LAND_COVER_CONTEXT_RE.search(context, a, b) or re.search(r"\bopen\s+$", text[a : m.start], re.I):
+            if not LAND_COVER_CONTEXT_RE.search(context, a, b) or re.search(
+                r"\bopen\s+$", text[a : m.start], re.I
+            ):
                 continue
         out.append(m)
     return out
@@ -136,19 +140,10 @@ def check_land_cover(
         return [], []
     out: list[str] = []
     spans: list[Span] = [(m.start, m.end) for m in ms]
-    for m in ms:
-        if negated(text, m.start, m.end):
-            out.append(f"{field}: land-cover class '{m.key}' is stated absent: a land-cover map never says so")
-        elif lc is None:
-            out.append(f"{field}: land-cover class '{m.key}' but the facts have no land-cover map")
-        elif float(lc["fractions"].get(m.key) or 0.0) <= 0.0:
-            out.append(
-                f"{field}: land-cover class '{m.key}' is not in the facts "
-                f"({PRODUCT_NAMES[lc['product']]} classes: {', '.join(sorted(lc['fractions']))})"
-            )
     if lc is None:
-        return out, spans
+        return [p for m in ms if (p := _presence(field, text, lc, m))], spans
     refs = _refs(text)
+    owners: set[Mention] = set()
     for a, b in clause_spans(text):
         cms = [m for m in ms if a <= m.start < b]
         if not cms:
@@ -160,8 +155,9 @@ def check_land_cover(
         for ref in crefs:
             owner = _owner(text, cms, ref, a, b, crefs)
             spans.append((ref.start, ref.end))
-            if owner is None:
-                continue
+            if owner is None or negated(text, owner.start, owner.end):
+                continue  # a denied class: _presence says it is never stated absent
+            owners.add(owner)
             cells += ref.cells
             out += _check_cells(field, lc, owner, ref.cells, dom is not None)
         if dom and not crefs:
@@ -183,14 +179,32 @@ def check_land_cover(
                     f"{field}: '{p.group(0).strip()}' of {owner.key} but the facts have "
                     f"{allowed[0]:.0f} % of the mapped area"
                 )
+    # a class tied to cells is judged by its cells' fractions; any other by the chip's
+    out += [p for m in ms if m not in owners and (p := _presence(field, text, lc, m))]
     return out, spans
+
+
+def _presence(field: str, text: str, lc: Mapping[str, Any] | None, m: Mention) -> str | None:
+    """A class named must be in the map's chip fractions, and is never stated absent."""
+    if negated(text, m.start, m.end):
+        return f"{field}: land-cover class '{m.key}' is stated absent: a land-cover map never says so"
+    if lc is None:
+        return f"{field}: land-cover class '{m.key}' but the facts have no land-cover map"
+    if float(lc["fractions"].get(m.key) or 0.0) <= 0.0:
+        return (
+            f"{field}: land-cover class '{m.key}' is not in the facts "
+            f"({PRODUCT_NAMES[lc['product']]} classes: {', '.join(sorted(lc['fractions']))})"
+        )
+    return None
 
 
 def _check_cells(field: str, lc: Mapping[str, Any], owner: Mention, cells: list[int], dom: bool) -> list[str]:
     out = []
     for c in cells:
         cell = lc["cells"][c - 1]
-        ok = cell.get("dominant") == owner.key if dom else float(cell["fractions"].get(owner.key) or 0.0) > 0.0
+        ok = (
+            cell.get("dominant") == owner.key if dom else float(cell["fractions"].get(owner.key) or 0.0) > 0.0
+        )
         if not ok:
             out.append(
                 f"{field}: cell {c} is said to hold {'mostly ' if dom else ''}{owner.key} but the map's "

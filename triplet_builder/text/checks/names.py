@@ -50,7 +50,10 @@ def check_vocabulary(ctx: Context, field: str, text: str) -> list[str]:
         problem = _check_class(ctx, field, text, m, a, LABELS_PHRASE_RE.search(text, a, b) is not None)
         out += [problem] if problem else []
     text = mask_spans(text, judged)
-    out += [f"{field}: '{m.group('term')}' is not supported by the facts" for m in ctx.ungrounded_re.finditer(text)]
+    out += [
+        f"{field}: '{m.group('term')}' is not supported by the facts"
+        for m in ctx.ungrounded_re.finditer(text)
+    ]
     return out
 
 

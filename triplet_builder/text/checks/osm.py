@@ -8,8 +8,9 @@ the building footprint share (`built_up_fraction`) or an area feature's share of
 cells named the feature's cells. `roads` may be non-null only when ext.osm knows roads, railways or
 bridges (queried or mapped).
 
-Returns its problems and the spans it judged: numbers and cells (masked before the surface checks, so a
-road length is not read as a target length) and names (masked before the class-name check).
+Returns its problems and the spans it judged: numbers, cells and names, masked before the surface,
+count and class-name checks (a road length is not a target length, "no building is mapped" does not
+deny strong scatterers).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.vocabulary import OBJECT_CLASSES, OSM_FEATURES
+from schemas.vocabulary import OSM_FEATURES
 from triplet_builder.text.checks.context import (
     Context,
     cell_refs,
@@ -31,12 +32,14 @@ from triplet_builder.text.checks.land_cover import PAREN_POSITIONS_RE
 from triplet_builder.text.checks.numbers import percent_ok
 from triplet_builder.text.checks.patterns import COUNT_TOKEN, MEASURE_RE, PERCENT_RE
 from triplet_builder.text.checks.vocab import Mention, mentions, nearest, negated, owner_before_paren
-from triplet_builder.text.classes import OSM_COUNTED, OSM_PHRASE_RE, osm_section
+from triplet_builder.text.classes import OSM_PHRASE_RE, osm_section
 
 Span = tuple[int, int]
 ROAD_FEATURES = ("road", "railway", "bridge")
 LENGTH_MIN_TOLERANCE_M = 5.0  # the writer rounds lengths under 1 km to 10 m
-COUNT_BEFORE_RE = re.compile(rf"(?<![\w.,-])(?P<count>{COUNT_TOKEN})\s+(?:(?:mapped|OSM|OpenStreetMap)\s+)?$", re.I)
+COUNT_BEFORE_RE = re.compile(
+    rf"(?<![\w.,-])(?P<count>{COUNT_TOKEN})\s+(?:(?:mapped|OSM|OpenStreetMap)\s+)?$", re.I
+)
 
 
 def roads_supported(facts: Mapping[str, Any]) -> bool:
@@ -102,8 +105,7 @@ def _check_name(
         why = "queried, none mapped" if key in queried else "not queried"
         return [f"{field}: OSM feature '{key}' is not in the facts (OpenStreetMap: {why})"]
     count = COUNT_BEFORE_RE.search(text, a, m.start)
-    counted_elsewhere = key in OSM_COUNTED or key in OBJECT_CLASSES  # text/checks/numbers.check_counts
-    if count and not counted_elsewhere and count_value(count.group("count")) != int(feat["count"]):
+    if count and count_value(count.group("count")) != int(feat["count"]):
         return [f"{field}: '{count.group(0)}{m.words}' but OpenStreetMap maps {feat['count']} {key}(s)"]
     return []
 
@@ -111,24 +113,71 @@ def _check_name(
 def _check_lengths(
     field: str, text: str, a: int, b: int, ms: list[Mention], feats: Mapping[str, Any], spans: list[Span]
 ) -> list[str]:
+    """Each length in the clause against the line feature it belongs to; "910 m and 970 m" are two
+    lengths, "2-3 km" one range."""
     lines = [m for m in ms if OSM_FEATURES[m.key] == "line"]
     out = []
     for m in MEASURE_RE.finditer(text, a, b):
         unit = m.group("unit").lower()
-        if unit in ("db", "°") or not lines or m.group("b"):
+        if unit in ("db", "°") or not lines:
             continue
-        owner = owner_before_paren(text, lines, m.start(), a) or nearest(lines, m.start(), m.end())
-        assert owner is not None
         spans.append(m.span())
         factor = 1000.0 if unit.startswith("k") else 1.0
-        tok = m.group("a")
-        said = number(tok) * factor
-        true = (feats.get(owner.key) or {}).get("length_m")
-        tol = max(0.5 * 10.0 ** -decimals(tok) * factor, LENGTH_MIN_TOLERANCE_M)
-        if true is None or abs(said - float(true)) > tol + 1e-9:
-            fact = f"{float(true):.0f} m" if true is not None else "no length"
-            out.append(f"{field}: '{m.group(0).strip()}' of {owner.key} but OpenStreetMap has {fact}")
+        toks = [(m.group("a"), m.start(), m.end())]
+        if m.group("b"):
+            if not re.search(r"\band\b", text[m.end("a") : m.start("b")]):  # a range: one claim
+                out += _one_length(field, text, lines, feats, (m.group("a"), m.group("b")), factor, m, a)
+                continue
+            toks = [(m.group("a"), m.start(), m.start("b")), (m.group("b"), m.start("b"), m.end())]
+        for i, (tok, t0, t1) in enumerate(toks):
+            own = re.match(r"\s*(km|m)\b", text[m.end("a") :]) if i == 0 and len(toks) == 2 else None
+            f = (1000.0 if own.group(1) == "km" else 1.0) if own else factor  # "13.2 km and 430 m"
+            out += _one_length(field, text, lines, feats, (tok, tok), f, m, a, (t0, t1))
     return out
+
+
+def _one_length(
+    field: str,
+    text: str,
+    lines: list[Mention],
+    feats: Mapping[str, Any],
+    bounds: tuple[str, str],
+    factor: float,
+    m: re.Match[str],
+    a: int,
+    where: tuple[int, int] | None = None,
+) -> list[str]:
+    """One stated length (or range lo..hi) of its line feature, within the writer's rounding."""
+    t0, t1 = where or m.span()
+    owner = _length_owner(text, lines, t0, t1, a)
+    lo, hi = (number(t) * factor for t in bounds)
+    tol = max(0.5 * 10.0 ** -max(decimals(t) for t in bounds) * factor, LENGTH_MIN_TOLERANCE_M)
+    true = (feats.get(owner.key) or {}).get("length_m")
+    if true is not None and lo - tol - 1e-9 <= float(true) <= hi + tol + 1e-9:
+        return []
+    fact = f"{float(true):.0f} m" if true is not None else "no length"
+    said = re.sub(r"\s+and$", "", text[t0:t1].strip()) if where else m.group(0).strip()
+    return [f"{field}: '{said}' of {owner.key} but OpenStreetMap has {fact}"]
+
+
+LENGTH_OF_RE = re.compile(r"\s+of\s+(?:the\s+)?(?:mapped\s+)?$", re.I)  # "2.4 km of roads"
+LENGTH_OVER_RE = re.compile(
+    r"\s+(?:over|of|for|totall?ing|measuring|along)\s+(?:about\s+)?$", re.I
+)  # "roads over 2.4 km"
+
+
+def _length_owner(text: str, lines: list[Mention], start: int, end: int, a: int) -> Mention:
+    """The line feature a length belongs to: "2.4 km of roads", "roads over 2.4 km", "roads (2.4 km)";
+    else the nearest one."""
+    after = min((m for m in lines if m.start >= end), key=lambda m: m.start, default=None)
+    if after is not None and LENGTH_OF_RE.fullmatch(" " + text[end : after.start]):
+        return after
+    before = max((m for m in lines if m.end <= start), key=lambda m: m.end, default=None)
+    if before is not None and LENGTH_OVER_RE.fullmatch(text[before.end : start]):
+        return before
+    owner = owner_before_paren(text, lines, start, a) or nearest(lines, start, end)
+    assert owner is not None
+    return owner
 
 
 def _check_percents(
@@ -173,7 +222,9 @@ def _check_cells(
         have = set((feats.get(owner.key) or {}).get("cells") or [])
         wrong = sorted(set(ref.cells) - have)
         if wrong:
-            out.append(f"{field}: {owner.key} said to lie in cells {wrong} but OpenStreetMap maps it in {sorted(have)}")
+            out.append(
+                f"{field}: {owner.key} said to lie in cells {wrong} but OpenStreetMap maps it in {sorted(have)}"
+            )
     return out
 
 
