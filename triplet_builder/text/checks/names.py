@@ -72,7 +72,8 @@ def _check_class(ctx: Context, field: str, text: str, m: Mention, a: int, labels
             return None
         if n_objects or key in feats:
             return f"{field}: says no {key} but the facts have {n_objects or feats[key]['count']}"
-        return f"{field}: says no {key} but {key} is not a labelled class nor a queried OSM feature"
+        looked = "a labelled class" if labels_only else "a labelled class nor a queried OSM feature"
+        return f"{field}: says no {key} but {key} is not {looked}"
     if n_objects or (is_osm and key in feats):
         return None
     sources = "labelled objects" + ("" if labels_only else " nor OpenStreetMap features")
