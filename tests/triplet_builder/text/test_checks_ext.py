@@ -103,6 +103,8 @@ REJECTED = [
     ("farmland_ext", "functionality", "The area is used by vessels.", "shipping"),
     # classes of labelled objects: absent classes named, negatives outside classes_labelled
     ("port_ext", "targets", "Aircraft are parked in cell 3.", "aircraft"),
+    ("port_ext", "targets", "Aircraft are visible near the quay side.", "'Aircraft' names aircraft"),
+    ("port_ext", "terrain", "A bridge spans the water.", "'bridge' names bridge"),
     ("port_ext", "targets", "The labels mark no storage tanks.", "storage tank"),
     ("port_ext", "targets", "A bridge crosses cell 5.", "bridge"),
     ("port_ext", "targets", "The labels mark no ships.", "0 ship"),
