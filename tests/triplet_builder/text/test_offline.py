@@ -190,7 +190,7 @@ def _random_land_cover(r: random.Random) -> dict[str, Any]:
     """ext.land_cover of ESA WorldCover (a year) or Dynamic World (a date range), per chip and cell."""
     product = r.choice(sorted(LAND_COVER_PRODUCTS))
     names = sorted(LAND_COVER_PRODUCTS[product].values())
-    cells = []
+    cells: list[dict[str, Any]] = []
     for i in range(9):
         fr = _random_fractions(r, names) if r.random() < 0.9 or i == 0 else {}
         valid = r.choice([1.0, 1.0, 0.4, 0.8]) if fr else 0.0

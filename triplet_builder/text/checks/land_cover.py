@@ -141,7 +141,7 @@ def check_land_cover(
     out: list[str] = []
     spans: list[Span] = [(m.start, m.end) for m in ms]
     if lc is None:
-        return [p for m in ms if (p := _presence(field, text, lc, m))], spans
+        return [problem for m in ms if (problem := _presence(field, text, lc, m))], spans
     refs = _refs(text)
     owners: set[Mention] = set()
     for a, b in clause_spans(text):
@@ -180,7 +180,7 @@ def check_land_cover(
                     f"{allowed[0]:.0f} % of the mapped area"
                 )
     # a class tied to cells is judged by its cells' fractions; any other by the chip's
-    out += [p for m in ms if m not in owners and (p := _presence(field, text, lc, m))]
+    out += [problem for m in ms if m not in owners and (problem := _presence(field, text, lc, m))]
     return out, spans
 
 
