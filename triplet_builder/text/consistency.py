@@ -22,8 +22,19 @@ be held to the same rules. What it catches:
   vocabulary), the compass direction "N km north-east of <place>", lengths / distances (m, km), dB
   values and coordinates (degrees), dates, months, years, seasons, orbit direction, polarisations and
   sensor names;
-- a land/water boundary claimed where the facts have none, a non-null roads field, and terms the facts
-  can never support (`UNGROUNDED_TERMS`: roads, forests, harbours, rivers, ...);
+- a land/water boundary claimed where the facts have none, and terms no fact supports
+  (`UNGROUNDED_TERMS`: rivers, lakes, ...);
+- land cover (checks/land_cover.py): the map named (product, year / date range) and each class named
+  must be the facts' (`ext.land_cover` fractions of the chip, or of the cells it is tied to); "mostly" /
+  "dominates" / "leading class per cell" must be `dominant`; a class's percentage its fraction (5 %
+  rounding); "permanent water bodies" is a land-cover class, not open water;
+- OpenStreetMap (checks/osm.py): each feature named in an OSM clause (or the `roads` field) mapped in
+  `ext.osm.features`, its count, length (m / km, the writer's rounding), share and cells; "no X" / "not
+  mapped" only for features queried and absent; `roads` non-null only when ext.osm knows roads,
+  railways or bridges;
+- functions (port, urban area ..., facts/functionality.py `check_functionality`) named in any field
+  must be derived; any object class or OSM feature named must be in the facts, denied only when
+  labelled / queried (checks/names.py);
 - task QA (FUSAR-GPT formats): counting = a bare integer equal to the true count of the asked class;
   localization = ascending comma-separated cells 1..9 or "None", equal to the true cells; detection =
   "None" or a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": str}, one box per true object
