@@ -55,6 +55,10 @@ T_STAC = "tests/triplet_builder/sources/test_stac.py"
 T_CONFIG = "tests/triplet_builder/test_config.py"
 T_WIRE = "tests/triplet_builder/test_remote_wiring.py"
 T_SPLITS = "tests/triplet_builder/test_splits.py"
+T_EXT = "tests/triplet_builder/text/test_checks_ext.py"
+LC_PY = "triplet_builder/text/checks/land_cover.py"
+OSM_PY = "triplet_builder/text/checks/osm.py"
+NAMES_PY = "triplet_builder/text/checks/names.py"
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -541,6 +545,134 @@ MUTANTS: tuple[Mutant, ...] = (
         '    if ctx.facts.get("labels") and key in labelled_classes(ctx.facts):\n        return []\n    return [f',
         "    if True:\n        return []\n    return [f",
         (T_ANN, T_CONS),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover class the map lacks accepted",
+        LC_PY,
+        '    if float(lc["fractions"].get(m.key) or 0.0) <= 0.0:\n',
+        "    if False:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover percentage unchecked",
+        LC_PY,
+        "            if not percent_ok(p, allowed):\n",
+        "            if False:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover dominance unchecked",
+        LC_PY,
+        'if owner is not None and owner.key != lc["dominant"]:',
+        "if False:",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover cell dominance read as presence",
+        LC_PY,
+        'cell.get("dominant") == owner.key if dom else',
+        "True if dom else",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover map year unchecked",
+        LC_PY,
+        "    if year and int(year) not in years:\n",
+        "    if False:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: land-cover product unchecked",
+        LC_PY,
+        '        if product != lc["product"]:\n',
+        "        if False:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: OSM length tolerance widened (over and under)",
+        OSM_PY,
+        "if true is not None and lo - tol - 1e-9 <= float(true) <= hi + tol + 1e-9:",
+        "if true is not None and lo - 1000 <= float(true) <= hi + 1000:",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: OSM count unchecked",
+        OSM_PY,
+        'if count and count_value(count.group("count")) != int(feat["count"]):',
+        "if False:",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: OSM share unchecked",
+        OSM_PY,
+        "        if not percent_ok(p, allowed):\n",
+        "        if False:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: OSM 'no X' of a mapped feature accepted",
+        OSM_PY,
+        '        if feat:\n            return [f"{field}: says no {key}',
+        '        if False:\n            return [f"{field}: says no {key}',
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: OSM cells unchecked",
+        OSM_PY,
+        "wrong = sorted(set(ref.cells) - have)",
+        "wrong: list[int] = []",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: roads field accepted without OSM roads",
+        OSM_PY,
+        "    return bool(known & set(ROAD_FEATURES))\n",
+        "    return True\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: absent class or feature named accepted",
+        NAMES_PY,
+        "    if n_objects or (is_osm and key in feats):\n",
+        "    if True:\n",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: negative outside labelled / queried accepted",
+        NAMES_PY,
+        "if (is_object and labelled and n_objects == 0) or (queried and key not in feats):",
+        "if True:",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: functions not checked",
+        NAMES_PY,
+        "for p in check_functionality(text, ctx.facts)",
+        "for p in check_functionality(None, ctx.facts)",
+        (T_EXT,),
+    ),
+    Mutant(
+        CONSIST,
+        "ext: scene type priority reversed",
+        "triplet_builder/facts/functionality.py",
+        "return next((name for name in SCENE_TYPE_PRIORITY if name in derived), None)",
+        "return next((name for name in reversed(SCENE_TYPE_PRIORITY) if name in derived), None)",
+        (T_EXT,),
     ),
     # ---------------------------------------------------------------- LoRA targets
     Mutant(

@@ -51,6 +51,7 @@ from typing import Any
 from tests.servers import Gather, LoopbackServer, running
 from tests.servers.faults import FaultPlan, inject
 from tests.servers.openai_fixtures import answer, replies_for
+from triplet_builder.facts.functionality import scene_type
 from triplet_builder.text.consistency import DETECTION_KEY, canonical_label, cells_of, plural, targets_for
 from triplet_builder.text.offline import OfflineWriter
 
@@ -110,6 +111,12 @@ def _frame(facts: dict[str, Any]) -> str:
 def good_answer(facts: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
     """One QA item in the FUSAR-GPT formats, computed from the facts."""
     task = item["task"]
+    if item.get("scene_type"):
+        return {
+            "task": task,
+            "question": "What type of scene does this SAR image show?",
+            "answer": str(scene_type(facts)),
+        }
     if task == "classification":
         box = item["box"]
         pool = list(facts.get("objects") or [])

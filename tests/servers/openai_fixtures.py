@@ -30,6 +30,7 @@ class SheetReplies:
     # names a land-cover class / OSM feature the facts do not hold (action "wrong_class")
     wrong_class_caption: dict[str, str | None] | None = None
     classes: dict[str, ClassAnswers] = field(default_factory=dict)  # other classes: 0 / None
+    scene_type: str | None = None  # the answer to a scene-type question (functionality rules)
 
 
 def _caption(**fields: str | None) -> dict[str, str | None]:
@@ -59,6 +60,7 @@ REPLIES: dict[tuple[str, str], SheetReplies] = {
             "and 103 m.",
         ),
         wrong_caption=_caption(targets="One bright point target lies on the water."),
+        scene_type="open water",  # water fraction 0.97 >= 0.8, no land use mapped
         classes={
             "bright point target": ClassAnswers(
                 2,
@@ -152,6 +154,12 @@ def answer(
 ) -> dict[str, str]:
     """One QA item from the table; `wrong` under-counts a counting answer by one (or says 1 for 0)."""
     task = item["task"]
+    if item.get("scene_type"):
+        return {
+            "task": task,
+            "question": "What type of scene does this SAR image show?",
+            "answer": str(replies.scene_type),
+        }
     if task == "classification":
         box = tuple(item["box"])
         label = next(lab for a in replies.classes.values() for b, lab in a.boxes if b == box)

@@ -184,19 +184,50 @@ def derive_functions(facts: Mapping[str, Any], near_place_km: float = NEAR_PLACE
     return [Function(name, tuple(found[name])) for name in FUNCTIONS if name in found]
 
 
+# Scene types by priority: the first derived one names the chip's scene type. Why this order: the most
+# specific land use wins (an airport or a port is also built-up, an industrial area also urban); land
+# uses come before land covers (wetland, forest) and open water, which any of them may border.
+# `shipping` and `aviation` are USES of the waters / the site by vessels and aircraft, not scene types.
+SCENE_TYPE_PRIORITY: tuple[str, ...] = (
+    "airport",
+    "port",
+    "industrial area",
+    "urban area",
+    "residential area",
+    "agricultural area",
+    "wetland",
+    "forest",
+    "wind farm",
+    "open water",
+)
+
+
+def scene_type(facts: Mapping[str, Any]) -> str | None:
+    """The chip's scene type: the derived function first in `SCENE_TYPE_PRIORITY`, or None when the
+    rules derive none (never a guess)."""
+    derived = {f.name for f in derive_functions(facts)}
+    return next((name for name in SCENE_TYPE_PRIORITY if name in derived), None)
+
+
+def named_function_spans(text: str) -> list[tuple[str, int, int]]:
+    """(function, start, end) of each mention of a function in `text`; negated mentions ("no port")
+    are skipped."""
+    out = []
+    for name, pattern in FUNCTION_PATTERNS.items():
+        for m in re.finditer(pattern, text, re.I):
+            if _NEGATION_RE.search(text[max(0, m.start() - 40) : m.start()]):
+                continue
+            out.append((name, m.start(), m.end()))
+    return out
+
+
 def named_functions(text: str, mask: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(function, the words that name it) for each function `text` states; negated mentions ("no
     port") and the strings of `mask` (place names: "Port-Saint-Louis") are skipped."""
     for s in mask:
         if s:
             text = re.sub(re.escape(s), lambda m: " " * len(m.group(0)), text, flags=re.I)
-    out = []
-    for name, pattern in FUNCTION_PATTERNS.items():
-        for m in re.finditer(pattern, text, re.I):
-            if _NEGATION_RE.search(text[max(0, m.start() - 40) : m.start()]):
-                continue
-            out.append((name, m.group(0)))
-    return out
+    return [(name, text[a:b]) for name, a, b in named_function_spans(text)]
 
 
 def check_functionality(text: str | None, facts: Mapping[str, Any]) -> list[str]:
@@ -217,9 +248,12 @@ def check_functionality(text: str | None, facts: Mapping[str, Any]) -> list[str]
 __all__ = [
     "FUNCTIONS",
     "FUNCTION_PATTERNS",
+    "SCENE_TYPE_PRIORITY",
     "Function",
     "check_functionality",
     "derive_functions",
+    "named_function_spans",
     "named_functions",
     "object_class",
+    "scene_type",
 ]

@@ -10,13 +10,13 @@ never stated absent (the map's legend is not a list of what was looked for in th
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas.vocabulary import LAND_COVER_PRODUCTS, OSM_FEATURES
+from triplet_builder.facts import functionality
 from triplet_builder.text.conventions import DETECTION_KEY, cells_of, object_class, plural, targets_for
 
 Source = Literal["labels", "detections", "osm"]
@@ -112,27 +112,9 @@ def class_forms(name: str) -> set[str]:
 
 
 def scene_type(facts: Mapping[str, Any]) -> str | None:
-    """The chip's scene type from triplet_builder/facts/functionality.py (written beside this module by
-    the captions work): None when the module is absent or derives none. Imported lazily so this module
-    works without it."""
-    try:
-        mod = importlib.import_module("triplet_builder.facts.functionality")
-    except ModuleNotFoundError:
-        return None
-    fn: Callable[..., Any] | None = next(
-        (
-            getattr(mod, n)
-            for n in ("scene_type", "derive_functionality", "functionality", "derive")
-            if hasattr(mod, n)
-        ),
-        None,
-    )
-    if fn is None:
-        return None
-    got = fn(facts)
-    if isinstance(got, Mapping):
-        got = got.get("scene_type") or got.get("type") or got.get("label")
-    return str(got) if got else None
+    """The chip's scene type (triplet_builder/facts/functionality.py: the primary derived function by a
+    documented priority), or None when the rules derive none."""
+    return functionality.scene_type(facts)
 
 
 __all__ = [

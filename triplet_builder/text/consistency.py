@@ -22,8 +22,19 @@ be held to the same rules. What it catches:
   vocabulary), the compass direction "N km north-east of <place>", lengths / distances (m, km), dB
   values and coordinates (degrees), dates, months, years, seasons, orbit direction, polarisations and
   sensor names;
-- a land/water boundary claimed where the facts have none, a non-null roads field, and terms the facts
-  can never support (`UNGROUNDED_TERMS`: roads, forests, harbours, rivers, ...);
+- a land/water boundary claimed where the facts have none, and terms no fact supports
+  (`UNGROUNDED_TERMS`: rivers, lakes, ...);
+- land cover (checks/land_cover.py): the map named (product, year / date range) and each class named
+  must be the facts' (`ext.land_cover` fractions of the chip, or of the cells it is tied to); "mostly" /
+  "dominates" / "leading class per cell" must be `dominant`; a class's percentage its fraction (5 %
+  rounding); "permanent water bodies" is a land-cover class, not open water;
+- OpenStreetMap (checks/osm.py): each feature named in an OSM clause (or the `roads` field) mapped in
+  `ext.osm.features`, its count, length (m / km, the writer's rounding), share and cells; "no X" / "not
+  mapped" only for features queried and absent; `roads` non-null only when ext.osm knows roads,
+  railways or bridges;
+- functions (port, urban area ..., facts/functionality.py `check_functionality`) named in any field
+  must be derived; any object class or OSM feature named must be in the facts, denied only when
+  labelled / queried (checks/names.py);
 - task QA (FUSAR-GPT formats): counting = a bare integer equal to the true count of the asked class;
   localization = ascending comma-separated cells 1..9 or "None", equal to the true cells; detection =
   "None" or a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": str}, one box per true object
@@ -58,7 +69,10 @@ from triplet_builder.text.checks.context import (
     cell_refs,
     mask_spans,
 )
+from triplet_builder.text.checks.land_cover import check_land_cover, check_products
+from triplet_builder.text.checks.names import check_vocabulary
 from triplet_builder.text.checks.numbers import check_counts, check_measures, check_percentages, check_sizes
+from triplet_builder.text.checks.osm import check_osm, roads_supported
 from triplet_builder.text.conventions import (
     BRIGHT_PRESENT,
     CELL_NAMES,
@@ -109,27 +123,41 @@ def _caption_problems(ctx: Context, fields: Mapping[str, str | None]) -> list[st
     for name in fields:
         if name not in CAPTION_FIELDS:
             out.append(f"{name}: not a caption field")
-    if fields.get("roads"):
+    if fields.get("roads") and not roads_supported(facts):
         out.append("roads: the facts name no roads, so the field must be null")
     for name in CAPTION_FIELDS:
         text = fields.get(name)
-        if not text:
-            continue
-        date_spans, problems = find_dates(text, facts_date)
-        out += [f"{name}: {p}" for p in problems]
-        out += check_hedges(name, text, date_spans)
-        plain = mask_spans(text, date_spans)
-        count_starts = {m.start("count") for m in ctx.count_re.finditer(plain)}
-        refs = cell_refs(plain, count_starts)
-        out += check_percentages(ctx, name, plain, refs)
-        out += check_measures(ctx, name, plain)
-        out += check_sizes(ctx, name, plain)
-        out += check_counts(ctx, name, plain, refs)
-        out += check_cells(ctx, name, plain, refs)
-        out += check_global_negations(ctx, name, plain, refs)
-        out += check_names(ctx, name, text)
-        out += check_acquisition(ctx, name, text)
-        out += check_claims(ctx, name, text)
+        if text:
+            out += _field_problems(ctx, name, text, facts_date)
+    return out
+
+
+def _field_problems(ctx: Context, name: str, text: str, facts_date: date) -> list[str]:
+    """One caption field. Order matters: the land-cover map and classes, then OSM, are judged first and
+    masked, so their words and numbers ("permanent water bodies", "ESA WorldCover 2021", "2.4 km of
+    roads") are not read again as surface, date or target claims."""
+    out, product_spans = check_products(ctx, name, text)
+    date_spans, problems = find_dates(mask_spans(text, product_spans), facts_date)
+    out += [f"{name}: {p}" for p in problems]
+    out += check_hedges(name, text, date_spans)
+    plain = mask_spans(text, date_spans + product_spans)
+    lc_problems, lc_spans = check_land_cover(ctx, name, plain, text)
+    plain = mask_spans(plain, lc_spans)
+    osm_problems, osm_numbers, osm_names = check_osm(ctx, name, plain)
+    out += lc_problems + osm_problems
+    plain = mask_spans(plain, osm_numbers + osm_names)
+    count_starts = {m.start("count") for m in ctx.count_re.finditer(plain)}
+    refs = cell_refs(plain, count_starts)
+    out += check_percentages(ctx, name, plain, refs)
+    out += check_measures(ctx, name, plain)
+    out += check_sizes(ctx, name, plain)
+    out += check_counts(ctx, name, plain, refs)
+    out += check_cells(ctx, name, plain, refs)
+    out += check_global_negations(ctx, name, plain, refs)
+    out += check_names(ctx, name, text)
+    out += check_acquisition(ctx, name, text)
+    out += check_claims(ctx, name, plain)
+    out += check_vocabulary(ctx, name, plain)
     return out
 
 

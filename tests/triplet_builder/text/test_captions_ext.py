@@ -94,11 +94,6 @@ def test_varied_and_deterministic() -> None:
     assert OfflineWriter().write(facts, "x").caption == OfflineWriter().write(port_with_ext(), "x").caption
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the checker of main treats land-cover / OSM words as ungrounded and requires roads null; "
-    "the QA engineer (wt-txq) extends it to the ext sections: drop this mark when merged",
-)
 @pytest.mark.parametrize("make", sorted(EXT_SHEETS))
 def test_ext_captions_pass_the_checker(make: str) -> None:
     facts = EXT_SHEETS[make]()

@@ -281,11 +281,6 @@ def test_hallucinated_count_is_rejected_with_its_reason(part: str, needle: str, 
     assert len(parts(srv.log, part)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the checker of main rejects this caption only for its generic words (no class check against "
-    "ext.land_cover / ext.osm yet); wt-txq's checker names the class: drop this mark when merged",
-)
 def test_a_land_cover_class_or_osm_feature_the_facts_lack_is_rejected(cache: Path) -> None:
     from .ext_sheets import farmland_with_ext
 

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from schemas import CAPTION_FIELDS, QA_TASKS, json_schema
+from schemas import CAPTION_FIELDS, QA_TASKS, facts_schema_with, json_schema
 from schemas.frames import box_to_norm
-from schemas.vocabulary import normalise_object_class
+from schemas.vocabulary import LAND_COVER_PRODUCTS, OSM_FEATURES, normalise_object_class
 from triplet_builder.config import QaConfig
+from triplet_builder.facts.functionality import scene_type
 from triplet_builder.facts.surface import cell_of
 from triplet_builder.text.base import TextResult, TextWriter, build_messages, render_caption, validate_text
 from triplet_builder.text.consistency import HEDGE_WORDS, check_text
@@ -77,6 +78,9 @@ def test_output_validates_and_passes_the_checker(name: str) -> None:
         problems = check_text(facts, res.caption_fields, res.qa)
         assert problems == [], f"{name} / {chip_id}: {problems}\n{res.caption}"
     assert facts == FACT_SHEETS[name], "the writer must not modify the fact sheet"
+
+
+_BOX_Q_RE = re.compile(r"\[\d+, \d+, \d+, \d+\]")  # a question about a box (not the scene type)
 
 
 def _random_fact_sheet(seed: int) -> dict[str, Any]:
@@ -175,6 +179,88 @@ def _random_fact_sheet(seed: int) -> dict[str, Any]:
     return f
 
 
+def _random_fractions(r: random.Random, names: list[str]) -> dict[str, float]:
+    """Seeded class fractions over some of `names`, summing to 1 up to rounding."""
+    chosen = r.sample(names, r.choice([1, 2, 3, 4]))
+    weights = [r.random() + 0.05 for _ in chosen]
+    return {c: round(x / sum(weights), 3) for c, x in zip(chosen, weights, strict=True)}
+
+
+def _random_land_cover(r: random.Random) -> dict[str, Any]:
+    """ext.land_cover of ESA WorldCover (a year) or Dynamic World (a date range), per chip and cell."""
+    product = r.choice(sorted(LAND_COVER_PRODUCTS))
+    names = sorted(LAND_COVER_PRODUCTS[product].values())
+    cells: list[dict[str, Any]] = []
+    for i in range(9):
+        fr = _random_fractions(r, names) if r.random() < 0.9 or i == 0 else {}
+        valid = r.choice([1.0, 1.0, 0.4, 0.8]) if fr else 0.0
+        dom = max(sorted(fr), key=lambda c: fr[c]) if fr else None
+        cells.append({"cell": i + 1, "valid_fraction": valid, "dominant": dom, "fractions": fr})
+    weight = sum(c["valid_fraction"] for c in cells)
+    fr = {}  # the chip's shares: the cells' shares of valid map pixels, pooled
+    for c in cells:
+        for k, v in c["fractions"].items():
+            fr[k] = fr.get(k, 0.0) + v * c["valid_fraction"] / weight
+    fr = {k: round(v, 3) for k, v in fr.items() if round(v, 3) > 0}
+    world = product == "esa-worldcover"
+    return {
+        "product": product,
+        "version": r.choice(["v100", "v200"]) if world else None,
+        "year": r.choice([2020, 2021]) if world else None,
+        **(
+            {}
+            if world
+            else {"date_range": r.choice([["2021-01-01", "2021-12-31"], ["2024-02-01", "2024-03-31"]])}
+        ),
+        "source": r.choice(["cog", "earthengine", "local"]),
+        "valid_fraction": round(weight / 9, 3),
+        "fractions": fr,
+        "dominant": max(sorted(fr), key=lambda c: fr[c]),
+        "cells": cells,
+    }
+
+
+def _random_osm(r: random.Random, ground_m2: float) -> dict[str, Any]:
+    """ext.osm: some queried features, some of them mapped (counts, lengths, areas, cells)."""
+    queried = r.sample(sorted(OSM_FEATURES), r.randrange(1, len(OSM_FEATURES)))
+    features = {}
+    for name in sorted(r.sample(queried, r.randrange(0, len(queried) + 1))):
+        kind = OSM_FEATURES[name]
+        features[name] = {
+            "count": r.choice([1, 2, 3, 7, 14, 120]),
+            "length_m": round(r.choice([35.0, 420.0, 999.0, 2400.0, 12345.6]) * r.uniform(0.9, 1.1), 1)
+            if kind == "line"
+            else None,
+            "area_m2": round(ground_m2 * r.choice([0.02, 0.12, 0.35]), 1) if kind == "area" else None,
+            "cells": sorted(r.sample(range(1, 10), r.randrange(1, 5))),
+            "names": [],
+        }
+    built = round(r.random() * 0.4, 3) if "building" in features else r.choice([None, 0.0])
+    return {
+        "source": r.choice(["overpass", "pbf"]),
+        "snapshot": None,
+        "queried": queried,
+        "features": features,
+        "built_up_fraction": built,
+    }
+
+
+def _random_ext_sheet(seed: int) -> dict[str, Any]:
+    """A random fact sheet with ext.land_cover and / or ext.osm (issue #9), valid under the section
+    schemas."""
+    f = _random_fact_sheet(seed)
+    r = random.Random(10_000 + seed)
+    ext: dict[str, Any] = {}
+    if seed % 3 != 1:
+        ext["land_cover"] = _random_land_cover(r)
+    if seed % 3 != 2:
+        ext["osm"] = _random_osm(r, f["chip"]["width_m"] * f["chip"]["height_m"])
+    f["ext"] = ext
+    sections = {n: json_schema(f"facts_ext/{n}") for n in ("land_cover", "osm")}
+    Draft202012Validator(facts_schema_with(sections), format_checker=FormatChecker()).validate(f)
+    return f
+
+
 def test_output_passes_the_checker_on_random_fact_sheets() -> None:
     writer = OfflineWriter()
     for seed in range(120):
@@ -182,6 +268,21 @@ def test_output_passes_the_checker_on_random_fact_sheets() -> None:
         res = writer.write(facts, f"random-{seed}")
         problems = check_text(facts, res.caption_fields, res.qa)
         assert problems == [], f"seed {seed}: {problems}\n{res.caption}"
+
+
+def test_output_passes_the_checker_on_random_fact_sheets_with_ext_sections() -> None:
+    """Land cover, OSM and the functions derived from them, in every field and the QA: the offline
+    writer's text of random sheets with ext sections passes the checker, and says something of them."""
+    writer = OfflineWriter()
+    said = {"land cover": 0, "osm": 0}
+    for seed in range(120):
+        facts = _random_ext_sheet(seed)
+        res = writer.write(facts, f"random-ext-{seed}")
+        problems = check_text(facts, res.caption_fields, res.qa)
+        assert problems == [], f"seed {seed}: {problems}\n{res.caption}"
+        said["land cover"] += "WorldCover" in res.caption or "Dynamic World" in res.caption
+        said["osm"] += "OpenStreetMap" in res.caption
+    assert said["land cover"] >= 60 and said["osm"] >= 40, said
 
 
 def test_writer_follows_the_protocol() -> None:
@@ -330,8 +431,10 @@ def test_classification_names_a_labelled_box(name: str) -> None:
     labels = {o["class"] for o in facts["objects"]}  # answers name the vocabulary class
     for chip_id in CHIP_IDS[:8]:
         res = OfflineWriter().write(facts, chip_id)
-        cls = [q for q in res.qa if q["task"] == "classification"]
+        cls = [q for q in res.qa if q["task"] == "classification" and _BOX_Q_RE.search(q["question"])]
         assert len(cls) == len(labels)  # one per label present, none without labelled objects
+        scene = [q for q in res.qa if q["task"] == "classification" and not _BOX_Q_RE.search(q["question"])]
+        assert [q["answer"] for q in scene] == ([scene_type(facts)] if scene_type(facts) else [])
         for q in cls:
             m = re.search(r"\[(\d+), (\d+), (\d+), (\d+)\]", q["question"])
             assert m and "pixel" in q["question"]
@@ -456,7 +559,7 @@ def test_box_questions_state_the_chip_frame_and_the_checker_holds_them_to_it(nam
     w, h = facts["chip"]["width_px"], facts["chip"]["height_px"]
     for chip_id in CHIP_IDS[:8]:
         res = OfflineWriter().write(facts, chip_id)
-        boxed = [q for q in res.qa if q["task"] in ("detection", "classification")]
+        boxed = [q for q in res.qa if q["task"] == "detection" or _BOX_Q_RE.search(q["question"])]
         assert boxed and all(f"pixel coordinates of the {w} x {h} image" in q["question"] for q in boxed)
     q = next(q for q in res.qa if q["task"] == "detection")
     wrong = dict(q, question=q["question"].replace(f"{w} x {h} image", "504 x 504 image"))

@@ -141,6 +141,7 @@ def check_acquisition(ctx: Context, field: str, text: str) -> list[str]:
 
 
 def check_claims(ctx: Context, field: str, text: str) -> list[str]:
+    """A land/water boundary claimed (or denied) against the facts."""
     out = []
     for m in BOUNDARY_RE.finditer(text):
         window = text[max(0, m.start() - 30) : m.start()]
@@ -151,9 +152,4 @@ def check_claims(ctx: Context, field: str, text: str) -> list[str]:
         w = ctx.surface["water_fraction"]
         if not (has_boundary(ctx.facts) or WATER_PRESENT <= w <= 1.0 - WATER_PRESENT):
             out.append(f"{field}: '{m.group(0)}' but the facts have no land/water boundary")
-    masked = text
-    for s in ctx.place_strings():
-        masked = re.sub(re.escape(s), " ", masked, flags=re.I)
-    for m in ctx.ungrounded_re.finditer(masked):
-        out.append(f"{field}: '{m.group('term')}' is not supported by the facts")
-    return out
+    return out  # the terms no fact supports: text/checks/names.py

@@ -203,8 +203,12 @@ def _check_land_cover_question(ctx: Context, q: str, a: str) -> list[str]:
     if PRODUCT_NAMES[lc["product"]].lower() not in q.lower():
         out.append(f"the question must name the map ({land_cover_product_phrase(lc)})")
     years = set(YEAR_IN_Q_RE.findall(q))
-    if years and years != {str(lc.get("year"))}:
-        out.append(f"the question names year(s) {sorted(years)} but the map is of {lc.get('year')}")
+    dr = lc.get("date_range") or []
+    map_years = {str(lc["year"])} if lc.get("year") else {d[:4] for d in dr}
+    if years and not years <= map_years:
+        out.append(
+            f"the question names year(s) {sorted(years)} but the map is of {lc.get('year') or ' to '.join(dr)}"
+        )
     m = CELL_IN_Q_RE.search(q)
     if m:
         cell = lc["cells"][int(m.group(1)) - 1] if 1 <= int(m.group(1)) <= 9 else None

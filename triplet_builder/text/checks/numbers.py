@@ -36,6 +36,28 @@ FIELD_TOPICS = {
 }
 
 
+def percent_ok(m: re.Match[str], allowed: list[float]) -> bool:
+    """Does a PERCENT_RE match state one of the `allowed` fractions (in %) under the dataset's rounding
+    (nearest 5 %: a plain value within half a step; bounds and ranges as written)?"""
+    cmp = re.sub(r"\s+", " ", (m.group("cmp") or "").lower())
+    if m.group("num"):
+        n = number(m.group("num"))
+        if cmp in ("less than", "fewer than", "under", "below"):
+            ok = any(f < n + 1e-9 for f in allowed)
+        elif cmp in ("more than", "over", "above"):
+            ok = any(f > n - 1e-9 for f in allowed)
+        elif cmp == "at least":
+            ok = any(f >= n - 0.5 for f in allowed)
+        elif cmp in ("at most", "up to"):
+            ok = any(f <= n + 0.5 for f in allowed)
+        else:
+            ok = any(abs(f - n) <= PERCENT_TOLERANCE + 1e-6 for f in allowed)
+        return ok
+    lo = number(m.group("blo") or m.group("rlo"))
+    hi = number(m.group("bhi") or m.group("rhi"))
+    return any(lo - 0.5 <= f < hi + 1.0 for f in allowed)
+
+
 def check_percentages(ctx: Context, field: str, text: str, refs: list[Ref]) -> list[str]:
     """Each percentage must match a fraction of a surface type named in its clause (of the whole chip,
     or of the cells the clause names), or, when the clause names none, any fraction the field may
@@ -51,23 +73,7 @@ def check_percentages(ctx: Context, field: str, text: str, refs: list[Ref]) -> l
             allowed = [f for t in sorted(topics) for f in ctx.topic_fractions(t, cells)]
         else:
             allowed = ctx.fractions(field)
-        cmp = re.sub(r"\s+", " ", (m.group("cmp") or "").lower())
-        if m.group("num"):
-            n = number(m.group("num"))
-            if cmp in ("less than", "fewer than", "under", "below"):
-                ok = any(f < n + 1e-9 for f in allowed)
-            elif cmp in ("more than", "over", "above"):
-                ok = any(f > n - 1e-9 for f in allowed)
-            elif cmp == "at least":
-                ok = any(f >= n - 0.5 for f in allowed)
-            elif cmp in ("at most", "up to"):
-                ok = any(f <= n + 0.5 for f in allowed)
-            else:
-                ok = any(abs(f - n) <= PERCENT_TOLERANCE + 1e-6 for f in allowed)
-        else:
-            lo = number(m.group("blo") or m.group("rlo"))
-            hi = number(m.group("bhi") or m.group("rhi"))
-            ok = any(lo - 0.5 <= f < hi + 1.0 for f in allowed)
+        ok = percent_ok(m, allowed)
         if not ok:
             out.append(f"{field}: '{m.group(0).strip()}' matches no fraction of the facts it may state")
     return out
