@@ -15,8 +15,8 @@ from schemas import metadata_schema
 from triplet_builder.writers.parquet import _geo_metadata
 
 METADATA_FILE = "metadata.parquet"
-_FROM_SHARD = ("chip_id", "split", "grid_cell", "centre_lon", "centre_lat", "geometry", "bbox", "acquired")
-_FROM_SHARD += ("scene_id", "polarisations", "valid_fraction", "facts")
+_FROM_SHARD: tuple[str, ...] = ("chip_id", "split", "grid_cell", "centre_lon", "centre_lat", "geometry", "bbox")
+_FROM_SHARD += ("acquired", "scene_id", "polarisations", "valid_fraction", "facts")
 
 
 def _counts(facts_json: str) -> tuple[int, int]:
