@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import shapely
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
@@ -31,7 +31,7 @@ from schemas import json_schema
 from schemas.vocabulary import OSM_FEATURES
 from triplet_builder.area import area_polygon
 from triplet_builder.cache import DiskCache
-from triplet_builder.config import RegionConfig, RegionPath
+from triplet_builder.config import RegionConfig
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import ChipRecord
 from triplet_builder.sources import SourceError
@@ -56,9 +56,7 @@ class OsmConfig(BaseModel):
     endpoint: str = Field(
         "https://overpass-api.de/api", description="(overpass) the API root; /interpreter is added."
     )
-    path: RegionPath | None = Field(
-        None, description="(pbf) a .osm.pbf extract with a bounding box in its header."
-    )
+    path: str | None = Field(None, description="(pbf) a .osm.pbf extract with a bounding box in its header.")
     features: list[str] = Field(
         default_factory=lambda: list(OSM_FEATURES),
         min_length=1,
@@ -96,11 +94,25 @@ class OsmConfig(BaseModel):
             )
         return v.rstrip("/")
 
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """Relative to the region file's folder (the `base_dir` context when the region file loads)."""
+        base = (info.context or {}).get("base_dir")
+        if v is None or base is None or Path(v).is_absolute():
+            return v
+        return str(Path(base) / v)
+
     @model_validator(mode="after")
     def _source(self) -> OsmConfig:
         if self.source == "pbf":
             if self.path is None:
                 raise ValueError("source pbf needs path: a .osm.pbf extract")
+            if not Path(self.path).is_file() and self.missing == "error":
+                raise ValueError(
+                    f"{Path(self.path).name} not found (a relative path is read from the region file's folder): "
+                    f"download an extract (e.g. {PBF_HINT}), or set missing: skip"
+                )
             if Path(self.path).is_file():
                 try:
                     header = read_header(self.path)
@@ -115,6 +127,8 @@ class OsmConfig(BaseModel):
             raise ValueError("path is for source pbf; source overpass reads endpoint")
         return self
 
+
+PBF_HINT = "a Geofabrik extract cut to the region with `osmium extract --bbox`"
 
 _LOGGED: set[str] = set()
 _LOGGED_LOCK = threading.Lock()
@@ -168,6 +182,8 @@ class Osm(AnnotationStage):
         """The extract's items over the region's box with a margin (chips at the region's edge reach
         past it), widened when a batch's chips reach further still: an element is never cut off."""
         assert self.cfg.path is not None
+        if not Path(self.cfg.path).is_file():  # only with missing: skip (the config refuses it otherwise)
+            raise SourceError(f"extract {Path(self.cfg.path).name} not found: download one (e.g. {PBF_HINT})")
         if self._bounds is None:
             header = read_header(self.cfg.path)
             assert header.bounds is not None  # the config refused an extract without one
