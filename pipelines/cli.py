@@ -72,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     vf.add_argument("output", help="a build folder (with manifest.json)")
+    pb = sub.add_parser(
+        "publish",
+        help="publish a verified build folder to a hub dataset repo or an fsspec URL",
+        description="Verify the folder, refuse local paths in it, then copy manifest, card, metadata, data/ "
+        "and rejects/. Examples:\n"
+        "  triplet-builder publish out/demo me/sar-demo --private     # hub (HF_TOKEN or `hf auth login`)\n"
+        "  triplet-builder publish out/demo s3://bucket/sar-demo\n"
+        "  triplet-builder publish out/demo ./release/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pb.add_argument("output", help="a build folder (with manifest.json)")
+    pb.add_argument("dest", help="owner/name or hf://datasets/owner/name (hub), else an fsspec URL or folder")
+    pb.add_argument("--private", action="store_true", help="create the hub repository private")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
@@ -113,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "publish":
+        from pipelines.publish import run_cli
+
+        return run_cli(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         if args.command == "validate":
