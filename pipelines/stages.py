@@ -84,6 +84,7 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
                 pipeline_version=__version__,
                 max_rows_per_shard=cfg.output.max_rows_per_shard,
                 row_group_rows=cfg.output.row_group_rows,
+                row_group_bytes=cfg.output.row_group_bytes,
                 stretch=stretch,
                 backscatter_column=cfg.output.backscatter_column,
             )
