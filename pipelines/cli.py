@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--private", action="store_true", help="create the hub repository private")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
+    v.add_argument(
+        "--online",
+        action="store_true",
+        help="also send one cheap request to each configured service (Earth Engine, STAC, COG index, LLM) "
+        "and list remote scenes; without it nothing is contacted",
+    )
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     return ap
 
@@ -133,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         if args.command == "validate":
+            if args.online or cfg.scenes.type != "local":
+                from pipelines.online import validate_services
+
+                if (rc := validate_services(cfg, args.region, online=args.online)) is not None:
+                    return rc
             p = plan(cfg)
             print(
                 f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)"
