@@ -223,7 +223,7 @@ def publish(
     manifest = _check(out)
     files = published_files(out, manifest)
     m = HUB_REPO.match(dest)
-    if m:
+    if m and not (dest.count("/") == 1 and Path(dest).is_dir()):  # an existing folder a/b stays a folder
         res = _to_hub(out, m.group("repo"), files, manifest, private=private, token=token, endpoint=endpoint)
     else:
         res = _to_fsspec(out, dest, files)

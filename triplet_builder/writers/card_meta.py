@@ -8,6 +8,7 @@ in the form the hub expects, so the card is checked by the same code that reads 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -145,7 +146,9 @@ def card_data(manifest: dict[str, Any], splits: list[str]) -> DatasetCardData:
     )
     extra: dict[str, Any] = {}
     if other is not None:
-        extra = {"license_name": str(other.get("name")), "license_link": str(other.get("link"))}
+        # the hub wants an id-like name for an `other` licence (e.g. copernicus-sentinel-data-terms)
+        slug = re.sub(r"[^a-z0-9]+", "-", str(other.get("name")).lower()).strip("-")
+        extra = {"license_name": slug, "license_link": str(other.get("link"))}
     rows = manifest.get("rows") or {}
     return DatasetCardData(
         license=licenses[0] if len(licenses) == 1 else licenses,

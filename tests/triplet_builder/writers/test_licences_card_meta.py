@@ -85,7 +85,7 @@ def test_card_metadata_is_hub_card_data_with_licence_terms_features_and_citation
     card = DatasetCard(text)  # the hub's own parser reads it back
     data = card.data.to_dict()
     assert data["license"] == ["other", "cc-by-4.0", "odbl"]
-    assert data["license_name"] == "Copernicus Sentinel data terms"
+    assert data["license_name"] == "copernicus-sentinel-data-terms"  # an id, as the hub asks
     assert data["license_link"] == "https://sentinels.copernicus.eu/x"
     assert data["annotations_creators"] == ["machine-generated"]
     assert data["size_categories"] == ["1K<n<10K"]
