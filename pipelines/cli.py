@@ -88,8 +88,27 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("output", help="a build folder (with manifest.json)")
     pv.add_argument("--out", help="the HTML file to write (default: OUTPUT/preview.html)")
     pv.add_argument("--max-chips", type=int, default=120, help="chips shown as cards (default: 120)")
+    pb = sub.add_parser(
+        "publish",
+        help="publish a verified build folder to a hub dataset repo or an fsspec URL",
+        description="Verify the folder, refuse local paths in it, then copy manifest, card, metadata, data/ "
+        "and rejects/. Examples:\n"
+        "  triplet-builder publish out/demo me/sar-demo --private     # hub (HF_TOKEN or `hf auth login`)\n"
+        "  triplet-builder publish out/demo s3://bucket/sar-demo\n"
+        "  triplet-builder publish out/demo ./release/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pb.add_argument("output", help="a build folder (with manifest.json)")
+    pb.add_argument("dest", help="owner/name or hf://datasets/owner/name (hub), else an fsspec URL or folder")
+    pb.add_argument("--private", action="store_true", help="create the hub repository private")
     v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
     v.add_argument("region")
+    v.add_argument(
+        "--online",
+        action="store_true",
+        help="also send one cheap request to each configured service (Earth Engine, STAC, COG index, LLM) "
+        "and list remote scenes; without it nothing is contacted",
+    )
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     return ap
 
@@ -162,11 +181,20 @@ def _main(argv: list[str] | None = None) -> int:
         return _verify(args)
     if args.command == "preview":
         return _preview(args)
+    if args.command == "publish":
+        from pipelines.publish import run_cli
+
+        return run_cli(args)
     try:
         cfg = load_region(args.region, _overrides(args.overrides))
         out_dir = cfg.output.dir
         check_before_work(cfg, getattr(args, "workers", None))
         if args.command == "validate":
+            if args.online or cfg.scenes.type != "local":
+                from pipelines.online import validate_services
+
+                if (rc := validate_services(cfg, args.region, online=args.online)) is not None:
+                    return rc
             p = plan(cfg)
             print(
                 f"{args.region}: valid; {len(p.scenes)} scene(s), {sum(len(t.windows) for t in p.tasks)} window(s), {len(p.tasks)} task(s)"

@@ -33,6 +33,7 @@ from triplet_builder.stages.base import Stats
 from triplet_builder.text.quality import text_quality
 from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
+from triplet_builder.writers.licences import licence_fields
 from triplet_builder.writers.manifest import redact, write_manifest
 from triplet_builder.writers.metadata import write_metadata
 from triplet_builder.writers.splits import split_report
@@ -296,7 +297,7 @@ def _build(
         "synthetic_embeddings": synthetic,
         "embeddings_source": emb_source if not synthetic else f"SYNTHETIC stand-in at {emb_source}",
         "years": years,
-        "licenses": ["cc-by-4.0"],
+        **licence_fields(cfg, p.scenes, stats.to_dict()),  # licenses (hub ids) + licence_inputs
         "attributions": attributions(cfg, p.scenes, stats.to_dict()),
         "splits": splits,
         "text_quality": text_quality(out, data_files),  # over the kept rows (text/quality.py)

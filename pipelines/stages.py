@@ -105,6 +105,7 @@ def _shard_writer(cfg: RegionConfig, task_id: int, stretch: Stretch) -> ShardWri
         pipeline_version=__version__,
         max_rows_per_shard=cfg.output.max_rows_per_shard,
         row_group_rows=cfg.output.row_group_rows,
+        row_group_bytes=cfg.output.row_group_bytes,
         stretch=stretch,
         backscatter_column=cfg.output.backscatter_column,
     )

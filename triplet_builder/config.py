@@ -484,6 +484,12 @@ class OutputConfig(_Model):
     dir: str
     max_rows_per_shard: int = Field(2000, ge=1)
     row_group_rows: int = Field(256, ge=1)
+    row_group_bytes: int = Field(
+        64 * 2**20,
+        ge=1,
+        description="a row group also ends before its rows pass this many (uncompressed, estimated) bytes: "
+        "the hub's viewer refuses row groups over 300 MB and `datasets` aims at 100 MB",
+    )
     stretch: StretchConfig = StretchConfig()
     backscatter_column: bool = Field(
         False,
@@ -591,7 +597,7 @@ class RegionConfig(_Model):
                     }
                 },
                 "description": True,
-                "output": {"dir"},
+                "output": {"dir", "row_group_bytes"},  # row-group layout: same rows
                 # no plugin stages: the hash of a region file without `stages:` stays what it was
                 **({} if self.stages else {"stages": True}),
             },

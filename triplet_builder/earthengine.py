@@ -13,9 +13,11 @@ Requests are described by plain, hashable recipes (`ImageSpec`, `Grid`): the cac
 `ee` is even initialised, and the recipe is turned into an `ee` expression only when a fetch is needed.
 
 Credentials: a service-account JSON key (`earthengine.service_account_key` or $EE_SERVICE_ACCOUNT_KEY),
-a ready access token ($EE_ACCESS_TOKEN, e.g. from `gcloud auth print-access-token`), or Application
-Default Credentials. The project: `earthengine.project`, $EE_PROJECT or $GOOGLE_CLOUD_PROJECT. Nothing
-secret is logged, cached or pickled (a pickled runner carries settings and counters only).
+a ready access token ($EE_ACCESS_TOKEN, e.g. from `gcloud auth print-access-token`), the login stored by
+`earthengine authenticate` (~/.config/earthengine/credentials), or Application Default Credentials. The
+project: `earthengine.project`, $EE_PROJECT, $GOOGLE_CLOUD_PROJECT, the key file's, or the one stored by
+`earthengine set_project`. Nothing secret is logged, cached or pickled (a pickled runner carries settings
+and counters only).
 """
 
 from __future__ import annotations
@@ -138,9 +140,11 @@ def resolve_project(settings: ClientSettings) -> str:
         if key is not None:
             project = _read_key(key).get("project_id")
     if not project:
+        project = (stored_login() or {}).get("quota_project_id")  # `earthengine set_project`
+    if not project:
         raise EarthEngineSetupError(
-            "Earth Engine needs a Cloud project: set EE_PROJECT or earthengine.project in the region file "
-            "(a project registered for Earth Engine)"
+            "Earth Engine needs a Cloud project: set EE_PROJECT or earthengine.project in the region file, "
+            "or run `earthengine set_project PROJECT` (a project registered for Earth Engine)"
         )
     return str(project)
 
@@ -167,9 +171,23 @@ def _read_key(path: str) -> dict[str, Any]:
     return info
 
 
+def stored_login() -> dict[str, Any] | None:
+    """The arguments of the login `earthengine authenticate` stored (refresh token, client, scopes, and the
+    project of `earthengine set_project` as `quota_project_id`), read by `ee`'s own reader from
+    ~/.config/earthengine/credentials; None when there is none. Its content is never logged."""
+    from ee import oauth
+
+    try:
+        args = oauth.get_credentials_arguments()
+    except (OSError, ValueError):
+        return None
+    return args if args.get("refresh_token") else None
+
+
 def load_credentials(settings: ClientSettings) -> Any:
-    """Credentials in this order: a service-account key file, $EE_ACCESS_TOKEN, Application Default
-    Credentials. Raises EarthEngineSetupError (one line) when there are none."""
+    """Credentials in this order: a service-account key file, $EE_ACCESS_TOKEN, the stored
+    `earthengine authenticate` login, Application Default Credentials. Raises EarthEngineSetupError (one
+    line) when there are none."""
     key = _key_path(settings)
     if key is not None:
         from google.oauth2 import service_account
@@ -181,6 +199,11 @@ def load_credentials(settings: ClientSettings) -> Any:
         from google.oauth2.credentials import Credentials
 
         return Credentials(token=token)
+    stored = stored_login()
+    if stored is not None:
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(None, **stored)
     import google.auth
     import google.auth.exceptions
 
@@ -189,7 +212,7 @@ def load_credentials(settings: ClientSettings) -> Any:
     except google.auth.exceptions.DefaultCredentialsError:
         raise EarthEngineSetupError(
             "no Earth Engine credentials: set EE_SERVICE_ACCOUNT_KEY or earthengine.service_account_key to a "
-            "service-account JSON key, or run `gcloud auth application-default login`"
+            "service-account JSON key, or run `earthengine authenticate` or `gcloud auth application-default login`"
         ) from None
     return creds
 

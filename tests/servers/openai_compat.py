@@ -278,7 +278,16 @@ class OpenAICompatHandler(BaseHTTPRequestHandler):
         return "good"
 
     def do_GET(self) -> None:
-        """GET /_stats: the request count and the in-flight gauge, for a server in another process."""
+        """GET /v1/models (the key checked, as the real API does: `validate --online`'s request), or
+        GET /_stats: the request count and the in-flight gauge, for a server in another process."""
+        if self.path.rstrip("/") == "/v1/models":
+            auth = self.headers.get("Authorization")
+            with self.server.lock:
+                self.server.log.append({"path": "/v1/models", "authorization": auth})  # before answering
+            if self.server.api_key is not None and auth != f"Bearer {self.server.api_key}":
+                return self._error(401, "Incorrect API key provided")
+            model = {"id": "loopback-model", "object": "model", "created": 0, "owned_by": "loopback"}
+            return self._send(200, {"object": "list", "data": [model]})
         if self.path.rstrip("/") != "/_stats":
             return self._error(404, f"no route {self.path}")
         srv = self.server

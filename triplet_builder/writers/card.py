@@ -11,7 +11,9 @@ keys it reads, all optional except where noted:
     region: str | {name, bbox}     what was covered
     years: [int]                   acquisition years (Copernicus attribution)
     sources: [str | {name, ...}]   SAR / embedding sources
-    licenses: [str]                hub licence ids (default "cc-by-4.0")
+    licenses: [str]                hub licence ids of the inputs (default "unknown")
+    licence_inputs: [{input, license, name, link}]   the inputs and their terms (writers/licences.py)
+    region_file: str               the region file of the build command
     attributions: [str]            extra attribution lines (e.g. NASA/JPL OPERA)
     stretch: {mode, min_db, ...}   the PNG stretch configuration
     synthetic_embeddings: bool     the aef_* columns are the demo's synthetic stand-in: a WARNING is shown
@@ -28,10 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from schemas import SPLITS
 from triplet_builder.text.quality import card_line as text_quality_line
+from triplet_builder.writers.card_meta import DEFAULT_PRETTY_NAME, build_command, card_data, citations
 from triplet_builder.writers.card_sections import (
     boxes_section,
     labels_section,
@@ -44,13 +45,9 @@ from triplet_builder.writers.card_sections import (
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
-DEFAULT_LICENSE = "cc-by-4.0"
-DEFAULT_PRETTY_NAME = "SAR chip / text / AlphaEarth embedding triplets"
 ALPHAEARTH_ATTRIBUTION = (
     "The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind."
 )
-TASK_CATEGORIES = ["image-to-text", "visual-question-answering"]
-TAGS = ["sar", "sentinel-1", "remote-sensing", "alphaearth", "geoparquet"]
 SYNTHETIC_WARNING = (
     "> [!WARNING]\n"
     "> **SYNTHETIC EMBEDDINGS: the `aef_*` columns of this dataset are NOT AlphaEarth.** They are a "
@@ -66,18 +63,6 @@ def copernicus_attribution(years: Iterable[int]) -> str:
     return "Contains modified Copernicus Sentinel data" + (" " + ", ".join(str(y) for y in ys) if ys else "")
 
 
-def _size_category(n: int) -> str:
-    for limit, name in (
-        (1_000, "n<1K"),
-        (10_000, "1K<n<10K"),
-        (100_000, "10K<n<100K"),
-        (1_000_000, "100K<n<1M"),
-    ):
-        if n < limit:
-            return name
-    return "1M<n<10M" if n < 10_000_000 else "10M<n<100M"
-
-
 def _splits(manifest: dict[str, Any]) -> list[str]:
     rows = manifest.get("rows") or {}
     known = [s for s in SPLITS if rows.get(s, 0) > 0]
@@ -86,35 +71,8 @@ def _splits(manifest: dict[str, Any]) -> list[str]:
 
 
 def _front_matter(manifest: dict[str, Any], splits: list[str]) -> str:
-    licenses = [str(x) for x in manifest.get("licenses") or []] or [DEFAULT_LICENSE]
-    total = sum(int(n) for n in (manifest.get("rows") or {}).values())
-    meta: dict[str, Any] = {
-        "license": licenses[0] if len(licenses) == 1 else licenses,
-        "pretty_name": manifest.get("pretty_name") or DEFAULT_PRETTY_NAME,
-        "language": ["en"],
-        "task_categories": TASK_CATEGORIES,
-        "tags": TAGS,
-        "size_categories": [_size_category(total)],
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
-                "default": True,
-            },
-            # the image-free index and the rejected chips, each loadable on its own
-            *(
-                [{"config_name": "metadata", "data_files": manifest["metadata"]["file"]}]
-                if manifest.get("metadata")
-                else []
-            ),
-            *(
-                [{"config_name": "rejects", "data_files": "rejects/*.parquet"}]
-                if manifest.get("rejects_files")
-                else []
-            ),
-        ],
-    }
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+    """The hub YAML front matter, written by huggingface_hub's card classes (card_meta.card_data)."""
+    return "---\n" + card_data(manifest, splits).to_yaml() + "\n---\n"
 
 
 def _cell(text: str) -> str:
@@ -215,6 +173,7 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "",
         f"- Pipeline version: `{manifest.get('pipeline_version', 'unknown')}`",
         f"- Config hash: `{manifest.get('config_hash', 'unknown')}`",
+        f"- Build command: `{build_command(manifest)}`",
         f"- Schema version: `{manifest.get('schema_version', 'unknown')}`",
         f"- Region: {region_text}",
         f"- Years: {', '.join(str(y) for y in sorted(set(years))) or 'unknown'}",
@@ -290,15 +249,35 @@ def render_card(manifest: dict[str, Any], column_docs: dict[str, str]) -> str:
         "",
         "## Licences and attributions",
         "",
-        "Licence: " + ", ".join(f"`{x}`" for x in (manifest.get("licenses") or [DEFAULT_LICENSE])) + ".",
+        "Licences (hub ids, from the inputs): "
+        + ", ".join(f"`{x}`" for x in (manifest.get("licenses") or ["unknown"]))
+        + ".",
+        *_licence_lines(manifest),
         "",
         f"- {ALPHAEARTH_ATTRIBUTION}"
         + (" (Not used here: the aef_* columns are synthetic.)" if synthetic else ""),
         f"- {copernicus_attribution(years)}.",
     ]
     out += [f"- {a}" for a in _as_list(manifest.get("attributions")) if not _on_every_card(str(a))]
+    out += ["", "## Citation", "", "```bibtex"]
+    out += "\n\n".join(c for c in citations(manifest) if c.startswith("@")).splitlines()
+    out += ["```"]
+    out += [f"- {c}" for c in citations(manifest) if not c.startswith("@")]
     out.append("")
     return "\n".join(out)
+
+
+def _licence_lines(manifest: dict[str, Any]) -> list[str]:
+    """One line per input and the terms it comes with (the manifest's `licence_inputs`)."""
+    entries = [e for e in _as_list(manifest.get("licence_inputs")) if isinstance(e, dict)]
+    if not entries:
+        return []
+    return ["", "| input | licence | terms |", "|---|---|---|"] + [
+        f"| {_cell(e.get('input', ''))} | `{e.get('license')}` | {_cell(e.get('name', ''))}"
+        + (f" ({e['link']})" if e.get("link") else "")
+        + " |"
+        for e in entries
+    ]
 
 
 def write_card(out_dir: Path, manifest: dict[str, Any], column_docs: dict[str, str]) -> Path:

@@ -15,7 +15,15 @@ from schemas import metadata_schema
 from triplet_builder.writers.parquet import _geo_metadata
 
 METADATA_FILE = "metadata.parquet"
-_FROM_SHARD: tuple[str, ...] = ("chip_id", "split", "grid_cell", "centre_lon", "centre_lat", "geometry", "bbox")
+_FROM_SHARD: tuple[str, ...] = (
+    "chip_id",
+    "split",
+    "grid_cell",
+    "centre_lon",
+    "centre_lat",
+    "geometry",
+    "bbox",
+)
 _FROM_SHARD += ("acquired", "scene_id", "polarisations", "valid_fraction", "facts")
 
 

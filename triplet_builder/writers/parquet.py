@@ -5,7 +5,10 @@ Layout under `out_dir`:
     data/{split}-{task_id:05d}-{part:03d}.parquet   triplet rows (schemas.triplet_schema()), one series per split
     rejects/rejects-{task_id:05d}.parquet           rejected chips with the reason (schemas.rejects_schema())
 
-Rows are buffered and written as row groups of `row_group_rows`; a split's part rolls over at
+Rows are buffered and written as row groups of `row_group_rows` rows or fewer: a group also ends before
+its rows pass `row_group_bytes` (estimated uncompressed: PNG, float32 dB, anchors, text), so chips of any
+size stay readable by the hub's dataset viewer, which refuses row groups of over 300 MB (its scan limit),
+and by `datasets`, which aims at 100 MB; 64 MiB leaves room for the estimate. A split's part rolls over at
 `max_rows_per_shard` rows or about `max_bytes_per_shard` bytes. Every file is first written under a
 hidden temporary name and only `os.replace`d to its final name when the writer is closed, so a crashed
 task leaves nothing under a final name (and the `*-*.parquet` globs never see the temporaries).
@@ -250,6 +253,7 @@ class ShardWriter:
         max_rows_per_shard: int = 2000,
         max_bytes_per_shard: int = 400_000_000,
         row_group_rows: int = 256,
+        row_group_bytes: int = 64 * 2**20,
         compression: str = "zstd",
         compression_level: int | None = DEFAULT_COMPRESSION_LEVEL,
         stretch: Stretch | None = None,
@@ -258,10 +262,10 @@ class ShardWriter:
     ) -> None:
         if task_id < 0 or task_id > 99_999:
             raise ValueError(f"task_id must be in 0..99999 (5 digits in shard names), got {task_id}")
-        if max_rows_per_shard < 1 or row_group_rows < 1 or max_bytes_per_shard < 1:
+        if min(max_rows_per_shard, row_group_rows, max_bytes_per_shard, row_group_bytes) < 1:
             raise ValueError(
-                "max_rows_per_shard, max_bytes_per_shard and row_group_rows must be positive, got "
-                f"{max_rows_per_shard}, {max_bytes_per_shard}, {row_group_rows}"
+                "max_rows_per_shard, max_bytes_per_shard, row_group_rows and row_group_bytes must be positive, "
+                f"got {max_rows_per_shard}, {max_bytes_per_shard}, {row_group_rows}, {row_group_bytes}"
             )
         self.out_dir = Path(out_dir)
         self.task_id = task_id
@@ -270,6 +274,7 @@ class ShardWriter:
         self.max_rows_per_shard = max_rows_per_shard
         self.max_bytes_per_shard = max_bytes_per_shard
         self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
         self.compression = compression
         self.compression_level = (
             compression_level
@@ -314,7 +319,7 @@ class ShardWriter:
             raise ShardWriterError(f"chip {record.chip_id}: split {split!r} is not one of {SPLITS}")
         row = self._row(record)
         _check_polygon(row["geometry"], f"chip {record.chip_id}")
-        row_bytes = len(row["image"]["bytes"]) + len(row["facts"]) + len(row["geometry"]) + 1024
+        row_bytes = _row_bytes(row, record)
 
         series = self._series.setdefault(split, _Series())
         if series.part is not None:
@@ -329,6 +334,8 @@ class ShardWriter:
         if series.part is None:
             self._open_part(series, split)
         assert series.part is not None
+        if series.rows and series.pending_bytes + row_bytes > self.row_group_bytes:
+            self._flush(series, self.schema)  # the row group is full by bytes before it is by rows
         series.rows.append(row)
         series.records.append(record)
         series.pending_bytes += row_bytes
@@ -548,6 +555,21 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _row_bytes(row: dict[str, Any], record: ChipRecord) -> int:
+    """The row's uncompressed size, estimated from its large values (PNG, float32 dB, text, footprint,
+    anchors: 64 int8 codes + 2 float32 + 2 float64 + 1 bool each) plus 1 KiB for the small columns."""
+    texts = (row["facts"], row["caption"] or "", *(m["content"] for m in row["messages"]))
+    anchors = record.anchors.codes.shape[0] if record.anchors is not None else 0
+    return (
+        len(row["image"]["bytes"])
+        + len(row["backscatter_db"] or b"")
+        + sum(len(t.encode()) for t in texts)
+        + len(row["geometry"])
+        + anchors * (64 + 8 + 16 + 1)
+        + 1024
+    )
 
 
 def _window(record: ChipRecord) -> dict[str, int]:

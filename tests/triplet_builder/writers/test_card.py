@@ -116,7 +116,9 @@ def test_synthetic_warning_iff_flag(tmp_path: Path) -> None:
 def test_license_default_and_several(tmp_path: Path) -> None:
     m = _manifest()
     del m["licenses"]
-    assert _front_matter(write_card(tmp_path, m, COLUMN_DOCS).read_text())["license"] == "cc-by-4.0"
+    # no licences stated: `unknown`, never a fixed string (it was cc-by-4.0 before the licences came
+    # from the inputs, writers/licences.py)
+    assert _front_matter(write_card(tmp_path, m, COLUMN_DOCS).read_text())["license"] == "unknown"
     m = _manifest(licenses=["cc-by-4.0", "apache-2.0"])
     assert _front_matter(write_card(tmp_path, m, COLUMN_DOCS).read_text())["license"] == [
         "cc-by-4.0",

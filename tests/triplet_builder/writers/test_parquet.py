@@ -350,3 +350,38 @@ def test_a_scene_without_a_mode_writes_a_null_mode(tmp_path: Path) -> None:
         next(tmp_path.rglob("train-*.parquet")), columns=["mode", "orbit_direction"]
     ).to_pylist()
     assert row == {"mode": None, "orbit_direction": None}
+
+
+def _large(index: int, side: int) -> ChipRecord:
+    """A chip of side x side noisy pixels (its PNG hardly compresses: about side^2 bytes)."""
+    rec = make_record(index, "train")
+    rng = np.random.default_rng(index)
+    rec.db = rng.uniform(-25.0, 5.0, (1, side, side)).astype(np.float32)
+    rec.valid = np.ones((side, side), dtype=bool)
+    return rec
+
+
+def test_row_groups_are_bounded_by_bytes_as_well_as_rows(tmp_path: Path) -> None:
+    recs = [_large(i, 512) for i in range(12)]  # PNGs of about 256 KiB, float32 dB of 1 MiB each
+    limit = 3 * 2**20
+    res = _write(tmp_path, recs, row_group_rows=256, row_group_bytes=limit, backscatter_column=True)
+    (shard,) = res["files"]
+    md = pq.ParquetFile(tmp_path / shard).metadata
+    sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+    assert sum(sizes) == 12 and md.num_row_groups > 1  # 256 rows would fit: the bytes ended each group
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        raw = sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns))
+        assert raw <= limit, f"row group {i}: {raw} bytes uncompressed > {limit}"
+    assert max(sizes) >= 2  # and each group holds as many rows as fit, not one per row
+    # the same rows, whatever the grouping
+    t = pq.read_table(tmp_path / shard, columns=["chip_id"])
+    assert t.column("chip_id").to_pylist() == [r.chip_id for r in recs]
+
+
+def test_small_chips_keep_row_groups_by_rows(tmp_path: Path, records: list[ChipRecord]) -> None:
+    res = _write(tmp_path, records[:6], row_group_rows=2)
+    for f in res["files"]:
+        if f.startswith("data/"):
+            md = pq.ParquetFile(tmp_path / f).metadata
+            assert all(md.row_group(i).num_rows <= 2 for i in range(md.num_row_groups))
