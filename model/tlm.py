@@ -293,6 +293,7 @@ class FusarGPT(nn.Module):
         self._aef: tuple[Tensor, Tensor, Tensor] | None = None
         self._grids: list[tuple[int, int, int]] | None = None  # this call's image_grid_thw, on the host
         self.bypass_tlm = False  # benchmarks: skip the TLM's work entirely (the step minus the TLM)
+        self.ce_chunk = 0  # > 0: the loss by model/fused_ce.py in chunks of this many tokens, no whole logits
         visual = visual_module(base)
         self.merge = int(getattr(visual, "spatial_merge_size", 2))
         if tlm is not None:
@@ -368,9 +369,25 @@ class FusarGPT(nn.Module):
         """
         self._arm(aef_features, aef_positions, aef_mask, base_inputs.get("image_grid_thw"))
         try:
+            if self.ce_chunk and base_inputs.get("labels") is not None:
+                return self._chunked_loss(base_inputs)
             return self.base(**base_inputs)
         finally:
             self._aef = self._grids = None
+
+    def _chunked_loss(self, inputs: dict[str, Any]) -> Any:
+        """The base's decoder (LoRA layers included: peft injects them in place) up to its final hidden
+        states, then the loss from them and the lm_head weight in chunks; `logits` is None."""
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        from model.fused_ce import chunked_cross_entropy
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        lm = self.base.get_base_model() if hasattr(self.base, "get_base_model") else self.base
+        hidden = lm.model(**inputs, use_cache=False).last_hidden_state  # (B, L, D)
+        loss = chunked_cross_entropy(hidden, lm.lm_head.weight, labels, chunk=self.ce_chunk)
+        return CausalLMOutputWithPast(loss=loss, logits=None)
 
     @torch.no_grad()
     def generate(

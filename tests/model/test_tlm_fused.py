@@ -67,7 +67,9 @@ def test_token_weights_equal_gaussian_then_resize_per_grid() -> None:
     assert layout.index is None  # a reshape, no gather
     for norm in ("eps", "softmax", "release"):
         ref = resize_weights(gaussian_weights(pos, mask, 36, 36, 2.0, normalization=norm), 36, 36, 2)
-        torch.testing.assert_close(token_weights(pos, mask, layout, 2.0, normalization=norm), ref, rtol=0, atol=1e-7)
+        torch.testing.assert_close(
+            token_weights(pos, mask, layout, 2.0, normalization=norm), ref, rtol=0, atol=1e-7
+        )
 
 
 def test_bf16_tokens_equal_the_old_path_within_one_rounding() -> None:

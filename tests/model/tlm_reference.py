@@ -66,8 +66,16 @@ def old_modulation(
     return gamma, beta
 
 
-def old_forward(tlm: TLM, tokens: Tensor, grid_thw: Tensor, features: Tensor, positions: Tensor,
-                mask: Tensor | None = None, *, merge: int = 2) -> Tensor:
+def old_forward(
+    tlm: TLM,
+    tokens: Tensor,
+    grid_thw: Tensor,
+    features: Tensor,
+    positions: Tensor,
+    mask: Tensor | None = None,
+    *,
+    merge: int = 2,
+) -> Tensor:
     """The old TLM.forward: x * (1 + gamma) + beta in float32, cast back; unanchored batches untouched."""
     fields = old_modulation(tlm, grid_thw, features, positions, mask, merge=merge, dtype=tokens.dtype)
     if fields is None:
