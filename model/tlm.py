@@ -262,7 +262,9 @@ class TLM(nn.Module):
             else mask.to(device=features.device, dtype=torch.bool)
         )
         feats = torch.where(valid[..., None], features, 0.0)  # invalid anchors: finite zeros, weight 0
-        params = self.anchor_params(feats.reshape(b * s, d), dtype).reshape(b, s, -1)  # (B, S, 2C)
+        params = self.anchor_params(feats.reshape(b * s, d), dtype).reshape(
+            b, s, 2 * self.hidden_size
+        )  # (B, S, 2C)
         with torch.no_grad():  # positions are data: no gradient through the weights
             wts = token_weights(
                 positions,

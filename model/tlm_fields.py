@@ -200,7 +200,7 @@ def token_weights(
     # the mean of each 2 x 2 block, added in resize_weights' order: rows, then columns, then * 0.25
     rows = w.reshape(b, layout.box_h, 2, layout.box_w * 2 * s)
     pairs = (rows[:, :, 0] + rows[:, :, 1]).reshape(b, layout.box_h, layout.box_w, 2, s)
-    return ((pairs[:, :, :, 0] + pairs[:, :, :, 1]) * 0.25).reshape(b, -1, s)
+    return ((pairs[:, :, :, 0] + pairs[:, :, :, 1]) * 0.25).reshape(b, layout.box_h * layout.box_w, s)
 
 
 def modulate(tokens: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:

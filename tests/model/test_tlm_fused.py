@@ -101,3 +101,11 @@ def test_the_batched_path_traces_whole_under_torch_compile() -> None:
     got = compiled(layout, a["aef_features"], a["aef_positions"], a["aef_mask"])
     for x, y in zip(got, eager, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_a_batch_with_no_anchor_slots_passes_through() -> None:
+    """S = 0 (an image without any anchor row, as predict passes it): tokens unchanged, TLM grads zero."""
+    tlm = _tlm()
+    tokens = torch.randn(6, C)
+    out = tlm(tokens, torch.tensor([[1, 4, 6]]), torch.zeros(1, 0, 64), torch.zeros(1, 0, 2))
+    assert torch.equal(out, tokens)
