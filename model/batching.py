@@ -102,7 +102,7 @@ class LengthGrouped:
         return cut
 
 
-def padding_share(lengths: Sequence[Sequence[int]]) -> float:
+def padding_share(lengths: Sequence[Sequence[float]]) -> float:
     """Pad tokens / all tokens of batches padded to their longest member (lengths: one list per batch)."""
     slots = sum(max(b) * len(b) for b in lengths if b)
     real = sum(sum(b) for b in lengths)
