@@ -93,6 +93,11 @@ class Collator:
         text = self.processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=self.generation)
         return str(text)
 
+    def text_length(self, sample: Sample) -> int:
+        """Tokens of the rendered chat with the image as its one placeholder: what orders chats by length
+        (the images of a run share one size, so their visual tokens add the same to every chat)."""
+        return len(self.tokenizer(self.render(sample), add_special_tokens=False)["input_ids"])
+
     def encode(self, sample: Sample) -> dict[str, torch.Tensor]:
         """Processor outputs for one sample (batch dim 1), truncated; plus `labels` when training."""
         enc = self.processor(text=[self.render(sample)], images=[sample.image], return_tensors="pt")

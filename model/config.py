@@ -105,7 +105,18 @@ class TrainConfig(_Model):
     seed: int = 0
     bf16: bool = Field(True, description="bf16 autocast on GPU (CPU always runs fp32)")
     gradient_checkpointing: bool = False
-    attn_implementation: str | None = None
+    attn_implementation: str | None = Field(
+        None, description="None: flash_attention_2 on CUDA when flash_attn is installed, else sdpa"
+    )
+    ce_chunk: int = Field(
+        0,
+        ge=0,
+        description="tokens per chunk of the fused cross-entropy (model/fused_ce.py); 0 = whole logits",
+    )
+    compile: bool = Field(False, description="torch.compile each decoder layer of the LLM (regional)")
+    group_by_length: int = Field(
+        0, ge=0, description="batches per length group (0 = off): sort that many batches of samples by length"
+    )
     distributed: Literal["ddp", "fsdp"] = "ddp"
     stage1: StageConfig | None = None
     stage2: StageConfig | None = None

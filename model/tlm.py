@@ -34,10 +34,17 @@ from transformers import PreTrainedModel
 
 from model.base import hidden_size as base_hidden_size
 from model.base import visual_module
+from model.tlm_fields import (
+    NORMALIZATIONS,
+    TokenLayout,
+    gaussian_weights,
+    modulate,
+    resize_weights,
+    token_weights,
+)
 
 # The keys of the release's TLM JSON config, in its order; ours follow.
 RELEASE_KEYS = ("sigma", "hidden_mult", "image_size", "vec_dim")
-NORMALIZATIONS = ("eps", "softmax", "release")
 RELEASE_FORMAT = "tlm_original_train_patch_resize_v1"  # the release's TLMModel.FORMAT
 
 
@@ -136,81 +143,6 @@ class TLMConfig:
         return cls(**d)
 
 
-def gaussian_weights(
-    positions: Tensor,
-    mask: Tensor | None,
-    grid_h: int,
-    grid_w: int,
-    sigma: float,
-    *,
-    patch_centres: bool = True,
-    eps: float = 1e-6,
-    normalization: str = "eps",
-) -> Tensor:
-    """Normalized Gaussian weights of every pre-merge patch over the anchors.
-
-    positions (B, S, 2) normalized (y, x) in [0, 1]; mask (B, S) bool, False = padding / invalid.
-    Returns (B, grid_h * grid_w, S), patches row-major; masked anchors weigh exactly 0 and a row with no
-    valid anchor is all zeros. "eps": each row sums to s / (s + eps) with s the raw weight sum, i.e. 1
-    wherever an anchor lies within about 3.5 sigma; "softmax": each row with a valid anchor sums to 1;
-    "release": the release's two steps, w / (sum over ALL anchors + eps), masked, / (sum + eps) again (in a
-    padded batch the padding joins the first sum, as an image's own invalid anchors do: an eps-sized effect).
-    patch_centres False: anchors at y * (grid_h - 1), x * (grid_w - 1) against indices (the release).
-    """
-    pos = positions.float()
-    off = 0.5 if patch_centres else 0.0
-    py = pos[..., 0] * (grid_h if patch_centres else grid_h - 1)  # (B, S) in patch units
-    px = pos[..., 1] * (grid_w if patch_centres else grid_w - 1)
-    hh = torch.arange(grid_h, device=pos.device, dtype=torch.float32) + off  # (h,)
-    ww = torch.arange(grid_w, device=pos.device, dtype=torch.float32) + off  # (w,)
-    ly = -((hh[None, :, None] - py[:, None, :]) ** 2) / (2.0 * sigma * sigma)  # (B, h, S) log-weights
-    lx = -((ww[None, :, None] - px[:, None, :]) ** 2) / (2.0 * sigma * sigma)  # (B, w, S)
-    b, s = pos.shape[0], pos.shape[1]
-    keep = None if mask is None else mask.to(torch.bool)  # (B, S)
-    if normalization == "softmax":
-        logits = (ly[:, :, None, :] + lx[:, None, :, :]).reshape(b, grid_h * grid_w, s)  # (B, hw, S)
-        if keep is not None:
-            logits = logits.masked_fill(~keep[:, None, :], float("-inf"))
-        return torch.nan_to_num(torch.softmax(logits, dim=-1), nan=0.0)  # no valid anchor: NaN -> 0
-    if normalization not in ("eps", "release"):
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    # The Gaussian is separable: exp on (h + w) * S values, one product on h * w * S.
-    ey, ex = torch.exp(ly), torch.exp(lx)
-    if normalization == "release":
-        raw = (ey[:, :, None, :] * ex[:, None, :, :]).reshape(b, grid_h * grid_w, s)  # (B, hw, S)
-        w = raw / (raw.sum(-1, keepdim=True) + eps)
-        if keep is not None:
-            w = w * keep[:, None, :].to(w.dtype)
-        return w / (w.sum(-1, keepdim=True) + eps)
-    if keep is not None:
-        ex = ex * keep[:, None, :].to(ex.dtype)
-    w = (ey[:, :, None, :] * ex[:, None, :, :]).reshape(b, grid_h * grid_w, s)  # (B, hw, S)
-    total = torch.bmm(ey, ex.transpose(1, 2)).reshape(b, grid_h * grid_w, 1)  # sum over S, (B, hw, 1)
-    return w / (total + eps)
-
-
-def resize_weights(weights: Tensor, grid_h: int, grid_w: int, merge: int) -> Tensor:
-    """Bilinearly resize per-anchor weight maps from the (h, w) patch grid to the (h/m, w/m) token grid.
-
-    weights (B, h*w, S) -> (B, h/m * w/m, S). Because bilinear resizing is linear, resizing the weights and
-    then mixing gamma_i equals mixing first and resizing the gamma field (the release's order), at 1/m^2
-    of the cost. align_corners=False: at m = 2 each token gets the mean of its 2 x 2 patches.
-    """
-    b, _, s = weights.shape
-    if merge == 2:  # bilinear at exactly 1/2 = the mean of each 2 x 2 block: two strided adds
-        rows = weights.reshape(b, grid_h // 2, 2, grid_w * s)
-        pairs = (rows[:, :, 0] + rows[:, :, 1]).reshape(b, grid_h // 2, grid_w // 2, 2, s)
-        return ((pairs[:, :, :, 0] + pairs[:, :, :, 1]) * 0.25).reshape(b, -1, s)
-    maps = weights.transpose(1, 2).reshape(b * s, 1, grid_h, grid_w)  # (B*S, 1, h, w)
-    small = F.interpolate(maps, size=(grid_h // merge, grid_w // merge), mode="bilinear", align_corners=False)
-    return small.reshape(b, s, -1).transpose(1, 2)  # (B, h/m * w/m, S)
-
-
-def modulate(tokens: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-    """x * (1 + gamma) + beta in float32, cast back to the tokens' dtype; gamma = beta = 0 gives x exactly."""
-    return torch.addcmul(beta, tokens.float(), 1.0 + gamma).to(tokens.dtype)
-
-
 class TLM(nn.Module):
     """The TLM MLP (64 -> H -> 2C, SiLU) and the modulation of a batch's visual tokens."""
 
@@ -256,7 +188,7 @@ class TLM(nn.Module):
     def forward(
         self,
         tokens: Tensor,
-        grid_thw: Tensor,
+        grid_thw: Tensor | list[tuple[int, int, int]],
         features: Tensor,
         positions: Tensor,
         mask: Tensor | None = None,
@@ -266,17 +198,18 @@ class TLM(nn.Module):
         """Modulate the visual tokens of a batch of images.
 
         tokens (N, C): the vision module's merged output, all images concatenated, each row-major over its
-        (t, h/m, w/m) grid; grid_thw (B, 3) the pre-merge grid of each image; features (B, S, 64),
-        positions (B, S, 2), mask (B, S). Images without a valid anchor pass through unchanged.
+        (t, h/m, w/m) grid; grid_thw (B, 3) the pre-merge grid of each image (a host list avoids a sync);
+        features (B, S, 64), positions (B, S, 2), mask (B, S). Images without a valid anchor get
+        gamma = beta = 0, so they come out bit for bit as they went in.
         """
-        fields = self.modulation(
+        gamma, beta = self.modulation(
             grid_thw, features, positions, mask, merge=merge, n_tokens=tokens.shape[0], dtype=tokens.dtype
         )
-        return tokens if fields is None else modulate(tokens, *fields)
+        return modulate(tokens, gamma, beta)
 
     def modulation(
         self,
-        grid_thw: Tensor,
+        grid_thw: Tensor | list[tuple[int, int, int]],
         features: Tensor,
         positions: Tensor,
         mask: Tensor | None = None,
@@ -284,15 +217,31 @@ class TLM(nn.Module):
         merge: int = 2,
         n_tokens: int | None = None,
         dtype: torch.dtype | None = None,
-    ) -> tuple[Tensor, Tensor] | None:
+    ) -> tuple[Tensor, Tensor]:
         """gamma, beta (N, C) float32 for every visual token of the batch (zeros for unanchored images).
 
         dtype: the visual tokens' dtype (the release format runs its MLP in it when it is bf16 / fp16).
-
-        None when no image has a valid anchor (the tokens are then left as they are), except while the TLM
-        trains: then zero fields linked to its weights, so its gradients are zeros, not missing.
+        One path for every batch, with shapes fixed on the host by the grids: no host-device sync, no
+        boolean indexing, no branch on the anchors' values (torch.compile traces it whole). Every anchor
+        row goes through the MLP (invalid ones with zeroed features; their weights are exactly 0), so a
+        batch without anchors still gives the TLM zero gradients, as DDP requires.
         """
-        n_img = grid_thw.shape[0]
+        grids = grid_thw.tolist() if isinstance(grid_thw, Tensor) else grid_thw
+        layout = TokenLayout.from_grids(grids, merge)
+        return self.layout_modulation(layout, features, positions, mask, n_tokens=n_tokens, dtype=dtype)
+
+    def layout_modulation(
+        self,
+        layout: TokenLayout,
+        features: Tensor,
+        positions: Tensor,
+        mask: Tensor | None = None,
+        *,
+        n_tokens: int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """`modulation` for a layout already built on the host (the part torch.compile sees)."""
+        n_img = len(layout.heights)
         if features.shape[0] != n_img or positions.shape[:2] != features.shape[:2]:
             raise ValueError(
                 f"TLM got {n_img} images but aef_features {tuple(features.shape)} / aef_positions "
@@ -302,74 +251,33 @@ class TLM(nn.Module):
             raise ValueError(
                 f"aef_features has width {features.shape[-1]}; the TLM expects {self.cfg.vec_dim}"
             )
+        if n_tokens is not None and layout.n_tokens != n_tokens:
+            raise ValueError(
+                f"image_grid_thw implies {layout.n_tokens} visual tokens, the vision module gave {n_tokens}"
+            )
+        b, s, d = features.shape
         valid = (
-            torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+            torch.ones((b, s), dtype=torch.bool, device=features.device)
             if mask is None
             else mask.to(device=features.device, dtype=torch.bool)
         )
-        grids = [tuple(g) for g in grid_thw.tolist()]
-        sizes = [t * (h // merge) * (w // merge) for t, h, w in grids]
-        if n_tokens is not None and sum(sizes) != n_tokens:
-            raise ValueError(
-                f"image_grid_thw implies {sum(sizes)} visual tokens, the vision module gave {n_tokens}"
-            )
-        anchored = valid.any(1).tolist()
-        if not any(anchored):
-            if not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
-                return None
-            # Training on a batch without anchors: zero fields that still pass through the MLP (on no
-            # rows), so the TLM gets zero gradients instead of none (DDP requires every parameter used).
-            link = self.anchor_params(features.new_zeros(0, self.cfg.vec_dim)).sum()  # 0.0, with grad_fn
-            zeros = features.new_zeros(sum(sizes), self.hidden_size, dtype=torch.float32) + link
-            return zeros, zeros
-        b, s = valid.shape
-        params = features.new_zeros(b, s, 2 * self.hidden_size, dtype=torch.float32)  # (B, S, 2C)
-        params[valid] = self.anchor_params(features[valid], dtype)  # only valid anchors reach the MLP
-        per_image = self.token_fields(params, positions, valid, grids, anchored, merge)
-        parts = [
-            f.repeat(t, 1) if f is not None else params.new_zeros(sizes[i], 2 * self.hidden_size)
-            for i, ((t, _, _), f) in enumerate(zip(grids, per_image, strict=True))
-        ]
-        gamma, beta = torch.cat(parts).chunk(2, dim=-1)  # (N, C) each
+        feats = torch.where(valid[..., None], features, 0.0)  # invalid anchors: finite zeros, weight 0
+        params = self.anchor_params(feats.reshape(b * s, d), dtype).reshape(
+            b, s, 2 * self.hidden_size
+        )  # (B, S, 2C)
+        with torch.no_grad():  # positions are data: no gradient through the weights
+            wts = token_weights(
+                positions,
+                valid,
+                layout,
+                self.cfg.sigma,
+                patch_centres=self.cfg.patch_centres,
+                eps=self.cfg.eps,
+                normalization=self.cfg.normalization,
+            )  # (B, Hm * Wm, S)
+        fields = layout.gather(torch.bmm(wts, params))  # (N, 2C)
+        gamma, beta = fields.chunk(2, dim=-1)  # (N, C) each
         return gamma, beta
-
-    def token_fields(
-        self,
-        params: Tensor,
-        positions: Tensor,
-        valid: Tensor,
-        grids: list[tuple[int, ...]],
-        anchored: list[bool],
-        merge: int,
-    ) -> list[Tensor | None]:
-        """[gamma | beta] on each anchored image's merged token grid, (h/m * w/m, 2C); None if unanchored.
-
-        Images sharing a grid are done together: one Gaussian, one resize, one bmm per grid size.
-        params (B, S, 2C) with zero rows at masked anchors (their weights are zero as well).
-        """
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (_, h, w) in enumerate(grids):
-            if anchored[i]:
-                groups.setdefault((h, w), []).append(i)
-        out: list[Tensor | None] = [None] * len(grids)
-        for (h, w), idx in groups.items():
-            ix = torch.tensor(idx, device=params.device)
-            with torch.no_grad():  # positions are data: no gradient through the weights
-                wts = gaussian_weights(
-                    positions[ix],
-                    valid[ix],
-                    h,
-                    w,
-                    self.cfg.sigma,
-                    patch_centres=self.cfg.patch_centres,
-                    eps=self.cfg.eps,
-                    normalization=self.cfg.normalization,
-                )  # (G, h*w, S)
-                wts = resize_weights(wts, h, w, merge)  # (G, h/m * w/m, S)
-            fields = torch.bmm(wts, params[ix])  # (G, T, 2C)
-            for k, i in enumerate(idx):
-                out[i] = fields[k]
-        return out
 
 
 class FusarGPT(nn.Module):
@@ -385,6 +293,9 @@ class FusarGPT(nn.Module):
         self.base: Any = base  # a PreTrainedModel, or a peft PeftModel around it after apply_lora
         self.tlm = tlm
         self._aef: tuple[Tensor, Tensor, Tensor] | None = None
+        self._grids: list[tuple[int, int, int]] | None = None  # this call's image_grid_thw, on the host
+        self.bypass_tlm = False  # benchmarks: skip the TLM's work entirely (the step minus the TLM)
+        self.ce_chunk = 0  # > 0: the loss by model/fused_ce.py in chunks of this many tokens, no whole logits
         visual = visual_module(base)
         self.merge = int(getattr(visual, "spatial_merge_size", 2))
         if tlm is not None:
@@ -400,6 +311,8 @@ class FusarGPT(nn.Module):
 
     def _modulate(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         """Forward hook on the vision module: replace its merged tokens by the TLM-modulated ones."""
+        if self.bypass_tlm:
+            return output
         if self._aef is None:
             raise RuntimeError(
                 "the vision module ran outside FusarGPT.forward/generate; call those with aef_* inputs"
@@ -410,21 +323,28 @@ class FusarGPT(nn.Module):
         feats, pos, mask = self._aef
         assert self.tlm is not None
         pooled = output[1] if isinstance(output, tuple) else output.pooler_output
-        fields = self.tlm.modulation(
-            grid_thw, feats, pos, mask, merge=self.merge, n_tokens=pooled.shape[0], dtype=pooled.dtype
+        grids = self._grids if self._grids is not None else grid_thw.tolist()
+        gamma, beta = self.tlm.modulation(
+            grids, feats, pos, mask, merge=self.merge, n_tokens=pooled.shape[0], dtype=pooled.dtype
         )
-        if fields is None:
-            return output
         if isinstance(output, tuple):
-            return (output[0], modulate(output[1], *fields), *output[2:])
-        output.pooler_output = modulate(pooled, *fields)
+            return (output[0], modulate(output[1], gamma, beta), *output[2:])
+        output.pooler_output = modulate(pooled, gamma, beta)
         deepstack = getattr(output, "deepstack_features", None)
         if self.tlm.cfg.modulate_deepstack and deepstack:
-            output.deepstack_features = [modulate(d, *fields) for d in deepstack]
+            output.deepstack_features = [modulate(d, gamma, beta) for d in deepstack]
         return output
 
-    def _arm(self, features: Tensor | None, positions: Tensor | None, mask: Tensor | None) -> None:
-        if self.tlm is None:
+    def _arm(
+        self,
+        features: Tensor | None,
+        positions: Tensor | None,
+        mask: Tensor | None,
+        grid_thw: Tensor | None = None,
+    ) -> None:
+        """Hold this call's anchors for the hook; the grids go to the host now, at the start of the step,
+        where reading them costs no stall (the hook would otherwise wait for the vision tower)."""
+        if self.tlm is None or self.bypass_tlm:
             return
         if features is None or positions is None:
             raise ValueError(
@@ -434,6 +354,7 @@ class FusarGPT(nn.Module):
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         self._aef = (features, positions, mask)
+        self._grids = None if grid_thw is None else [tuple(g) for g in grid_thw.tolist()]
 
     def forward(
         self,
@@ -448,11 +369,27 @@ class FusarGPT(nn.Module):
         aef_features (B, S, 64), aef_positions (B, S, 2) (y, x) in [0, 1], aef_mask (B, S) bool;
         ignored when tlm is None (the baseline sees the same batches).
         """
-        self._arm(aef_features, aef_positions, aef_mask)
+        self._arm(aef_features, aef_positions, aef_mask, base_inputs.get("image_grid_thw"))
         try:
+            if self.ce_chunk and base_inputs.get("labels") is not None:
+                return self._chunked_loss(base_inputs)
             return self.base(**base_inputs)
         finally:
-            self._aef = None
+            self._aef = self._grids = None
+
+    def _chunked_loss(self, inputs: dict[str, Any]) -> Any:
+        """The base's decoder (LoRA layers included: peft injects them in place) up to its final hidden
+        states, then the loss from them and the lm_head weight in chunks; `logits` is None."""
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        from model.fused_ce import chunked_cross_entropy
+
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        lm = self.base.get_base_model() if hasattr(self.base, "get_base_model") else self.base
+        hidden = lm.model(**inputs, use_cache=False).last_hidden_state  # (B, L, D)
+        loss = chunked_cross_entropy(hidden, lm.lm_head.weight, labels, chunk=self.ce_chunk)
+        return CausalLMOutputWithPast(loss=loss, logits=None)
 
     @torch.no_grad()
     def generate(
@@ -467,8 +404,21 @@ class FusarGPT(nn.Module):
 
         Returns the ids Tensor (B, L), or transformers' GenerateOutput with return_dict_in_generate=True.
         """
-        self._arm(aef_features, aef_positions, aef_mask)
+        self._arm(aef_features, aef_positions, aef_mask, kwargs.get("image_grid_thw"))
         try:
             return self.base.generate(**kwargs)
         finally:
-            self._aef = None
+            self._aef = self._grids = None
+
+
+# gaussian_weights, resize_weights and modulate live in model/tlm_fields.py; re-exported for callers here
+__all__ = [
+    "NORMALIZATIONS",
+    "RELEASE_FORMAT",
+    "TLM",
+    "FusarGPT",
+    "TLMConfig",
+    "gaussian_weights",
+    "modulate",
+    "resize_weights",
+]

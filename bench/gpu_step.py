@@ -1,0 +1,270 @@
+"""Benchmark: the stage-1 training step at several batch sizes, with and without gradient checkpointing, and
+the TLM's overhead, on one model built once (the GPU part of bench/gpu_check.sh).
+
+Real (default): a random Qwen2.5-VL-7B-sized model (bench/train_tlm_overhead.py's config, nothing
+downloaded), bf16, LoRA r 8 + float32 TLM, AdamW, the chunked cross-entropy (model/fused_ce.py). Chats
+have seeded lengths between 60 % and 100 % of --seq-len (a caption set is not one length); each batch
+is cut from a length-sorted group (model/batching.py's grouping), so its padding share is what the
+trainer's `group_by_length` gives. Per configuration: step time, real (non-pad) tokens/s, padding share,
+peak memory, and the model FLOP utilisation (parameter matmul FLOPs, 4 N per token for the frozen base
+and 6 N for LoRA / TLM, attention scores excluded, over the GPU's dense bf16 peak). A configuration that
+runs out of memory is recorded as such. Then the TLM overhead: stage 1 / stage 2 / TLM bypassed steps,
+interleaved, at the TLM batch sizes.
+
+--tiny --device cpu: the same code on the tiny model of model/base.py, for tests.
+
+    python -m bench.gpu_step --out $OUT/gpu_step.json               # CUDA, 7B-sized
+    python -m bench.gpu_step --tiny --device cpu --out /tmp/s.json  # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.train_tlm_overhead import (
+    build_real,
+    count,
+    flops,
+    interleaved,
+    summary,
+    sync,
+    to_device,
+    train_step,
+)
+from model.base import build_tiny_base, hidden_size
+from model.batching import padding_share
+from model.lora import apply_lora
+from model.tlm import TLM, FusarGPT, TLMConfig
+
+log = logging.getLogger("bench.gpu_step")
+# dense bf16 tensor-core peaks (FLOP/s) of the cards we may be lent; others: MFU not reported
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def chat_lengths(n: int, seq_len: int, seed: int = 0) -> list[int]:
+    """Seeded caption lengths (text characters ~ tokens for the tiny tokenizer) in [0.6, 1.0] x seq_len."""
+    rng = np.random.default_rng(seed)
+    return [int(x) for x in rng.integers(int(0.6 * seq_len), seq_len + 1, n)]
+
+
+def grouped_batch(lengths: list[int], batch: int) -> list[int]:
+    """The first batch of a length-sorted group of 8 batches (what group_by_length 8 hands the loop)."""
+    return sorted(lengths)[:batch] if batch > 1 else lengths[:1]
+
+
+def make_batch(processor: Any, lengths: list[int], *, image: int, anchors: int, seed: int = 0) -> dict:
+    """One image + a caption of each given text length per chat, labels on the assistant text only."""
+    rng = np.random.default_rng(seed)
+    words = "the harbour has two long piers and several ships moored along the eastern quay "
+    chats, images = [], []
+    for n in lengths:
+        text = (words * (n // len(words) + 1))[: max(n, 8)]
+        images.append(Image.fromarray(rng.integers(0, 256, (image, image, 3), dtype=np.uint8)))
+        chats.append(
+            [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]},
+                {"role": "assistant", "content": [{"type": "text", "text": text}]},
+            ]
+        )
+    texts = [processor.apply_chat_template(c, tokenize=False) for c in chats]
+    inputs = dict(processor(text=texts, images=images, return_tensors="pt", padding=True))
+    inputs["labels"] = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    b = len(lengths)
+    ys, xs = torch.meshgrid(
+        (torch.arange(anchors) + 0.5) / anchors, (torch.arange(anchors) + 0.5) / anchors, indexing="ij"
+    )
+    inputs["aef_positions"] = torch.stack([ys.flatten(), xs.flatten()], -1)[None].repeat(b, 1, 1)
+    g = torch.Generator().manual_seed(seed)
+    inputs["aef_features"] = torch.randn(b, anchors * anchors, 64, generator=g) * 0.1
+    inputs["aef_mask"] = torch.ones(b, anchors * anchors, dtype=torch.bool)
+    return inputs
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[FusarGPT, Any]:
+    _, processor = build_tiny_base(seed=0)  # its token ids match the 7B config of train_tlm_overhead
+    if args.tiny:
+        base, _ = build_tiny_base(seed=0)
+        torch.manual_seed(0)
+        model = apply_lora(FusarGPT(base, TLM(TLMConfig(), hidden_size(base)))).to(device)
+    else:
+        torch.manual_seed(0)
+        model = build_real(args, device)
+    model.ce_chunk = args.ce_chunk
+    model.train()
+    return model, processor
+
+
+def set_checkpointing(model: FusarGPT, on: bool) -> None:
+    if on:
+        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.base.gradient_checkpointing_disable()
+
+
+def step_configs(
+    args: argparse.Namespace, model: FusarGPT, processor: Any, device: torch.device
+) -> list[dict]:
+    """Step time, tokens/s, padding, memory and MFU for every (batch, checkpointing) pair."""
+    counts = count(model)
+    peak = peak_flops(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    rows = []
+    for ckpt in args.grad_ckpt:
+        set_checkpointing(model, ckpt)
+        for b in args.batches:
+            pool = chat_lengths(8 * b, args.seq_len, seed=b)
+            lengths = grouped_batch(pool, b)
+            inputs = make_batch(processor, lengths, image=args.image, anchors=args.anchors)
+            mask = inputs["attention_mask"]
+            real = int(mask.sum())
+            extra = (
+                real - sum(lengths)
+            ) / b  # visual and template tokens per chat (tiny tokenizer: 1 char 1 token)
+            row: dict[str, Any] = {
+                "batch": b,
+                "grad_ckpt": ckpt,
+                "tokens_real": real,
+                "tokens_padded": int(mask.numel()),
+                "padding_share": padding_share([[int(x) for x in mask.sum(1)]]),
+                "padding_share_ungrouped": padding_share([[n + extra for n in pool[:b]]]),
+            }
+            batch = to_device(inputs, device, dtype)
+            try:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                times = []
+                for i in range(args.warmup + args.repeats):
+                    sync(device)
+                    t0 = time.perf_counter()
+                    train_step(model, batch, opt)
+                    sync(device)
+                    if i >= args.warmup:
+                        times.append(time.perf_counter() - t0)
+            except torch.OutOfMemoryError:
+                row["oom"] = True
+                opt.zero_grad(set_to_none=True)
+                rows.append(row)
+                log.info("%s", json.dumps(row))
+                continue
+            s = statistics.median(times)
+            f = flops(counts, real, args.anchors**2, b, True)
+            total = f["base"] + f["lora"] + f["tlm"]
+            row |= {"step_s": summary(times), "tokens_per_s": real / s, "model_tflop_per_step": total / 1e12}
+            row["mfu"] = total / s / peak if peak else None
+            if device.type == "cuda":
+                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            rows.append(row)
+            log.info("%s", json.dumps(row))
+    set_checkpointing(model, False)
+    return rows
+
+
+def tlm_overhead(
+    args: argparse.Namespace, model: FusarGPT, processor: Any, device: torch.device
+) -> list[dict]:
+    """Stage 1 (TLM trains) / stage 2 (TLM frozen) / TLM bypassed, same model and batch, interleaved."""
+    assert model.tlm is not None
+    tlm_params = list(model.tlm.parameters())
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    rows = []
+    for b in args.tlm_batches:
+        inputs = make_batch(processor, [args.seq_len] * b, image=args.image, anchors=args.anchors)
+        batch = to_device(inputs, device, dtype)
+
+        def stage(trains: bool, bypass: bool = False, batch: dict = batch) -> Any:
+            def fn() -> float:
+                for p in tlm_params:
+                    p.requires_grad_(trains)
+                model.bypass_tlm = bypass
+                try:
+                    return train_step(model, batch, None)
+                finally:
+                    model.bypass_tlm = False
+
+            return fn
+
+        steps = {"stage1": stage(True), "stage2": stage(False), "tlm_bypassed": stage(False, True)}
+        times = interleaved(steps, args.repeats, args.warmup, device)
+        base_t = statistics.median(times["tlm_bypassed"])
+        row = {"batch": b} | {k: summary(v) for k, v in times.items()}
+        row["overhead_pct_stage1"] = 100 * (statistics.median(times["stage1"]) / base_t - 1)
+        row["overhead_pct_stage2"] = 100 * (statistics.median(times["stage2"]) / base_t - 1)
+        rows.append(row)
+        log.info("%s", json.dumps(row))
+    for p in tlm_params:
+        p.requires_grad_(True)
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--tiny", action="store_true", help="the tiny model of model/base.py (tests)")
+    p.add_argument("--device", default="cuda", help="cuda or cpu")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    p.add_argument("--grad-ckpt", type=lambda s: s == "on", nargs="+", default=[False, True], help="off / on")
+    p.add_argument("--tlm-batches", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--seq-len", type=int, default=740, help="caption characters ~ tokens (+ 324 visual)")
+    p.add_argument("--image", type=int, default=504)
+    p.add_argument("--anchors", type=int, default=10)
+    p.add_argument("--sigma", type=float, default=2.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--ce-chunk", type=int, default=4096, help="fused cross-entropy chunk (0: whole logits)")
+    p.add_argument("--layers", type=int, default=28)
+    p.add_argument("--vision-depth", type=int, default=32)
+    p.add_argument("--attn", default="sdpa")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench.gpu_step: no CUDA device; use --device cpu --tiny for a dry check")
+    modes = args.grad_ckpt
+    args.grad_ckpt = False
+    model, processor = build(args, device)
+    args.grad_ckpt = modes
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "what": "stage-1 step (forward + backward + AdamW), LoRA r 8 + float32 TLM, chunked CE",
+        "model": "tiny" if args.tiny else f"Qwen2.5-VL-7B-sized, random, bf16, {args.attn}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "peak_bf16_flops": peak_flops(device),
+        "ce_chunk": args.ce_chunk,
+        "params": (c := count(model)) | {"total": sum(c.values())},
+        "steps": step_configs(args, model, processor, device),
+        "tlm_overhead": tlm_overhead(args, model, processor, device),
+        "torch": torch.__version__,
+    }
+    result["seconds"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s", args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

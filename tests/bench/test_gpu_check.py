@@ -1,0 +1,55 @@
+"""bench/gpu_check.sh's Python parts on the CPU with tiny sizes: the step benchmark writes every figure
+(per batch and checkpointing mode: padding share, tokens/s, step time; the TLM overhead rows), and (slow)
+the whole script runs end to end with DEVICE=cpu."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.gpu_step import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--tiny", "--device", "cpu", "--seq-len", "64", "--image", "56", "--repeats", "1", "--warmup", "0"]
+
+
+def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "step.json"
+    main([*TINY, "--batches", "1", "3", "--grad-ckpt", "off", "on", "--tlm-batches", "2", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert [(r["batch"], r["grad_ckpt"]) for r in saved["steps"]] == [
+        (1, False),
+        (3, False),
+        (1, True),
+        (3, True),
+    ]
+    for r in saved["steps"]:
+        assert r["tokens_real"] <= r["tokens_padded"]
+        assert r["padding_share"] == pytest.approx(1 - r["tokens_real"] / r["tokens_padded"])
+        assert r["padding_share"] <= r["padding_share_ungrouped"] + 1e-9  # grouping never pads more here
+        assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no GPU peak on a CPU
+    (t,) = saved["tlm_overhead"]
+    assert t["batch"] == 2 and {"overhead_pct_stage1", "overhead_pct_stage2"} <= set(t)
+
+
+@pytest.mark.slow
+def test_the_whole_script_runs_on_cpu(tmp_path: Path) -> None:
+    env = os.environ | {
+        "DEVICE": "cpu",
+        "OUT": str(tmp_path / "out"),
+        "WORK": str(tmp_path / "work"),
+        "PYTHON": sys.executable,
+        "STEP_ARGS": " ".join([TINY[0], *TINY[3:], "--batches", "1", "--tlm-batches", "1"]),
+    }
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "gpu_step.json").read_text())["steps"]
+    tiny = json.loads((tmp_path / "out" / "gpu_tiny_train.json").read_text())
+    assert tiny["stage1"]["steps"] > 0 and tiny["stage2"]["steps"] > 0
