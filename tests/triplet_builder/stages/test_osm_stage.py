@@ -126,7 +126,7 @@ def test_osm_is_a_builtin_stage() -> None:
         ),
         ({"features": ["road", "road"]}, "stages[0].config.features: a feature is listed twice"),
         ({"source": "pbf"}, "stages[0].config: source pbf needs path"),
-        ({"source": "pbf", "path": "nowhere.osm.pbf"}, "stages[0].config.path: nowhere.osm.pbf not found"),
+        ({"source": "pbf", "path": "nowhere.osm.pbf"}, "stages[0].config: nowhere.osm.pbf not found"),
         (
             {"endpoint": "overpass-api.de/api"},
             "stages[0].config.endpoint: 'overpass-api.de/api' is not an http(s) URL",
