@@ -229,6 +229,7 @@ class LandCover(AnnotationStage):
                 if not ok.any():
                     st.extra["chips_without_map_pixels"] += 1
                 self.add_section(r, section)
+                st.extra["chips_annotated"] += 1  # the card credits the map only when a chip used it
         drain = getattr(self._source, "drain_counters", None)
         if drain is not None:
             st.extra.update(drain())

@@ -55,17 +55,24 @@ def _local_lines(scenes: Iterable[SceneRef]) -> list[str]:
     return lines
 
 
-def _land_cover_lines(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
-    """The land-cover map of the `land_cover` stage: WorldCover per map year the scenes use, or Dynamic World."""
+def _land_cover_lines(
+    cfg: RegionConfig, scenes: list[SceneRef], stages: dict[str, Any] | None = None
+) -> list[str]:
+    """The land-cover map of the `land_cover` stage: WorldCover per map year the chips used (the planned
+    scenes' years before a build), or Dynamic World; nothing when no chip got a section."""
     from triplet_builder.sources.worldcover import map_year
-    from triplet_builder.writers.card_sections import worldcover_attribution
+    from triplet_builder.writers.card_sections import land_cover_used, worldcover_attribution
 
+    if land_cover_used(stages) is False:
+        return []
+    extra = ((stages or {}).get("land_cover") or {}).get("extra") or {}
+    used = sorted(int(k.rsplit("_", 1)[1]) for k, v in extra.items() if k.startswith("chips_map_") and v)
     lines = []
     for e in cfg.stages:
         if e.name != "land_cover" or not scenes:
             continue
         if e.config.get("product", "esa-worldcover") == "esa-worldcover":
-            years = sorted({map_year(e.config.get("year", "nearest"), s.year) for s in scenes})
+            years = used or sorted({map_year(e.config.get("year", "nearest"), s.year) for s in scenes})
             lines += [worldcover_attribution(y) for y in years]
         else:
             lines.append(
@@ -78,7 +85,7 @@ def _land_cover_lines(cfg: RegionConfig, scenes: list[SceneRef]) -> list[str]:
 def osm_line(config: dict[str, Any] | None, stages: dict[str, Any] | None) -> list[str]:
     """The attribution line of the OpenStreetMap data the build used (none without an osm stage)."""
     u = osm_usage(config, stages)
-    if u is None:
+    if u is None or (stages and not u["snapshots"]):  # no chip was annotated: nothing to credit
         return []
     snaps = ", ".join(
         f"{'not stated by the source' if s == 'unknown' else s} ({n} chip(s))"
@@ -129,7 +136,7 @@ def attributions(
                 else "licence unknown (no licence file beside it)"
             )
         )
-    lines += _land_cover_lines(cfg, scenes)
+    lines += _land_cover_lines(cfg, scenes, stages)
     if cfg.embeddings.synthetic:
         lines.append(
             "Embeddings: a SYNTHETIC stand-in made by this pipeline's demo mode; no AlphaEarth data used"

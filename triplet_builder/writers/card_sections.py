@@ -230,12 +230,29 @@ def worldcover_attribution(year: int) -> str:
     )
 
 
+def land_cover_used(stages: dict[str, Any] | None) -> bool | None:
+    """Whether the build's land_cover stage put a section on any chip (None: no land_cover statistics)."""
+    extra = ((stages or {}).get("land_cover") or {}).get("extra")
+    if not isinstance(extra, dict):
+        return None if not (stages or {}).get("land_cover") else False
+    return int(extra.get("chips_annotated", 0)) > 0
+
+
 def land_cover_section(manifest: dict[str, Any]) -> list[str]:
     """The land-cover maps the `land_cover` stage used (from its counters in the manifest): map years, how
     far they are from the acquisitions, chips without map pixels or skipped, and the licence."""
     extra = ((manifest.get("stages") or {}).get("land_cover") or {}).get("extra")
     if not isinstance(extra, dict):
         return []
+    if not land_cover_used(manifest.get("stages")):
+        return [
+            "",
+            "## Land cover",
+            "",
+            "The land_cover stage ran but no chip has a `facts.ext.land_cover` section: the map was not "
+            f"available ({extra.get('chips_skipped_missing_map', 0)} chips skipped, `missing: skip`; the build "
+            "log says what was missing). No land-cover data is in this dataset.",
+        ]
     years = {int(k.rsplit("_", 1)[1]): int(v) for k, v in extra.items() if k.startswith("chips_map_")}
     gaps = {int(k.rsplit("_", 1)[1]): int(v) for k, v in extra.items() if k.startswith("chips_year_gap_")}
     out = ["", "## Land cover", ""]
@@ -301,6 +318,15 @@ def osm_section(manifest: dict[str, Any]) -> list[str]:
     if u is None:
         return []
     c, extra = u["config"], u["extra"]
+    if not u["snapshots"]:
+        return [
+            "",
+            "## OpenStreetMap",
+            "",
+            f"The osm stage ran but no chip has a `facts.ext.osm` section: the {u['where']} gave no data "
+            f"({extra.get('chips_without_osm', 0)} chips without, `missing: skip`; the build log says why). No "
+            "OpenStreetMap data is in this dataset.",
+        ]
     snaps = "; ".join(
         f"{'not stated by the source' if s == 'unknown' else s}: {n} chip(s)"
         for s, n in u["snapshots"].items()

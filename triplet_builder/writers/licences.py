@@ -16,7 +16,7 @@ from triplet_builder.config import RegionConfig
 from triplet_builder.record import SceneRef
 from triplet_builder.sources.names import parse_name
 from triplet_builder.writers.attributions import _KNOWN as KNOWN_LICENCE_SENTENCES
-from triplet_builder.writers.card_sections import osm_usage
+from triplet_builder.writers.card_sections import land_cover_used, osm_usage
 
 COPERNICUS = {
     "license": "other",
@@ -85,11 +85,12 @@ def input_licences(
         path = Path(cfg.facts.labels.path)
         out.append({"input": f"label file {path.name}", **licence_file_id(path.parent)})
     for e in cfg.stages:
-        if e.name == "land_cover" and scenes:
+        if e.name == "land_cover" and scenes and land_cover_used(stages) is not False:
             product = e.config.get("product", "esa-worldcover")
             name = "ESA WorldCover" if product == "esa-worldcover" else "Dynamic World V1"
             out.append({"input": name, **CC_BY_4})
-    if osm_usage(cfg.model_dump(mode="json"), stages) is not None:
+    u = osm_usage(cfg.model_dump(mode="json"), stages)
+    if u is not None and (not stages or u["snapshots"]):  # credited only when a chip used it
         out.append({"input": "OpenStreetMap", **ODBL})
     return out
 

@@ -267,7 +267,7 @@ def test_attribution_and_card_name_the_snapshots_used(tmp_path: Path) -> None:
         "## OpenStreetMap" in card and f"{SNAPSHOT}: 7 chip(s)" in card and "Features queried: road." in card
     )
     assert "Overpass requests: 2 (0 retries), answers reused from the cache: 1." in card
-    no_osm = load_region(DEMO, {"output.dir": str(tmp_path)})
+    no_osm = load_region(DEMO, {"output.dir": str(tmp_path), "stages": []})
     assert not any("OpenStreetMap" in a for a in attributions(no_osm, [], stages))
     assert osm_section({"config": no_osm.model_dump(mode="json")}) == []
 

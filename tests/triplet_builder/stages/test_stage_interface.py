@@ -123,7 +123,7 @@ def test_batch_stage_batches_the_kept_records_and_counts_them() -> None:
 
 
 def test_the_core_list_ends_with_the_writer_and_names_come_from_it(tmp_path: Path) -> None:
-    cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out")})
+    cfg = load_region(DEMO, {"output.dir": str(tmp_path / "out"), "stages": []})  # the core list alone
     stages = build_stages(cfg, task_id=3)
     assert tuple(s.name for s in stages) == stage_names() == CORE
     assert isinstance(stages[-1], Write) and stages[-1].writer.task_id == 3

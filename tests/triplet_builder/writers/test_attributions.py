@@ -22,6 +22,7 @@ def test_opera_scene_without_licence_file_and_a_label_file(tmp_path: Path) -> No
             "output.dir": str(tmp_path / "out"),
             "embeddings.synthetic": False,
             "facts.labels": {"path": str(labels), "match": "none"},
+            "stages": [],  # scenes, labels and embeddings only (no annotation source)
         },
     )
     bands = tuple(dataclasses.replace(b, uri=str(OPERA)) for b in port_scene().bands)
