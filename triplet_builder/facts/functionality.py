@@ -237,6 +237,9 @@ def check_functionality(text: str | None, facts: Mapping[str, Any]) -> list[str]
         return []
     place = facts.get("place") or {}
     mask = tuple(str(place.get(k) or "") for k in ("name", "admin1", "admin2", "country"))
+    # a labelled object named by its source's own class ("2 objects labelled harbor", class `other`) is an
+    # object the label file states, not a function claimed of the area
+    mask += tuple(str(o.get("label") or "") for o in facts.get("objects") or [] if o.get("class") == "other")
     derived = {f.name for f in derive_functions(facts)}
     out = []
     for name, words in named_functions(text, mask):

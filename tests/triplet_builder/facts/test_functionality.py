@@ -92,3 +92,13 @@ def test_check_functionality_ignores_place_names() -> None:
     facts["place"]["name"] = "Port-Saint-Louis-du-Rhone"
     assert check_functionality("Land near Port-Saint-Louis-du-Rhone.", facts) == []
     assert check_functionality("A port near Port-Saint-Louis-du-Rhone.", facts) != []
+
+
+def test_objects_named_by_their_own_label_are_not_functions() -> None:
+    """An object of class `other` named by its file's class ("harbor") is a labelled object, not a claim
+    that the area is a port; the same word without such an object is still checked."""
+    from triplet_builder.facts.functionality import check_functionality
+
+    facts = {"objects": [{"label": "harbor", "class": "other"}], "surface": {"water_fraction": 0.0}}
+    assert check_functionality("The labels mark 2 harbors in cell 5.", facts) == []
+    assert check_functionality("The labels mark 2 harbors in cell 5.", {"surface": {"water_fraction": 0.0}})
