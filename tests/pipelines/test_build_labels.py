@@ -130,6 +130,8 @@ def test_per_class_counts_match_an_independent_count(tmp_path: Path) -> None:
     m = json.loads((out / "manifest.json").read_text())
     order = m["stage_order"]
     assert order[order.index("facts") + 1] == "labels"
+    # labelled objects of every class (an unknown one named by its own label) keep their text true
+    assert "inconsistent_text" not in m["counts"]["rejected_by_reason"], m["counts"]["rejected_by_reason"]
     assert m["counts"]["labels"]["classes_labelled"] == ["aircraft", "ship", "storage tank"]
     # the independent count: geopandas, the file, the row's scene and footprint
     gdf = gpd.read_file(tmp_path / "objects.csv")  # CSV read by pyogrio: all text
