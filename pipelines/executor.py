@@ -187,6 +187,14 @@ def _build(
         refuse_loss(out, state.done, run.limit)
     removed = remove_unclaimed(out, state.done)
     todo, done = state.todo, state.done
+    log.info(
+        "plan: %d scene(s), %d window(s) in %d task(s): %d to run, %d reused",
+        len(p.scenes),
+        sum(len(t.windows) for t in p.tasks),
+        len(p.tasks),
+        len(todo),
+        len(done),
+    )
     results: list[dict[str, Any]] = list(done)
     task_failures: list[dict[str, Any]] = []
     failed_written: list[dict[str, Any]] = []
