@@ -68,9 +68,9 @@ def estimate(cfg: RegionConfig, p: Plan, *, price_in: float = 0.0, price_out: fl
     )
     out["aef_cog_remote"] = cfg.embeddings.type == "cog" and "://" in str(cfg.embeddings.root or "")
     llm_on = cfg.text.writer == "llm" and cfg.text.llm is not None
-    out["llm_requests_max"] = windows * llm["requests_per_chip"] if llm_on else 0
-    out["llm_prompt_tokens_max"] = windows * llm["prompt_tokens_per_chip"] if llm_on else 0
-    out["llm_completion_tokens_max"] = windows * llm["completion_tokens_per_chip"] if llm_on else 0
+    out["llm_requests_max"] = math.ceil(windows * llm["requests_per_chip"]) if llm_on else 0
+    out["llm_prompt_tokens_max"] = math.ceil(windows * llm["prompt_tokens_per_chip"]) if llm_on else 0
+    out["llm_completion_tokens_max"] = math.ceil(windows * llm["completion_tokens_per_chip"]) if llm_on else 0
     out["llm_cost_max"] = (
         out["llm_prompt_tokens_max"] / 1e6 * price_in + out["llm_completion_tokens_max"] / 1e6 * price_out
     )

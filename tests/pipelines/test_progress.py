@@ -5,6 +5,7 @@ bars whose final counts are the merged statistics; `--limit` plans (pipelines/li
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from pathlib import Path
@@ -33,7 +34,9 @@ def _cfg(tmp: Path, **over: Any) -> RegionConfig:
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskSpec, list[dict[str, Any]], dict[str, Any]]:
+def reported(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[TaskSpec, list[dict[str, Any]], dict[str, Any]]:
     """One real task of the demo tile (screen rejecting the flattest chips), reporting after every record."""
     cfg = _cfg(tmp_path_factory.mktemp("progress"), **{"filter.min_std_db": 3.5})
     (task,) = plan(cfg).tasks
@@ -50,7 +53,7 @@ def test_a_task_reports_each_stage_by_its_own_work(
     assert final["screen"]["seen"] > final["screen"]["kept"] > 0  # the screen rejected some
     assert len(reports) >= 2
     for snap in reports:  # a chip reaches a stage only once the stage before kept it
-        for before, after in zip(NAMES, NAMES[1:]):
+        for before, after in itertools.pairwise(NAMES):
             if after in snap:
                 assert snap[after]["seen"] <= snap.get(before, {"kept": 0})["kept"], (before, after, snap)
         for name, st in snap.items():
