@@ -227,8 +227,10 @@ def _build(
             from dask.distributed import as_completed
 
             line = _dashboard_line(client) if (run.dashboard or run.scheduler or cfg.scheduler) else None
+            if line is None and run.dashboard:
+                line = "Dask dashboard: not served (it needs bokeh: pip install 'bokeh>=3.1')"
             if line and run.announce is not None:
-                run.announce(line)
+                tracker.say(line, run.announce)
             client.subscribe_topic(topic, on_event)
             futures = {
                 client.submit(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -54,6 +54,7 @@ class StageProgress:
         self._finished = Stats()  # the final statistics of finished tasks, merged
         self._failed_windows = 0
         self._bars: dict[str, Any] = {}
+        self._file = file or sys.stderr
         if bars:
             width = max((len(n) for n in self.names), default=0)
             for i, name in enumerate(self.names):
@@ -63,7 +64,7 @@ class StageProgress:
                     unit="chip",
                     position=i,
                     leave=True,
-                    file=file or sys.stderr,
+                    file=self._file,
                     bar_format=BAR_FORMAT,
                     smoothing=0,  # the build's average rate: reports come in bursts
                     dynamic_ncols=True,
@@ -105,8 +106,8 @@ class StageProgress:
     def _counts(self) -> dict[str, StageCount]:
         merged = Stats()
         merged.merge(self._finished)
-        for st in self._running.values():
-            merged.merge(st)
+        for running in self._running.values():
+            merged.merge(running)
         out: dict[str, StageCount] = {}
         reachable = self.windows - self._failed_windows
         for name in self.names:
@@ -126,6 +127,15 @@ class StageProgress:
                 bar.update(c.seen - bar.n)  # through update(): tqdm's rate and ETA follow
             bar.set_postfix_str(f"kept {c.kept}, rejected {c.rejected}", refresh=False)
             bar.refresh()
+
+    def say(self, line: str, emit: Callable[[str], None]) -> None:
+        """Print one line (`emit` prints it) above the bars without tearing them."""
+        with self._lock:
+            if not self._bars:
+                emit(line)
+                return
+            with tqdm.external_write_mode(file=self._file):
+                emit(line)
 
     def close(self) -> None:
         with self._lock:

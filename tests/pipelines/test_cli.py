@@ -190,7 +190,7 @@ def _bars(text: str) -> dict[str, tuple[int, int, int, int]]:
 
 @pytest.mark.slow  # a LocalCluster build of one tile (about 10 s)
 def test_stage_bars_follow_each_stage_and_match_the_manifest(tmp_path: Path) -> None:
-    r = _cli("-v", "build", str(_region(tmp_path, filter={"min_std_db": 3.5})))
+    r = _cli("-v", "build", str(_region(tmp_path, filter={"min_std_db": 3.5})), "--dashboard")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     bars = _bars(r.stderr)
@@ -202,6 +202,9 @@ def test_stage_bars_follow_each_stage_and_match_the_manifest(tmp_path: Path) -> 
     assert bars["screen"][2] < bars["screen"][0]  # the screen rejected some: its kept count is smaller
     assert bars["facts"][0] == bars["screen"][2] < bars["tile"][0]  # and they never reached the facts
     assert re.search(r"^INFO pipelines\.executor: plan: 1 scene\(s\), \d+ window\(s\)", r.stderr, re.M)
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", r.stderr)  # without the bars' cursor moves
+    dash = re.findall(r"^Dask dashboard: (.*)$", plain, re.M)  # one line: the link, or why there is none
+    assert len(dash) == 1 and (dash[0].startswith("http://") or "needs bokeh" in dash[0]), dash
 
 
 def test_quiet_limited_build_prints_nothing_and_keeps_n_windows(tmp_path: Path) -> None:
