@@ -282,3 +282,18 @@ def test_dry_run_of_an_earthengine_region_searches_only(
     assert f"cost up to {tin / 1e6 * 1 + tout / 1e6 * 2:,.2f} at 1 / 2 per million tokens" in out
     shard = n * fig["build"]["shard_bytes_per_chip"] * (64 / fig["build"]["chip_px"]) ** 2
     assert 1e3 <= shard < 1e6 and f"up to {shard / 1e3:,.1f} KB of shards" in out
+
+
+@pytest.mark.slow  # two LocalCluster builds of one tile
+def test_a_full_build_resumes_a_limited_one(tmp_path: Path) -> None:
+    region = str(_region(tmp_path, chips_per_task=10))
+    assert _cli("-q", "build", region, "--limit", "15").returncode == 0
+    first = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert first["limit"] == 15 and first["counts"]["tasks"] == 2  # one whole task of 10, one cut to 5
+    r = _cli("-q", "build", region)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    c = m["counts"]
+    assert m["limit"] is None and c["windows"] == c["windows_planned"] == first["counts"]["windows_planned"]
+    assert c["tasks_reused"] == 1 and c["tasks_rerun"] == {"changed": 1}  # the cut task runs in full
+    assert c["chips_kept"] + c["chips_rejected"] == c["windows"]
