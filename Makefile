@@ -13,12 +13,13 @@ BASE   := $(VENV)/.installed-base
 TRAIN  := $(VENV)/.installed-train
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: build-dataset train eval test test-quick coverage mutation lint bench bench-remote bench-train clean help
+.PHONY: build-dataset train eval preview verify test test-quick coverage mutation lint bench bench-remote bench-train clean help
 
 help:
 	@echo "make build-dataset [REGION=pipelines/regions/<name>.yaml] [ARGS='--workers 4 --overwrite']"
 	@echo "make train [CONFIG=model/configs/tiny.yaml] [DATA=out/demo] [ARGS='--stage 2 --resume DIR']"
 	@echo "make eval CHECKPOINT=out/train/tiny/stage2/final [DATA=out/demo]"
+	@echo "make preview [DATA=out/demo] | make verify [DATA=out/demo]   (all of these: triplet-builder --help)"
 	@echo "make test | make test-quick | make coverage | make mutation | make bench | make bench-remote | make bench-train | make clean"
 
 $(BIN)/python:
@@ -46,14 +47,23 @@ $(STAMP): $(TRAIN) plugins/landcover_fractions/pyproject.toml
 build-dataset: $(BASE)
 	$(BIN)/triplet-builder build $(REGION) $(ARGS)
 
+# build-dataset, train, eval, preview and verify run the one CLI, `triplet-builder` (pipelines/cli.py);
+# train and eval are `python -m model.train` / `python -m model.eval` through it
 # stage 1 then stage 2 on the shards in DATA (the demo's are built first when missing)
 train: $(TRAIN)
 	@test -f $(DATA)/manifest.json || [ "$(DATA)" != "out/demo" ] || $(MAKE) build-dataset
-	$(BIN)/python -m model.train --config $(CONFIG) --data $(DATA) $(ARGS)
+	$(BIN)/triplet-builder train --config $(CONFIG) --data $(DATA) $(ARGS)
 
 eval: $(TRAIN)
 	@test -n "$(CHECKPOINT)" || { echo "usage: make eval CHECKPOINT=DIR [DATA=out/demo]"; exit 2; }
-	$(BIN)/python -m model.eval --checkpoint $(CHECKPOINT) --data $(DATA) $(ARGS)
+	$(BIN)/triplet-builder eval --checkpoint $(CHECKPOINT) --data $(DATA) $(ARGS)
+
+# a look at a build (DATA=out/demo): the HTML page, and the check against its manifest
+preview: $(BASE)
+	$(BIN)/triplet-builder preview $(DATA) $(ARGS)
+
+verify: $(BASE)
+	$(BIN)/triplet-builder verify $(DATA) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,8 +4,8 @@
     python -m bench.cost_model --chips 250000 --workers 32 --gpus 8 --price-in 0.15 --price-out 0.60
     python -m bench.cost_model --measure                        # re-measure the build figures first
 
-The per-chip figures live in bench/data/cost_inputs.json, each with the command that measured it:
-the build's worker-seconds per window and shard bytes per kept chip (`--measure` re-runs the demo build
+The per-chip figures live in pipelines/cost_inputs.json (package data, shared with `build --dry-run`:
+pipelines/estimate.py), each with the command that measured it: the build's worker-seconds per window and shard bytes per kept chip (`--measure` re-runs the demo build
 to refresh them, offline, in seconds), the remote clients' requests and bytes per chip
 (`python -m bench.remote_earthengine`, `python -m bench.remote_cog`), LLM tokens per chip
 (`python -m bench.remote_llm`: characters / 4, the loopback server's count, an APPROXIMATION of a real
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-INPUTS = ROOT / "bench" / "data" / "cost_inputs.json"
+INPUTS = ROOT / "pipelines" / "cost_inputs.json"  # package data: `build --dry-run` reads it too
 
 
 def estimate(

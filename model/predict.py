@@ -208,7 +208,16 @@ def generate(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m model.predict",
+        description=__doc__.splitlines()[0],
+        epilog="Examples (`triplet-builder predict ...` is the same command):\n"
+        "  python -m model.predict --checkpoint out/train/tiny/stage2/final --image chip.png "
+        '--question "How many ships are there?"\n'
+        "  triplet-builder predict --checkpoint out/train/tiny/stage2/final --image scene.tif "
+        '--aef anchors.npz --question "Describe the image."',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--checkpoint", required=True, help="a model.train checkpoint folder (or a release folder)"
     )

@@ -647,7 +647,14 @@ def run(cfg: TrainConfig, *, stages: tuple[str, ...], resume: str | None = None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.train", description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description=(__doc__ or "").splitlines()[0],
+        epilog="Examples (`triplet-builder train ...` is the same command):\n"
+        "  python -m model.train --config model/configs/tiny.yaml --data out/demo\n"
+        "  triplet-builder train --config model/configs/tiny.yaml --data out/demo --stage 2 --resume out/train/tiny",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="YAML config, e.g. model/configs/tiny.yaml")
     p.add_argument("--data", help="shard folder / glob (overrides the config's data)")
     p.add_argument("--output-dir", help="overrides the config's output_dir")

@@ -1,8 +1,16 @@
-"""Command line: `triplet-builder build REGION` (what `make build-dataset` runs) and `validate REGION`.
+"""Command line: `triplet-builder` (also `python -m pipelines`), one tool with a subcommand per job.
+
+    build REGION      build the dataset of a region (what `make build-dataset` runs); --dry-run, --limit N
+    validate REGION   check a region file and list its scenes and windows
+    preview OUTPUT    one self-contained HTML page to look at a build
+    verify OUTPUT     check a build folder against its manifest and the row schema
+    export OUTPUT DEST   the kept rows in another trainer's format (fusar-gpt, llava)
+    train | eval | predict   the FUSAR-GPT trainer (model/), with the [train] extra
 
 Bad input ends with one line on stderr naming the file or field and what to do, and a non-zero exit;
-pass --debug for the traceback of an unexpected error. A closed stdout (`build ... | head -1`) ends
-quietly with exit 141, as Unix tools do on SIGPIPE.
+pass --debug for the traceback of an unexpected error. -v / -vv show info / debug logs, -q errors only
+(no progress bars, no summary). A closed stdout (`build ... | head -1`) ends quietly with exit 141, as
+Unix tools do on SIGPIPE.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ import yaml
 
 from pipelines.checks import check_before_work
 from pipelines.executor import BuildError, build, plan, summary
+from pipelines.model_commands import HELP as MODEL_HELP
+from pipelines.model_commands import MODULES as MODEL_COMMANDS
 from schemas import SPLITS
+from triplet_builder import __version__
 from triplet_builder.config import ConfigError, load_region
 from triplet_builder.exports import FORMATS, export
 from triplet_builder.failures import output_problem
@@ -38,17 +49,61 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="triplet-builder", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="triplet-builder",
+        description=__doc__.splitlines()[0],
+        epilog="Examples:\n"
+        "  triplet-builder build pipelines/regions/demo.yaml\n"
+        "  triplet-builder build pipelines/regions/rotterdam_port.yaml --dry-run --price-in 0.15\n"
+        "  triplet-builder <command> --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    sub = ap.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build the dataset of a region")
+    ap.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging: -v info, -vv debug (repeatable)"
+    )
+    ap.add_argument("-q", "--quiet", action="store_true", help="errors only: no progress bars, no summary")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    b = sub.add_parser(
+        "build",
+        help="build the dataset of a region",
+        description="Build the dataset of a region: scenes -> chips -> anchors -> facts -> text -> shards, "
+        "on a Dask cluster, with one progress bar per stage. Examples:\n"
+        "  triplet-builder build pipelines/regions/demo.yaml                 # -> out/demo/\n"
+        "  triplet-builder build REGION --workers 4 --set chip.size=128 --overwrite\n"
+        "  triplet-builder build REGION --dry-run --price-in 0.15 --price-out 0.60   # plan and cost only\n"
+        "  triplet-builder build REGION --limit 20 --set output.dir=out/sample       # a quick sample\n"
+        "  triplet-builder build REGION --scheduler tcp://host:8786",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     b.add_argument("region", help="region file, e.g. pipelines/regions/demo.yaml")
     b.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
     b.add_argument("--workers", type=int, help="LocalCluster workers (default: the region's `workers`)")
     b.add_argument(
         "--overwrite", action="store_true", help="replace an output folder built with another config"
     )
-    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="per-stage progress bars"
+    )
+    b.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan only (the scene search included) and print scenes, windows, chips, requests per "
+        "service, LLM tokens and cost, bytes to write; reads no pixel, writes nothing",
+    )
+    b.add_argument(
+        "--limit", type=int, metavar="N", help="build only the plan's first N windows (a quick sample)"
+    )
+    b.add_argument(
+        "--dashboard", action="store_true", help="serve the Dask dashboard on a free port and print its link"
+    )
+    b.add_argument(
+        "--price-in", type=float, default=0.0, help="(dry run) LLM price per million prompt tokens"
+    )
+    b.add_argument(
+        "--price-out", type=float, default=0.0, help="(dry run) LLM price per million completion tokens"
+    )
     b.add_argument(
         "--set",
         dest="overrides",
@@ -101,7 +156,15 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("output", help="a build folder (with manifest.json)")
     pb.add_argument("dest", help="owner/name or hf://datasets/owner/name (hub), else an fsspec URL or folder")
     pb.add_argument("--private", action="store_true", help="create the hub repository private")
-    v = sub.add_parser("validate", help="validate a region file and list its scenes and windows")
+    v = sub.add_parser(
+        "validate",
+        help="validate a region file and list its scenes and windows",
+        description="Check a region file (every invalid field at once) and list its scenes, windows and "
+        "stages without building. Examples:\n"
+        "  triplet-builder validate pipelines/regions/demo.yaml\n"
+        "  triplet-builder validate pipelines/regions/demo.yaml --set chip.size=128",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     v.add_argument("region")
     v.add_argument(
         "--online",
@@ -110,7 +173,26 @@ def _parser() -> argparse.ArgumentParser:
         "and list remote scenes; without it nothing is contacted",
     )
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    for name in MODEL_COMMANDS:  # their arguments are the model modules' own (pipelines/model_commands.py)
+        sub.add_parser(name, help=MODEL_HELP[name], add_help=False)
     return ap
+
+
+def _split_model_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`[top-level flags] train ARGS...` -> (the flags and the command, ARGS); ARGS None for the others.
+    The top-level options are all flags, so the first word that is not one is the command."""
+    for i, a in enumerate(argv):
+        if not a.startswith("-"):
+            return (argv[: i + 1], argv[i + 1 :]) if a in MODEL_COMMANDS else (argv, None)
+    return argv, None
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    if args.debug or args.verbose >= 2:
+        return logging.DEBUG
+    if args.verbose == 1 and not args.quiet:
+        return logging.INFO
+    return logging.ERROR
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -153,6 +235,21 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(cfg: Any, args: argparse.Namespace) -> int:
+    """`build --dry-run`: the plan (the scene search is part of it) and its figures; no pixel, no file."""
+    from pipelines.estimate import estimate, report
+    from pipelines.limit import limit_plan
+
+    p = plan(cfg)
+    if args.limit is not None:
+        p = limit_plan(p, args.limit, cfg.config_hash())
+    for line in report(estimate(cfg, p, price_in=args.price_in, price_out=args.price_out), cfg):
+        print(line)
+    for f in p.failures:
+        print(f"error: {f.message}", file=sys.stderr)
+    return 1 if p.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         code = _main(argv)
@@ -167,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
-    )
+    head, model_argv = _split_model_command(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_args(head)
+    if model_argv is not None:
+        from pipelines.model_commands import run_model_command
+
+        if args.quiet or args.verbose or args.debug:  # else the trainer's own logging (INFO)
+            logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
+        return run_model_command(args.command, model_argv)
+    logging.basicConfig(level=_log_level(args), format="%(levelname)s %(name)s: %(message)s")
     # library warnings (e.g. rasterio's NotGeoreferencedWarning) go through logging: the one error line
     # says what is wrong, and --debug shows them
     logging.captureWarnings(True)
@@ -222,13 +324,18 @@ def _main(argv: list[str] | None = None) -> int:
             for f in p.failures:
                 print(f"error: {f.message}", file=sys.stderr)
             return 1 if p.failures else 0
+        if args.dry_run:
+            return _dry_run(cfg, args)
         manifest = build(
             cfg,
             scheduler=args.scheduler,
             workers=args.workers,
             overwrite=args.overwrite,
-            progress=args.progress,
+            progress=args.progress and not args.quiet,
             region_file=args.region,
+            limit=args.limit,
+            dashboard=args.dashboard,
+            announce=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True),
         )
     except (ConfigError, BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -255,9 +362,15 @@ def _main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-    print(summary(manifest))
-    out = Path(cfg.output.dir).resolve()
-    print(f"  output: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+    if not args.quiet:
+        print(summary(manifest))
+        out = Path(cfg.output.dir).resolve()
+        print(f"  output: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+        if manifest.get("limit") is not None:
+            print(
+                f"  LIMITED: the first {manifest['counts']['windows']} of "
+                f"{manifest['counts']['windows_planned']} window(s) (--limit {manifest['limit']})"
+            )
     for f in manifest["failures"]:
         print(f"error: {f['message']}", file=sys.stderr)
     if manifest["counts"]["chips_kept"] == 0 and not manifest["failures"]:

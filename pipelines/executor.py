@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 import platform
-import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from pipelines.limit import limit_plan, refuse_loss
 from pipelines.output import build_lock, check_output, claim_output
 from pipelines.plan import BuildError, Plan, plan, preflight
+from pipelines.progress import StageProgress
 from pipelines.resume import remove_unclaimed, resume_state
-from pipelines.stages import TaskFailed, reject_task, run_task
+from pipelines.stages import TaskFailed, TaskSpec, reject_task, run_task
+from pipelines.summary import summary
 from schemas import COLUMN_DOCS, SCHEMA_VERSION
 from triplet_builder import __version__, logtally
 from triplet_builder.area import area_polygon
@@ -50,9 +53,12 @@ def _collect_warnings(client: Any) -> list[list[dict[str, Any]]]:
     return list(per_worker.values())
 
 
-def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None, tasks: int) -> Any:
+def _client(
+    cfg: RegionConfig, scheduler: str | None, workers: int | None, tasks: int, dashboard: bool = False
+) -> Any:
     """A client of the scheduler named (CLI --scheduler, then the region's `dask.scheduler`), else of a
-    LocalCluster of at most `workers` processes (never more than the tasks to run)."""
+    LocalCluster of at most `workers` processes (never more than the tasks to run); its dashboard on a
+    free port when `dashboard` (it needs bokeh)."""
     from dask.distributed import Client, LocalCluster
 
     if not log.isEnabledFor(logging.DEBUG):  # the scheduler runs in this process: keep its INFO chatter out
@@ -69,7 +75,7 @@ def _client(cfg: RegionConfig, scheduler: str | None, workers: int | None, tasks
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0" if dashboard else None,
             silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
         )
         client = Client(cluster)
@@ -93,14 +99,19 @@ def build(
     scheduler: str | None = None,
     workers: int | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | StageProgress = True,
     region_file: str | None = None,
+    limit: int | None = None,
+    dashboard: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build the dataset of a region; returns the manifest (also written to output.dir/manifest.json).
 
     Holds the output folder's lock throughout (pipelines/output.py); reuses the tasks an earlier run
     finished with the same key and intact files, and removes every task file the plan does not make
-    (pipelines/resume.py)."""
+    (pipelines/resume.py). `limit`: only the plan's first N windows (pipelines/limit.py). `progress`:
+    per-stage bars, or a StageProgress to fill (pipelines/progress.py). `announce` receives the one line
+    with the Dask dashboard's address when the cluster has one."""
     t_start = time.perf_counter()
     started = datetime.now(timezone.utc)
     preflight(cfg)
@@ -108,16 +119,60 @@ def build(
     with build_lock(out):
         claim_output(out, cfg, overwrite)
         p = plan(cfg)
-        return _build(cfg, out, p, scheduler, workers, progress, region_file, t_start, started)
+        windows_planned = sum(len(t.windows) for t in p.tasks)
+        if limit is not None:
+            p = limit_plan(p, limit, cfg.config_hash())
+        run = _Run(scheduler, workers, progress, dashboard, announce, limit, windows_planned)
+        return _build(cfg, out, p, run, region_file, t_start, started)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How this build runs (none of it shapes a row)."""
+
+    scheduler: str | None
+    workers: int | None
+    progress: bool | StageProgress
+    dashboard: bool
+    announce: Callable[[str], None] | None
+    limit: int | None
+    windows_planned: int
+
+
+PROGRESS_EVERY_S = 0.5  # how often a running task reports its per-stage counts
+
+
+def _run_reporting(spec: TaskSpec, cfg: RegionConfig, topic: str) -> dict[str, Any]:
+    """`run_task` on a worker, its per-stage counts sent to the driver as Dask events under `topic`."""
+    from dask.distributed import get_worker
+
+    worker = get_worker()
+
+    def report(stats: dict[str, Any]) -> None:
+        try:
+            worker.log_event(topic, {"task_id": spec.task_id, "key": spec.key, "stats": stats})
+        except Exception as e:  # progress is never worth a task
+            log.debug("progress report of task %d not sent: %s", spec.task_id, e)
+
+    return run_task(spec, cfg, report=report, report_every_s=PROGRESS_EVERY_S)
+
+
+def _dashboard_line(client: Any) -> str | None:
+    """The dashboard's address, or None when the scheduler serves none (no bokeh)."""
+    try:
+        info = client.scheduler_info()
+    except Exception:
+        return None
+    if "dashboard" not in (info.get("services") or {}):
+        return None
+    return f"Dask dashboard: {client.dashboard_link}"
 
 
 def _build(
     cfg: RegionConfig,
     out: Path,
     p: Plan,
-    scheduler: str | None,
-    workers: int | None,
-    progress: bool,
+    run: _Run,
     region_file: str | None,
     t_start: float,
     started: datetime,
@@ -129,43 +184,59 @@ def _build(
         label_set = LabelSet.from_config(cfg.facts.labels)
         label_counts = label_set.account((t.scene, t.windows) for t in p.tasks)
     state = resume_state(out, p.tasks)
+    if run.limit is not None:
+        refuse_loss(out, state.done, run.limit)
     removed = remove_unclaimed(out, state.done)
     todo, done = state.todo, state.done
+    log.info(
+        "plan: %d scene(s), %d window(s) in %d task(s): %d to run, %d reused",
+        len(p.scenes),
+        sum(len(t.windows) for t in p.tasks),
+        len(p.tasks),
+        len(todo),
+        len(done),
+    )
     results: list[dict[str, Any]] = list(done)
     task_failures: list[dict[str, Any]] = []
     failed_written: list[dict[str, Any]] = []
     failed_windows = 0
-    bars: dict[str, Any] = {}
     total_windows = sum(len(t.windows) for t in p.tasks)
     names = stage_names(cfg.stages, labels=cfg.facts.labels is not None)  # the assembled list
-    if progress:
-        for i, name in enumerate(names):
-            bars[name] = tqdm(
-                total=total_windows, desc=f"{name:>12}", unit="chip", position=i, leave=True, file=sys.stderr
-            )
+    tracker = (
+        run.progress
+        if isinstance(run.progress, StageProgress)
+        else StageProgress(names, total_windows, bars=bool(run.progress))
+    )
     stats = Stats()
     for name in names:
         stats[name]
-
-    def advance(res: dict[str, Any]) -> None:
-        st = Stats.from_dict(res["stats"])
-        stats.merge(st)
-        if bars:
-            for name in names:
-                total = stats[name]
-                bars[name].update(res["windows"])
-                bars[name].set_postfix(kept=total.kept, rejected=sum(total.rejected.values()), refresh=False)
-
     for res in done:
-        advance(res)
+        stats.merge(Stats.from_dict(res["stats"]))
+        tracker.finish(res["task_id"], res["stats"])
     warnings: list[list[dict[str, Any]]] = []
     if todo:
-        client = _client(cfg, scheduler, workers, len(todo))
+        client = _client(cfg, run.scheduler, run.workers, len(todo), run.dashboard)
+        topic = f"sar-triplets-progress-{uuid.uuid4().hex}"  # this build's: a shared scheduler has others
+        keys = {t.key for t in todo}
+
+        def on_event(event: tuple[float, dict[str, Any]]) -> None:
+            msg = event[1]
+            if isinstance(msg, dict) and msg.get("key") in keys:
+                tracker.report(int(msg["task_id"]), msg["stats"])
+
         try:
             from dask.distributed import as_completed
 
+            line = _dashboard_line(client) if (run.dashboard or run.scheduler or cfg.scheduler) else None
+            if line is None and run.dashboard:
+                line = "Dask dashboard: not served (it needs bokeh: pip install 'bokeh>=3.1')"
+            if line and run.announce is not None:
+                tracker.say(line, run.announce)
+            client.subscribe_topic(topic, on_event)
             futures = {
-                client.submit(run_task, t, cfg, key=f"task-{t.task_id:05d}-{t.key}", pure=False): t
+                client.submit(
+                    _run_reporting, t, cfg, topic, key=f"task-{t.task_id:05d}-{t.key}", pure=False
+                ): t
                 for t in todo
             }
             for fut in as_completed(futures):
@@ -186,17 +257,19 @@ def _build(
                     )
                     failed_written.append(reject_task(t, cfg, scrub_paths(msg)))  # its windows: rejects
                     failed_windows += len(t.windows)
+                    tracker.fail(t.task_id, len(t.windows))
                     continue
                 results.append(res)
-                advance(res)
+                stats.merge(Stats.from_dict(res["stats"]))
+                tracker.finish(res["task_id"], res["stats"])
             warnings.extend(_collect_warnings(client))
         finally:
+            client.unsubscribe_topic(topic)
             client.close()
             cluster = getattr(client, "cluster", None)
             if cluster is not None:
                 cluster.close()
-    for b in bars.values():
-        b.close()
+    tracker.close()
     results.sort(key=lambda r: r["task_id"])
     rows_per_split: Counter[str] = Counter()
     files: list[str] = []
@@ -246,6 +319,7 @@ def _build(
         "config": portable_config(redact(cfg.model_dump(mode="json"))),  # no folder of this machine
         "region_file": Path(region_file).name if region_file else None,
         "started": started.isoformat(timespec="seconds"),
+        "limit": run.limit,  # `build --limit N`: only the plan's first N windows (null: the full plan)
         "seconds": round(time.perf_counter() - t_start, 2),
         "python": platform.python_version(),
         "scenes": [
@@ -279,6 +353,7 @@ def _build(
             "tasks_failed": len(task_failures),
             "files_removed": len(removed),  # task files of an earlier run that the plan does not make
             "windows": total_windows,
+            "windows_planned": run.windows_planned,  # before --limit
             "windows_outside_region": p.windows_outside_region,
             "windows_near_duplicate": p.windows_near_duplicate,
             "chips_kept": sum(rows_per_split.values()),
@@ -334,66 +409,6 @@ def _build(
     write_card(out, manifest, COLUMN_DOCS)
     write_manifest(out, manifest)  # last: its presence means the dataset is complete
     return manifest
-
-
-def _retry_lines(manifest: dict[str, Any]) -> list[str]:
-    """One line per stage with its clients' retry and error counters, by kind (e.g. llm_retries_http_429)."""
-    out = []
-    for stage, st in manifest["stages"].items():
-        kinds = {
-            k: v
-            for k, v in sorted((st.get("extra") or {}).items())
-            if v and ("retries" in k or "errors_" in k or k.endswith("_failed"))
-        }
-        if kinds:
-            out.append(f"  retried ({stage}): " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
-    return out
-
-
-def summary(manifest: dict[str, Any]) -> str:
-    c = manifest["counts"]
-    lines = [
-        f"dataset {manifest['name']}: {c['scenes']} scene(s), {c['windows']} window(s) in the region, "
-        f"{c['chips_kept']} chip(s) kept, {c['chips_rejected']} rejected, {c['shards']} shard(s), "
-        f"{manifest['seconds']:.1f} s",
-    ]
-    if c["rejected_by_reason"]:
-        lines.append("  rejected: " + ", ".join(f"{k} {v}" for k, v in c["rejected_by_reason"].items()))
-    if c["rows_per_split"]:
-        lines.append("  splits:   " + ", ".join(f"{k} {v}" for k, v in c["rows_per_split"].items()))
-    sp = manifest.get("splits") or {}
-    if sp:
-        lines.append(
-            "  blocks:   "
-            + ", ".join(f"{k} {v['blocks']}" for k, v in sp["per_split"].items())
-            + f"; largest area shared across splits {sp['cross_split']['max_shared_m2']:g} m2"
-        )
-    lines += [f"  WARNING: {w}" for w in sp.get("warnings", [])]
-    for s in manifest["scenes_skipped"]:
-        lines.append(f"  skipped {s['scene_id']}: {s['reason'].replace('_', ' ')}")
-    if "labels" in c:
-        lc = c["labels"]
-        lines.append(
-            f"  labels:   {lc['in_chips']} in chips, {lc['matched_outside_chips']} matched outside the chips, "
-            f"{lc['unmatched']} unmatched (match: {lc['match']})"
-        )
-    lines += _retry_lines(manifest)
-    for w in manifest.get("warnings", []):
-        lines.append(f"  {w['level'].lower()} x{w['count']}: {w['first']} ({w['logger']})")
-    if c["tasks_reused"]:
-        lines.append(f"  reused {c['tasks_reused']} finished task(s) from an earlier run")
-    rerun = c.get("tasks_rerun") or {}
-    if rerun:
-        lines.append(
-            "  ran again: "
-            + ", ".join(f"{n} {why}" for why, n in rerun.items())
-            + " task(s) of an earlier run"
-        )
-    if c.get("files_removed"):
-        lines.append(f"  removed {c['files_removed']} file(s) of an earlier run that this plan does not make")
-    if manifest["synthetic_embeddings"]:
-        lines.append("  NOTE: aef_* columns hold the demo's SYNTHETIC embeddings, not AlphaEarth")
-    return "\n".join(lines)
 
 
 __all__ = ["BuildError", "ConfigError", "Plan", "build", "plan", "summary"]

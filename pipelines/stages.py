@@ -128,11 +128,20 @@ def _records(spec: TaskSpec) -> Iterator[ChipRecord]:
         )
 
 
-def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
+Report = Callable[[dict[str, Any]], None]
+
+
+def run_task(
+    spec: TaskSpec, cfg: RegionConfig, *, report: Report | None = None, report_every_s: float = 0.5
+) -> dict[str, Any]:
     """`_run_task`, with an output folder that fails while the task publishes its shards or its marker
-    (full disk, size limit, permissions) told in one line naming the folder."""
+    (full disk, size limit, permissions) told in one line naming the folder.
+
+    `report`, when given, receives the task's cumulative per-stage statistics (Stats.to_dict) while it
+    runs, at most once per `report_every_s` (0: after every record leaving the last stage): the
+    executor's progress bars (pipelines/progress.py) follow each stage's own work from these."""
     try:
-        return _run_task(spec, cfg)
+        return _run_task(spec, cfg, report, report_every_s)
     except OSError as e:
         msg = output_problem(e, cfg.output.dir)
         if msg is None:
@@ -141,7 +150,9 @@ def run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     raise TaskFailed(failure)
 
 
-def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
+def _run_task(
+    spec: TaskSpec, cfg: RegionConfig, report: Report | None = None, report_every_s: float = 0.5
+) -> dict[str, Any]:
     """Run the stage list over one task's windows and write its shards; return its statistics.
 
     The shard files appear under their final names only when the task has finished (temp + rename),
@@ -158,8 +169,11 @@ def _run_task(spec: TaskSpec, cfg: RegionConfig) -> dict[str, Any]:
     # GDAL's block cache defaults to 5 % of RAM per process; a task reads each window once, so keep it small
     with rasterio.Env(GDAL_CACHEMAX=cfg.gdal_cache_mb * 1024 * 1024):
         try:
+            last = time.monotonic()
             for _ in run_stages(stages, _records(spec), stats):
-                pass
+                if report is not None and time.monotonic() - last >= report_every_s:
+                    report(stats.to_dict())
+                    last = time.monotonic()
             written = write.written
             assert written is not None
         except Exception as e:

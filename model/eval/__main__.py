@@ -12,7 +12,14 @@ from model.eval.metrics import report_table
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m model.eval", description="Score a FUSAR-GPT checkpoint.")
+    p = argparse.ArgumentParser(
+        prog="python -m model.eval",
+        description="Score a FUSAR-GPT checkpoint.",
+        epilog="Examples (`triplet-builder eval ...` is the same command):\n"
+        "  python -m model.eval --checkpoint out/train/tiny/stage2/final --data out/demo\n"
+        "  triplet-builder eval --checkpoint out/train/tiny/stage2/final --split validation --limit 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--checkpoint", required=True, help="a model.train checkpoint folder (e.g. out/train/x/stage2/final)"
     )
