@@ -13,11 +13,13 @@ DEVICE="${DEVICE:-cuda}"
 WORK="${WORK:-/tmp/gpu_check}"
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/gpu_check.log"
-if compgen -G ".whl/*.whl" >/dev/null; then
+PY="${PYTHON:-python3}"
+# wheels only where the image lacks the trainer's packages (a bare CUDA + PyTorch image); a machine that
+# has them (or wheels built for another Python) installs nothing
+if compgen -G ".whl/*.whl" >/dev/null && ! "$PY" -c "import transformers, peft" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"

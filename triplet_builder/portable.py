@@ -46,13 +46,20 @@ def scrub_paths(text: str) -> str:
     return _PATH_IN_TEXT.sub("", text)
 
 
-def _walk_existing(obj: Any) -> Any:
-    """Plugin configs: any string naming an existing local path -> its portable name."""
+_PATH_KEYS = frozenset({"path", "paths", "root", "dir", "file", "raster", "folder"})
+
+
+def _walk_existing(obj: Any, key: str = "") -> Any:
+    """Plugin configs: a string naming a local path -> its portable name: any that exists, and any under a
+    path-like key (`path`, `root`, ...: a map or extract that is absent, e.g. `missing: skip`, is still a
+    path of the machine)."""
     if isinstance(obj, Mapping):
-        return {k: _walk_existing(v) for k, v in obj.items()}
+        return {k: _walk_existing(v, str(k)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_walk_existing(v) for v in obj]
+        return [_walk_existing(v, key) for v in obj]
     if isinstance(obj, str) and "://" not in obj and ("/" in obj or "\\" in obj):
+        if key in _PATH_KEYS:
+            return portable_uri(obj)
         try:
             if Path(obj).exists():
                 return portable_uri(obj)

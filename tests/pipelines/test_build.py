@@ -78,8 +78,24 @@ def test_demo_builds_and_summarises(demo_build: tuple[Path, subprocess.Completed
     assert c["scenes"] == 2 and c["chips_kept"] > 40
     assert c["chips_kept"] + c["chips_rejected"] == c["windows"]  # nothing lost
     assert m["synthetic_embeddings"] is True and m["schema_version"] == SCHEMA_VERSION
-    stages = ("tile", "georeference", "embed", "screen", "facts", "text", "filter", "write")
+    # the demo lists the land_cover and osm stages (no bundled data: missing: skip, no section)
+    stages = (
+        "tile",
+        "georeference",
+        "embed",
+        "screen",
+        "facts",
+        "land_cover",
+        "osm",
+        "text",
+        "filter",
+        "write",
+    )
     assert tuple(m["stage_order"]) == stages and set(m["stages"]) == set(stages)
+    assert (
+        m["stages"]["land_cover"]["extra"]["chips_skipped_missing_map"] == m["stages"]["land_cover"]["seen"]
+    )
+    assert m["stages"]["osm"]["extra"]["chips_without_osm"] == m["stages"]["osm"]["seen"] > 0
     card = (out / "README.md").read_text()
     assert (
         "The AlphaEarth Foundations Satellite Embedding dataset is produced by Google and Google DeepMind."

@@ -113,8 +113,8 @@ def _region(tmp: Path, name: str) -> Any:
     )
 
 
-def _shards(m: dict[str, Any]) -> dict[str, str]:
-    out = Path(m["config"]["output"]["dir"])
+def _shards(m: dict[str, Any], out: Path) -> dict[str, str]:
+    """The build's files by name and hash (`out`: its folder; the manifest names none, being portable)."""
     return {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in [*m["files"], *m["rejects_files"]]}
 
 
@@ -125,11 +125,11 @@ def test_real_cluster_gives_the_local_clusters_shards_even_when_a_worker_dies(
 
     local = build(_region(tmp_path, "local"), progress=False)
     assert local["counts"]["tasks"] > 4 and local["counts"]["chips_kept"] > 0
-    reference = _shards(local)
+    reference = _shards(local, tmp_path / "local")
 
     remote = build(_region(tmp_path, "remote"), scheduler=cluster.address, progress=False)
     assert remote["counts"]["tasks_failed"] == 0
-    assert _shards(remote) == reference  # byte for byte, file for file
+    assert _shards(remote, tmp_path / "remote") == reference  # byte for byte, file for file
     assert remote["counts"] == local["counts"]
 
     # a worker process killed (SIGKILL) once the first task has finished: the others are rescheduled
@@ -150,5 +150,5 @@ def test_real_cluster_gives_the_local_clusters_shards_even_when_a_worker_dies(
     killed = result["m"]
     assert finished_at_kill < killed["counts"]["tasks"]  # the kill came mid-run
     assert killed["counts"]["tasks_failed"] == 0, killed["failures"]
-    assert _shards(killed) == reference
+    assert _shards(killed, tmp_path / "killed") == reference
     assert killed["counts"]["chips_kept"] + killed["counts"]["chips_rejected"] == killed["counts"]["windows"]

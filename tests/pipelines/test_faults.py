@@ -201,10 +201,9 @@ def world(tmp_path: Path, env: None) -> Iterator[World]:
         w.close()
 
 
-def _accounted(m: dict[str, Any]) -> None:
-    """Every window in the shards or the rejects, with a reason; the files agree with the counts."""
+def _accounted(m: dict[str, Any], out: Path) -> None:
+    """Every window in the shards or the rejects (in `out`), with a reason; the files agree with the counts."""
     c = m["counts"]
-    out = Path(m["config"]["output"]["dir"])
     assert c["tasks_failed"] == 0, "\n".join(f["message"] for f in m["failures"])
     assert c["chips_kept"] + c["chips_rejected"] == c["windows"] > 0
     rows = sum(pq.read_metadata(out / f).num_rows for f in m["files"])
@@ -219,8 +218,9 @@ def _accounted(m: dict[str, Any]) -> None:
 def test_build_completes_with_every_service_failing_30_percent(world: World) -> None:
     from pipelines.executor import build, summary
 
-    m = build(load_region(world.region("faulty")), progress=False)
-    _accounted(m)
+    cfg = load_region(world.region("faulty"))
+    m = build(cfg, progress=False)
+    _accounted(m, Path(cfg.output.dir))
     for name, plan in world.plans.items():  # each server did fail some requests, of several kinds
         counts = plan.counts()
         assert sum(v for k, v in counts.items() if k != "ok") > 0, (name, counts)
@@ -240,16 +240,17 @@ def test_a_service_that_keeps_failing_rejects_its_chips_with_the_reason(tmp_path
     plans["ee"] = FaultPlan(rate=0.0, always=lambda ident: "503" if "computePixels" in ident else None)
     w = World(tmp_path, plans)
     try:
-        m = build(load_region(w.region("ee_down")), progress=False)
+        cfg = load_region(w.region("ee_down"))
+        m = build(cfg, progress=False)
     finally:
         w.close()
-    _accounted(m)
+    out = Path(cfg.output.dir)
+    _accounted(m, out)
     c = m["counts"]
     embed = m["stages"]["embed"]
     assert embed["seen"] > 0 and embed["kept"] == 0
     assert embed["rejected"] == {"embeddings_unavailable": embed["seen"]}
     assert c["chips_kept"] == 0 and c["rejected_by_reason"]["embeddings_unavailable"] == embed["seen"]
-    out = Path(m["config"]["output"]["dir"])
     rejects = pq.read_table([str(out / f) for f in m["rejects_files"]]).to_pylist()
     details = [r for r in rejects if r["reason"] == "embeddings_unavailable"]
     assert details and all("after 7 attempts" in (r.get("detail") or "") for r in details)

@@ -71,7 +71,9 @@ def test_online_sends_one_cheap_request_per_service(services: dict[str, Any], tm
     assert checks["llm"].detail.endswith("model loopback-model listed")
     kinds = [r.kind for r in request_log(services["ee"])]
     # `ee` initialises (discovery document, algorithm list), then the one request: listAssets, page size 1
-    assert kinds.count("listAssets") == 1 and set(kinds) == {"discovery", "algorithms", "listAssets"}
+    # one search; the client's own discovery / algorithms requests are made once per process (another test
+    # may have initialised it already), so they may or may not appear
+    assert kinds.count("listAssets") == 1 and set(kinds) <= {"discovery", "algorithms", "listAssets"}
     assert [(r.method, r.path) for r in services["cog"].log] == [("HEAD", "/aef_index.parquet")]
     assert services["llm"].log == [{"path": "/v1/models", "authorization": "Bearer sk-loopback"}]
 
