@@ -79,7 +79,9 @@ def test_a_region_with_every_source(tmp_path: Path) -> None:
         )
         result = run_task(TaskSpec(0, task.scene, windows), cfg)
     stats = result["stats"]
-    assert {"labels", "land_cover", "osm"} <= set(stats) and stats["land_cover"]["kept"] == stats["facts"]["kept"]
+    assert {"labels", "land_cover", "osm"} <= set(stats) and stats["land_cover"]["kept"] == stats["facts"][
+        "kept"
+    ]
     assert stats["filter"]["rejected"] == {}  # the checker found every caption and answer true
     rows = pq.read_table(tmp_path / "out" / "data").to_pylist()
     assert len(rows) == stats["filter"]["kept"] > 0

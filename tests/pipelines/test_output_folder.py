@@ -169,7 +169,9 @@ def test_the_index_and_the_preview_of_a_build_are_its_own(tmp_path: Path) -> Non
 
     out = tmp_path / "o"
     out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"config_hash": "abc", "pipeline_version": "x", "files": []}))
+    (out / "manifest.json").write_text(
+        json.dumps({"config_hash": "abc", "pipeline_version": "x", "files": []})
+    )
     (out / "metadata.parquet").write_bytes(b"PAR1")
     (out / "preview.html").write_text("<html></html>")
     assert foreign_entries(out) == []

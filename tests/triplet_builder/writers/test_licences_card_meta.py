@@ -25,7 +25,9 @@ def _cfg(tmp_path: Path, **over: Any) -> Any:
 
 def test_demo_inputs_give_copernicus_terms_and_the_mit_file_but_no_alphaearth(tmp_path: Path) -> None:
     # the demo's scenes alone (its land_cover / osm stages annotate no chip: tests/.../test_unused_sources.py)
-    f = licence_fields(_cfg(tmp_path, stages=[]), [port_scene()])  # synthetic embeddings: no AlphaEarth licence
+    f = licence_fields(
+        _cfg(tmp_path, stages=[]), [port_scene()]
+    )  # synthetic embeddings: no AlphaEarth licence
     assert f["licenses"] == ["other", "mit"]
     assert f["licence_inputs"][0]["name"] == "Copernicus Sentinel data terms"
     assert f["licence_inputs"][1]["input"] == f"scene files in folder {PORT_TILE.parent.name}"

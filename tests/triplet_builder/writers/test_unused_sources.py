@@ -42,5 +42,5 @@ def test_used_sources_are_credited_for_what_was_used(tmp_path: Path) -> None:
     inputs = {e["input"]: e["license"] for e in input_licences(cfg, scenes, USED)}
     assert inputs["ESA WorldCover"] == "cc-by-4.0" and inputs["OpenStreetMap"] == "odbl"
     lines = attributions(cfg, scenes, USED)
-    assert [x for x in lines if "WorldCover" in x][0].startswith("© ESA WorldCover project 2020")
+    assert next(x for x in lines if "WorldCover" in x).startswith("© ESA WorldCover project 2020")
     assert any("snapshot(s): 2024-05-01T00:00:00Z (40 chip(s))" in x for x in lines)
