@@ -192,7 +192,10 @@ def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, t
     for idx, per_param in state["state"].items():
         for key, value in per_param.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+                # a copy, not a view: FSDP's gathered state holds views into one flat buffer
+                tensors[f"optim.{idx}.{key}"] = (
+                    value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+                )
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     return {"param_groups": state["param_groups"], "scalars": scalars}, tensors

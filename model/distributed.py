@@ -140,13 +140,13 @@ def load_full_optimizer_state(
     if not is_fsdp(wrapped):
         opt.load_state_dict(sd)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     groups = [{**g, "params": [names[i] for i in g["params"]]} for g in sd["param_groups"]]
     by_name = {"state": {names[int(i)]: v for i, v in sd["state"].items()}, "param_groups": groups}
-    set_optimizer_state_dict(
-        wrapped, opt, optim_state_dict=by_name, options=StateDictOptions(full_state_dict=True)
-    )
+    # FSDP's own scatter of the full state into this rank's shards, then the plain load (no zero-gradient
+    # optimizer step first, which torch.distributed.checkpoint's set_optimizer_state_dict takes)
+    opt.load_state_dict(FSDP.optim_state_dict_to_load(wrapped, opt, by_name))
 
 
 def gather_objects(obj: Any, rt: Runtime) -> list[Any]:
