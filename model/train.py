@@ -8,12 +8,16 @@ schedule is the stage's `StageConfig` (model/config.py); nothing else differs. S
 inherits (the stage-1 checkpoint, its config and data fingerprint) in its checkpoints' inherits.json.
 
 Outputs under <output_dir>/<stage>/: checkpoint-<step>/ every save_every steps and final/ at the end
-(model/checkpoint.py), metrics.jsonl (step, loss, lr, tokens/s, grad norm; eval_loss lines), loss.png.
+(model/checkpoint.py), metrics.jsonl (step, loss, lr, tokens/s, grad norm, step seconds; eval_loss lines),
+loss.png; with `log_samples: true` also samples-rank<r>.jsonl (the sample ids each rank trained on, per step).
+`--stop-at STEP` saves a checkpoint at that step and exits without changing the schedule.
 
 Multi-GPU: `torchrun --nproc_per_node N -m model.train ...` (DDP; `distributed: fsdp` in the config for the
-7B base). The process group is only initialised when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU). Each rank
-reads its own slice of the shards (ShardDataset rank / world_size); the loop pulls samples from the dataset
-in the main process (no DataLoader workers) so that the dataset's state_dict is the exact resume point.
+7B base; model/distributed.py). The process group is only initialised when WORLD_SIZE > 1 (NCCL on GPU, gloo
+on CPU). Each rank reads its own slice of the shards (ShardDataset rank / world_size); the loop pulls samples
+from the dataset in the main process (no DataLoader workers) so that the dataset's state_dict is the exact
+resume point. A checkpoint holds every rank's data position and RNG states; it resumes on the same number of
+ranks, exactly (tests/model/test_distributed_resume.py; FSDP resume is not exact yet, see there).
 """
 
 from __future__ import annotations
@@ -488,6 +492,9 @@ def train_stage(
             opt.zero_grad(set_to_none=True)
             step += 1
             loss_val, tok_s = reduce_metrics(loss_sum, tokens / max(time.perf_counter() - t0, 1e-9), rt)
+            step_s = (
+                time.perf_counter() - t0
+            )  # this rank's wall time of the step, gradient all-reduce included
             first = loss_val if math.isnan(first) else first
             last = loss_val
             losses.append(loss_val)
@@ -503,6 +510,7 @@ def train_stage(
                     "lr": lr,
                     "tokens_per_s": tok_s,
                     "grad_norm": grad_norm,
+                    "step_s": step_s,
                 }
                 metrics.write(json.dumps(rec) + "\n")
                 metrics.flush()
