@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -95,7 +96,7 @@ def gathered(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def clip_grad_norm(wrapped: nn.Module, params: list[torch.Tensor], clip: float) -> float:
+def clip_grad_norm(wrapped: nn.Module, params: Sequence[torch.Tensor], clip: float) -> float:
     """The global gradient norm (clipped to `clip`). Under FSDP each rank holds a shard of the gradients, so
     torch.nn.utils.clip_grad_norm_ would see a local norm and clip every rank differently: FSDP's own
     clip_grad_norm_ reduces the norm over ranks first."""
@@ -119,8 +120,11 @@ def full_optimizer_state(
         return opt.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    sd = get_optimizer_state_dict(
-        wrapped, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    sd = cast(
+        "dict[str, Any]",
+        get_optimizer_state_dict(
+            wrapped, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        ),
     )
     if dist.get_rank() != 0:
         return None

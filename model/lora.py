@@ -9,7 +9,7 @@ adapter_model.safetensors), so an adapter we save loads in stock peft and vice v
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -78,7 +78,7 @@ def lora_state_dict(model: FusarGPT) -> dict[str, Tensor]:
     return sd
 
 
-def lora_keys_from_names(named: dict[str, Tensor]) -> dict[str, Tensor]:
+def lora_keys_from_names(named: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """peft's adapter keys from parameter names: FSDP's prefix and the adapter name removed
     ('...q_proj.lora_A.default.weight' -> '...q_proj.lora_A.weight'), as get_peft_model_state_dict writes them
     for this adapter (no bias, no modules_to_save; tests/model/test_lora.py checks the two agree)."""

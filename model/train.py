@@ -604,6 +604,10 @@ def run(
     ckpt = find_latest(resume) if resume else None
     resume_stage = read_json(ckpt, "trainer_state.json")["stage"] if ckpt else None
     model, processor = build_model(cfg, rt.device)
+    if rt.distributed:
+        # every rank built the same weights from cfg.seed; from here each rank draws its own dropout masks
+        # (same seed everywhere gave ranks with same-shaped batches the same masks); a resume restores these
+        torch.manual_seed(cfg.seed + rt.rank)
     results: dict[str, StageResult] = {}
     for name in stages:
         if resume_stage == "stage2" and name == "stage1":
