@@ -8,7 +8,8 @@ A checkpoint is one folder:
     tlm_config.json             {sigma, hidden_mult, image_size, vec_dim, ...} (TLMConfig.to_json)
     trainer_state.safetensors   optimizer tensors (Adam moments, steps) and torch / CUDA RNG states
     trainer_state.json          step, scheduler, optimizer param groups, data position (ShardDataset.state_dict),
-                                python / numpy RNG, the stage name
+                                python / numpy RNG, the stage name; under torchrun the world size and EVERY
+                                rank's data position and RNG states (`ranks`; tensors as rank<r>.rng.*)
     config.json                 the whole TrainConfig and the stage's name: the config travels with the weights
     data_fingerprint.json       ShardDataset.fingerprint() of the data that trained it
     inherits.json               stage 2 only: the stage-1 checkpoint it continued, its config and fingerprint
@@ -35,7 +36,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -170,6 +171,20 @@ def set_rng_state(js: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+class RankState(TypedDict):
+    """One rank's share of the trainer state: its data position and its RNG states (JSON and tensor parts)."""
+
+    data: dict[str, Any] | None
+    rng: dict[str, Any]
+    rng_tensors: dict[str, torch.Tensor]
+
+
+def rank_state(data_state: dict[str, Any] | None) -> RankState:
+    """This process's data position (given) and RNG states, to gather from every rank before a save."""
+    js, tensors = rng_state()
+    return {"data": data_state, "rng": js, "rng_tensors": tensors}
+
+
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """optimizer.state_dict() -> (JSON part: param groups + scalar state, tensor part: optim.<i>.<key>)."""
     tensors: dict[str, torch.Tensor] = {}
@@ -177,7 +192,10 @@ def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, t
     for idx, per_param in state["state"].items():
         for key, value in per_param.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optim.{idx}.{key}"] = value.detach().to("cpu").contiguous()
+                # a copy, not a view: FSDP's gathered state holds views into one flat buffer
+                tensors[f"optim.{idx}.{key}"] = (
+                    value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+                )
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     return {"param_groups": state["param_groups"], "scalars": scalars}, tensors
@@ -205,25 +223,37 @@ def save_checkpoint(
     config: dict[str, Any],
     fingerprint: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    optimizer_state: dict[str, Any] | None = None,
     scheduler: Any | None = None,
     data_state: dict[str, Any] | None = None,
+    ranks: list[RankState] | None = None,
     inherits: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a full checkpoint atomically (see the module docstring); returns its folder.
 
-    `model` is the unwrapped FusarGPT (not the DDP wrapper). `optimizer_state` is taken from `optimizer`.
+    `model` is the unwrapped FusarGPT (not the DDP wrapper). The optimizer state is `optimizer_state` when
+    given (FSDP gathers it: model.distributed.full_optimizer_state), else `optimizer.state_dict()`.
+    ranks: under torchrun, every rank's data position and RNG states (rank_state() on each rank, gathered in
+    rank order): each rank resumes its own stream and its own dropout draws. Without it, this process's.
     """
-    rng_js, rng_tensors = rng_state()
-    opt_js, opt_tensors = _split_optimizer(optimizer.state_dict()) if optimizer is not None else ({}, {})
+    ranks = ranks if ranks is not None else [rank_state(data_state)]
+    if optimizer_state is None and optimizer is not None:
+        optimizer_state = optimizer.state_dict()
+    opt_js, opt_tensors = _split_optimizer(optimizer_state) if optimizer_state is not None else ({}, {})
+    rng_tensors = {f"rank{r}.{k}": v for r, rs in enumerate(ranks) for k, v in rs["rng_tensors"].items()}
+    # rank 0's also under the single-process names, as before (copies: safetensors refuses shared memory)
+    rng_tensors.update({k: v.clone() for k, v in ranks[0]["rng_tensors"].items()})
     state = {
         "format_version": FORMAT_VERSION,
         "stage": stage,
         "step": int(step),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "optimizer": opt_js or None,
-        "data": data_state,
-        "rng": rng_js,
+        "data": ranks[0]["data"],
+        "rng": ranks[0]["rng"],
+        "world_size": len(ranks),
+        "ranks": [{"data": rs["data"], "rng": rs["rng"]} for rs in ranks],
         **(extra or {}),
     }
 
@@ -366,16 +396,39 @@ def load_weights(folder: str | Path, model: FusarGPT, *, tlm: bool = True) -> No
 
 
 def load_trainer_state(
-    folder: str | Path, optimizer: torch.optim.Optimizer | None = None, scheduler: Any | None = None
+    folder: str | Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Restore optimizer, scheduler and RNG states; return trainer_state.json (step, data, stage, ...)."""
+    """Restore optimizer, scheduler and this rank's RNG states; return trainer_state.json with `data` set to
+    this rank's data position (step, data, stage, ...).
+
+    load_optimizer: how to load the optimizer state dict (FSDP: model.distributed.load_full_optimizer_state);
+    default optimizer.load_state_dict. A checkpoint resumes only on the world size that wrote it (each rank's
+    data stream is a slice that depends on it)."""
     f = Path(folder)
     state: dict[str, Any] = read_json(f, STATE_JSON)
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{f / STATE_JSON}: format_version {state.get('format_version')} != {FORMAT_VERSION}"
         )
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size:
+        raise CheckpointError(
+            f"checkpoint {f} was written by {saved_world} rank(s) and this run has {world_size}; resume with "
+            f"torchrun --nproc_per_node {saved_world} (each rank resumes its own data stream)"
+        )
     tensors = load_file(str(_require(f, STATE_TENSORS)))
+    if "ranks" in state:  # this rank's position and RNG under the names the single-process code reads
+        mine = state["ranks"][rank]
+        state["data"], state["rng"] = mine["data"], mine["rng"]
+        prefix = f"rank{rank}."
+        optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+        tensors = optim | {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if optimizer is not None:
         if not state.get("optimizer"):
             raise CheckpointError(f"checkpoint {f} has no optimizer state; it cannot resume training")
@@ -387,7 +440,7 @@ def load_trainer_state(
                 f"checkpoint {f}: optimizer has {saved} parameters per group, this run {groups}; "
                 "resume with the same config (same trainable groups)"
             )
-        optimizer.load_state_dict(sd)
+        (load_optimizer or optimizer.load_state_dict)(sd)
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"], tensors)
@@ -412,11 +465,13 @@ def find_latest(folder: str | Path) -> Path:
 
 __all__ = [
     "CheckpointError",
+    "RankState",
     "atomic_dir",
     "find_latest",
     "load_tlm_config",
     "load_trainer_state",
     "load_weights",
+    "rank_state",
     "read_meta",
     "read_tlm_weights",
     "save_checkpoint",

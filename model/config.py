@@ -118,6 +118,9 @@ class TrainConfig(_Model):
         0, ge=0, description="batches per length group (0 = off): sort that many batches of samples by length"
     )
     distributed: Literal["ddp", "fsdp"] = "ddp"
+    log_samples: bool = Field(
+        False, description="write <stage>/samples-rank<r>.jsonl: the sample ids of every step, per rank"
+    )
     stage1: StageConfig | None = None
     stage2: StageConfig | None = None
 

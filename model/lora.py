@@ -9,7 +9,7 @@ adapter_model.safetensors), so an adapter we save loads in stock peft and vice v
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -61,10 +61,32 @@ def _peft(model: FusarGPT) -> PeftModel:
     return model.base
 
 
+FSDP_PREFIX = "_fsdp_wrapped_module."  # what FSDP inserts into the names of the modules it wraps
+
+
 def lora_state_dict(model: FusarGPT) -> dict[str, Tensor]:
-    """The LoRA weights under peft's adapter_model.safetensors keys (adapter name stripped)."""
-    sd: dict[str, Tensor] = get_peft_model_state_dict(_peft(model), adapter_name=ADAPTER_NAME)
+    """The LoRA weights under peft's adapter_model.safetensors keys (adapter name stripped).
+
+    Under FSDP (inside summon_full_params, where the parameters are whole) the wrapped layers' module names
+    carry FSDP's prefix and peft's get_peft_model_state_dict finds none of their LoRA weights (it matches
+    module names against state-dict keys): there the keys are made from the parameter names directly."""
+    peft_model = _peft(model)
+    named = dict(peft_model.named_parameters())
+    if any(FSDP_PREFIX in k for k in named):
+        return lora_keys_from_names(named)
+    sd: dict[str, Tensor] = get_peft_model_state_dict(peft_model, adapter_name=ADAPTER_NAME)
     return sd
+
+
+def lora_keys_from_names(named: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """peft's adapter keys from parameter names: FSDP's prefix and the adapter name removed
+    ('...q_proj.lora_A.default.weight' -> '...q_proj.lora_A.weight'), as get_peft_model_state_dict writes them
+    for this adapter (no bias, no modules_to_save; tests/model/test_lora.py checks the two agree)."""
+    return {
+        k.replace(FSDP_PREFIX, "").replace(f".{ADAPTER_NAME}.", "."): v.detach()
+        for k, v in named.items()
+        if "lora_" in k
+    }
 
 
 def load_lora_state_dict(model: FusarGPT, sd: dict[str, Tensor], strict: bool = True) -> None:

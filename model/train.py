@@ -8,12 +8,16 @@ schedule is the stage's `StageConfig` (model/config.py); nothing else differs. S
 inherits (the stage-1 checkpoint, its config and data fingerprint) in its checkpoints' inherits.json.
 
 Outputs under <output_dir>/<stage>/: checkpoint-<step>/ every save_every steps and final/ at the end
-(model/checkpoint.py), metrics.jsonl (step, loss, lr, tokens/s, grad norm; eval_loss lines), loss.png.
+(model/checkpoint.py), metrics.jsonl (step, loss, lr, tokens/s, grad norm, step seconds; eval_loss lines),
+loss.png; with `log_samples: true` also samples-rank<r>.jsonl (the sample ids each rank trained on, per step).
+`--stop-at STEP` saves a checkpoint at that step and exits without changing the schedule.
 
 Multi-GPU: `torchrun --nproc_per_node N -m model.train ...` (DDP; `distributed: fsdp` in the config for the
-7B base). The process group is only initialised when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU). Each rank
-reads its own slice of the shards (ShardDataset rank / world_size); the loop pulls samples from the dataset
-in the main process (no DataLoader workers) so that the dataset's state_dict is the exact resume point.
+7B base; model/distributed.py). The process group is only initialised when WORLD_SIZE > 1 (NCCL on GPU, gloo
+on CPU). Each rank reads its own slice of the shards (ShardDataset rank / world_size); the loop pulls samples
+from the dataset in the main process (no DataLoader workers) so that the dataset's state_dict is the exact
+resume point. A checkpoint holds every rank's data position and RNG states; it resumes on the same number of
+ranks, exactly (tests/model/test_distributed_resume.py; FSDP resume is not exact yet, see there).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from model.checkpoint import (
     find_latest,
     load_trainer_state,
     load_weights,
+    rank_state,
     read_json,
     read_meta,
     save_checkpoint,
@@ -49,44 +54,26 @@ from model.checkpoint import (
 from model.collate import Collator
 from model.config import StageConfig, TrainConfig, load_config
 from model.data import ShardDataset
+from model.distributed import (
+    Runtime,
+    all_ranks,
+    barrier,
+    clip_grad_norm,
+    full_optimizer_state,
+    gather_objects,
+    gathered,
+    init_runtime,
+    load_full_optimizer_state,
+    reduce_metrics,
+    trainable_names,
+    wrap,
+)
 from model.tlm import RELEASE_FORMAT, TLM, FusarGPT, TLMConfig
 
 logger = logging.getLogger("model.train")
 
 
 # == runtime ========================================================================================
-@dataclass
-class Runtime:
-    """Where this process runs: device, rank, world size, and whether it writes files / logs."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_runtime() -> Runtime:
-    """Init torch.distributed only under torchrun (WORLD_SIZE > 1): NCCL on GPU, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Runtime(device=device, rank=rank, world_size=world, local_rank=local)
-
-
 def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on GPU when cfg.bf16; plain fp32 on CPU (CPU bf16 is slow and not what we test)."""
     if device.type == "cuda" and cfg.bf16:
@@ -266,40 +253,6 @@ def make_optimizer(model: nn.Module, st: StageConfig, total: int) -> tuple[torch
     return opt, sched
 
 
-# == distributed wrappers ===========================================================================
-def wrap(model: FusarGPT, cfg: TrainConfig, st: StageConfig, rt: Runtime) -> nn.Module:
-    """DDP (or FSDP for the 7B base) under torchrun; the bare model otherwise."""
-    if not rt.distributed:
-        return model
-    if cfg.distributed == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-
-        layers = {type(m) for n, m in model.named_modules() if n.endswith("layers.0")}
-        return FSDP(
-            model,
-            use_orig_params=True,  # mixed requires_grad (frozen base, trainable LoRA) needs it
-            auto_wrap_policy=ModuleWrapPolicy(layers) if layers else None,
-            device_id=rt.device if rt.device.type == "cuda" else None,
-        )
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    return DDP(
-        model,
-        device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-        find_unused_parameters="tlm" in st.train,  # a batch without valid anchors leaves the TLM unused
-    )
-
-
-def gathered(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
-    """Under FSDP, the full (unsharded) parameters for saving: a collective, so every rank enters it."""
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-    if isinstance(model, FSDP):
-        return FSDP.summon_full_params(model, writeback=False)
-    return contextlib.nullcontext()
-
-
 # == the loop =======================================================================================
 @dataclass
 class StageResult:
@@ -309,6 +262,7 @@ class StageResult:
     last_loss: float
     losses: list[float] = field(default_factory=list)  # every step's training loss of this run
     eval_losses: list[float] = field(default_factory=list)  # every eval loss of this run, in order
+    stopped: bool = False  # stopped at --stop-at: `final` is that step's checkpoint, the stage is not done
 
     @property
     def window(self) -> int:
@@ -351,11 +305,19 @@ def _metrics_file(path: Path, resume_step: int) -> Any:
     """metrics.jsonl opened for appending; lines past the resumed step (a crashed run's tail) are dropped."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if resume_step and path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+        keep = [ln for ln in path.read_text().splitlines() if _step_of(ln) <= resume_step]
         path.write_text("".join(ln + "\n" for ln in keep))
     elif not resume_step:
         path.write_text("")
     return path.open("a")
+
+
+def _step_of(line: str) -> float:
+    """A metrics line's step; a line torn by a killed process (or blank) counts as past any resume point."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def inherit(cfg: TrainConfig, st: StageConfig, model: FusarGPT, *, loaded: bool) -> dict[str, Any]:
@@ -417,19 +379,20 @@ def train_stage(
     data: str,
     resume: Path | None = None,
     inherits: dict[str, Any] | None = None,
+    stop_at: int | None = None,
 ) -> StageResult:
-    """Run one stage: the same loop for both, configured by cfg.<name>."""
+    """Run one stage: the same loop for both, configured by cfg.<name>.
+
+    stop_at: save a checkpoint at that step and return (the schedule still spans the whole stage), so that
+    a run can be cut into pieces (a time-limited job) and continued exactly with --resume."""
     st = cfg.stage(name)
     out = stage_dir(cfg, name)
     fsdp = cfg.distributed == "fsdp" and rt.distributed
-    if fsdp and resume is not None:
-        raise CheckpointError(
-            "--resume is not supported with distributed: fsdp (optimizer states are sharded); use ddp"
-        )
     counts = set_trainable(model, st.train)
+    names = trainable_names(model)  # the optimizer's parameter order, also the checkpoint's under FSDP
     ds = make_dataset(cfg, st, data, rt, split=st.split, train=True)
     total = total_steps(st, ds, rt)
-    ddp = wrap(model, cfg, st, rt)
+    ddp = wrap(model, fsdp=fsdp, find_unused="tlm" in st.train, rt=rt)
     opt, sched = make_optimizer(ddp if fsdp else model, st, total)
     collator = Collator(processor, max_length=cfg.max_length)
     grouped = (
@@ -441,7 +404,14 @@ def train_stage(
     step = 0
     if resume is not None:
         _check_resume(cfg, name, resume)
-        state = load_trainer_state(resume, opt, sched)
+        state = load_trainer_state(
+            resume,
+            opt,
+            sched,
+            rank=rt.rank,
+            world_size=rt.world_size,
+            load_optimizer=lambda sd: load_full_optimizer_state(ddp, opt, sd, names),
+        )
         position.load_state_dict(state["data"])
         step = int(state["step"])
         logger.info("%s: resumed from %s at step %d", name, resume, step)
@@ -469,7 +439,10 @@ def train_stage(
     config_json = cfg.model_dump(mode="json")
 
     def save(path: Path) -> None:
-        """Every rank calls this (FSDP gathers the weights collectively); rank 0 writes."""
+        """Every rank calls this (FSDP gathers weights and optimizer state collectively, and every rank
+        hands in its own data position and RNG states); rank 0 writes."""
+        ranks = gather_objects(rank_state(position.state_dict()), rt)
+        optimizer_state = full_optimizer_state(ddp, opt, names)
         with gathered(ddp):
             if rt.is_main:
                 save_checkpoint(
@@ -479,13 +452,15 @@ def train_stage(
                     step=step,
                     config=config_json,
                     fingerprint=fingerprint,
-                    optimizer=None if fsdp else opt,
+                    optimizer_state=optimizer_state,
                     scheduler=sched,
-                    data_state=position.state_dict(),
+                    ranks=ranks,
                     inherits=inherits,
                 )
 
     metrics = _metrics_file(out / "metrics.jsonl", step) if rt.is_main else None
+    # which samples each step trained on, per rank: what "the same data order" is checked against
+    trace = _metrics_file(out / f"samples-rank{rt.rank}.jsonl", step) if cfg.log_samples else None
     first = last = float("nan")
     losses: list[float] = []
     evals: list[float] = []
@@ -496,7 +471,7 @@ def train_stage(
         while step < total:
             t0 = time.perf_counter()
             micro_batches = [b for b in (next(stream, None) for _ in range(st.grad_accum)) if b is not None]
-            if not _all_ranks(len(micro_batches) == st.grad_accum, rt):
+            if not all_ranks(len(micro_batches) == st.grad_accum, rt):
                 logger.warning("%s: data exhausted at step %d of %d; ending the stage", name, step, total)
                 break  # a partial accumulation is dropped (no gradient was computed yet)
             loss_sum, tokens = 0.0, 0
@@ -510,16 +485,24 @@ def train_stage(
                 loss.backward()
                 loss_sum += float(loss.detach())
             clip = st.grad_clip if st.grad_clip is not None else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, clip))
+            grad_norm = clip_grad_norm(ddp, trainable, clip)
             lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            loss_val, tok_s = _reduce_metrics(loss_sum, tokens / max(time.perf_counter() - t0, 1e-9), rt)
+            loss_val, tok_s = reduce_metrics(loss_sum, tokens / max(time.perf_counter() - t0, 1e-9), rt)
+            step_s = (
+                time.perf_counter() - t0
+            )  # this rank's wall time of the step, gradient all-reduce included
             first = loss_val if math.isnan(first) else first
             last = loss_val
             losses.append(loss_val)
+            if trace is not None:
+                trace.write(
+                    json.dumps({"step": step, "ids": [x.id for b in micro_batches for x in b]}) + "\n"
+                )
+                trace.flush()
             if metrics is not None and (step % st.log_every == 0 or step == total):
                 rec = {
                     "step": step,
@@ -527,6 +510,7 @@ def train_stage(
                     "lr": lr,
                     "tokens_per_s": tok_s,
                     "grad_norm": grad_norm,
+                    "step_s": step_s,
                 }
                 metrics.write(json.dumps(rec) + "\n")
                 metrics.flush()
@@ -534,15 +518,24 @@ def train_stage(
             bar.set_postfix(loss=f"{loss_val:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}")
             if eval_ds is not None and st.eval_every and step % st.eval_every == 0:
                 evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
-            if st.save_every and step % st.save_every == 0 and step < total:
+            if ((st.save_every and step % st.save_every == 0) or step == stop_at) and step < total:
                 save(out / f"checkpoint-{step:06d}")
-            _barrier(rt)
+            barrier(rt)
+            if step == stop_at and step < total:
+                break
     finally:
         bar.close()
-    if eval_ds is not None:
-        evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
-    final = out / "final"
-    save(final)
+        if trace is not None:
+            trace.close()
+    stopped = stop_at is not None and step == stop_at and step < total
+    if stopped:
+        final = out / f"checkpoint-{step:06d}"
+        logger.info("%s: stopped at step %d of %d; continue with --resume %s", name, step, total, final)
+    else:
+        if eval_ds is not None:
+            evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
+        final = out / "final"
+        save(final)
     if rt.is_main:
         if metrics is not None:
             metrics.close()
@@ -551,9 +544,15 @@ def train_stage(
             logger.info(
                 "%s: %d samples were truncated to max_length %d", name, collator.truncated, cfg.max_length
             )
-    _barrier(rt)
+    barrier(rt)
     return StageResult(
-        final=final, steps=step, first_loss=first, last_loss=last, losses=losses, eval_losses=evals
+        final=final,
+        steps=step,
+        first_loss=first,
+        last_loss=last,
+        losses=losses,
+        eval_losses=evals,
+        stopped=stopped,
     )
 
 
@@ -566,29 +565,6 @@ def _log_eval(metrics: Any, step: int, value: float | None) -> list[float]:
         metrics.write(json.dumps({"step": step, "eval_loss": value}) + "\n")
         metrics.flush()
     return [value]
-
-
-def _reduce_metrics(loss: float, tok_s: float, rt: Runtime) -> tuple[float, float]:
-    """Mean loss and summed tokens/s over ranks (what the logs and the progress bar show)."""
-    if not rt.distributed:
-        return loss, tok_s
-    t = torch.tensor([loss, tok_s], device=rt.device, dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t[0]) / rt.world_size, float(t[1])
-
-
-def _all_ranks(flag: bool, rt: Runtime) -> bool:
-    """True only if `flag` holds on every rank (so all ranks stop together when one runs out of data)."""
-    if not rt.distributed:
-        return flag
-    t = torch.tensor([int(flag)], device=rt.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
-
-
-def _barrier(rt: Runtime) -> None:
-    if rt.distributed:
-        dist.barrier()
 
 
 def plot_losses(metrics: Path, png: Path, *, title: str) -> Path:
@@ -617,14 +593,21 @@ def plot_losses(metrics: Path, png: Path, *, title: str) -> Path:
 
 
 # == the command ====================================================================================
-def run(cfg: TrainConfig, *, stages: tuple[str, ...], resume: str | None = None) -> dict[str, StageResult]:
-    """Run the requested stages in order; --resume picks up the newest checkpoint under a folder."""
+def run(
+    cfg: TrainConfig, *, stages: tuple[str, ...], resume: str | None = None, stop_at: int | None = None
+) -> dict[str, StageResult]:
+    """Run the requested stages in order; --resume picks up the newest checkpoint under a folder;
+    stop_at ends the first stage that reaches that step with a checkpoint (and runs no later stage)."""
     rt = init_runtime()
     if cfg.data is None:
         raise ValueError("no data: set `data:` in the config or pass --data DIR")
     ckpt = find_latest(resume) if resume else None
     resume_stage = read_json(ckpt, "trainer_state.json")["stage"] if ckpt else None
     model, processor = build_model(cfg, rt.device)
+    if rt.distributed:
+        # every rank built the same weights from cfg.seed; from here each rank draws its own dropout masks
+        # (same seed everywhere gave ranks with same-shaped batches the same masks); a resume restores these
+        torch.manual_seed(cfg.seed + rt.rank)
     results: dict[str, StageResult] = {}
     for name in stages:
         if resume_stage == "stage2" and name == "stage1":
@@ -639,8 +622,10 @@ def run(cfg: TrainConfig, *, stages: tuple[str, ...], resume: str | None = None)
         if res is not None:
             load_weights(res, model)
         results[name] = train_stage(
-            cfg, name, model, processor, rt, data=cfg.data, resume=res, inherits=inherits
+            cfg, name, model, processor, rt, data=cfg.data, resume=res, inherits=inherits, stop_at=stop_at
         )
+        if results[name].stopped:
+            break
     if rt.distributed:
         dist.destroy_process_group()
     return results
@@ -660,6 +645,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-dir", help="overrides the config's output_dir")
     p.add_argument("--stage", choices=("1", "2", "both"), default="both")
     p.add_argument("--resume", help="a checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="save a checkpoint at this step of the stage and exit (the schedule is unchanged); "
+        "continue later with --resume",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -674,7 +666,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, {"data": args.data, "output_dir": args.output_dir})
         wanted = {"1": ("stage1",), "2": ("stage2",), "both": ("stage1", "stage2")}[args.stage]
         stages = tuple(s for s in wanted if getattr(cfg, s) is not None or args.stage != "both")
-        results = run(cfg, stages=stages, resume=args.resume)
+        if args.stop_at is not None and args.stop_at < 1:
+            raise ValueError(f"--stop-at must be a step >= 1, got {args.stop_at}")
+        results = run(cfg, stages=stages, resume=args.resume, stop_at=args.stop_at)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

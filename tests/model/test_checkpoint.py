@@ -17,6 +17,7 @@ from model.checkpoint import (
     load_tlm_config,
     load_trainer_state,
     load_weights,
+    rank_state,
     read_meta,
     save_checkpoint,
 )
@@ -172,6 +173,30 @@ def test_trainer_state_restores_optimizer_scheduler_and_rng(tmp_path: Path) -> N
     for i, s in a["state"].items():
         for k, v in s.items():
             assert torch.equal(v, b["state"][i][k])
+
+
+def test_each_rank_resumes_its_own_data_position_and_rng(tmp_path: Path) -> None:
+    """Under torchrun every rank hands in its state; on resume rank r gets rank r's (not rank 0's) data
+    position and RNG draws, and a checkpoint of 2 ranks refuses to resume on 1."""
+    c = cfg()
+    model = perturbed_model(c)
+    ranks, draws = [], []
+    for r in range(2):
+        torch.manual_seed(100 + r)
+        random.seed(100 + r)
+        ranks.append(rank_state({"epoch": 0, "offset": 10 + r, "rank": r}))
+        draws.append((random.random(), float(torch.rand(1))))
+    out = save(model, tmp_path / "ck", c, ranks=ranks)
+    for r in (1, 0):
+        torch.manual_seed(0)
+        random.seed(0)
+        state = load_trainer_state(out, rank=r, world_size=2)
+        assert state["data"] == {"epoch": 0, "offset": 10 + r, "rank": r}
+        assert (random.random(), float(torch.rand(1))) == draws[r]
+    with pytest.raises(
+        CheckpointError, match=r"written by 2 rank\(s\) and this run has 1; .*--nproc_per_node 2"
+    ):
+        load_trainer_state(out)
 
 
 def test_an_optimizer_of_other_parameters_is_refused(tmp_path: Path) -> None:

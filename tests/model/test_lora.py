@@ -97,6 +97,19 @@ def test_lora_state_dict_round_trips_strictly(batch: dict) -> None:
         load_lora_state_dict(dst, bad)
 
 
+def test_lora_keys_from_parameter_names_are_peft_keys() -> None:
+    """The FSDP path (names with FSDP's prefix, read inside summon_full_params) gives peft's own keys."""
+    from model.lora import FSDP_PREFIX, _peft, lora_keys_from_names
+
+    model = _lora_model()
+    _perturb_lora(model)
+    named = dict(_peft(model).named_parameters())
+    wrapped = {k.replace(".layers.0.", f".layers.0.{FSDP_PREFIX}"): v for k, v in named.items()}
+    assert any(FSDP_PREFIX in k for k in wrapped)
+    expect, got = lora_state_dict(model), lora_keys_from_names(wrapped)
+    assert got.keys() == expect.keys() and all(torch.equal(got[k], expect[k]) for k in expect)
+
+
 def test_saved_adapter_loads_in_stock_peft(tmp_path: Path, batch: dict) -> None:
     model = _lora_model(tlm=False)
     _perturb_lora(model)
