@@ -69,7 +69,7 @@ def write_osm(path: Path, bounds: tuple[float, float, float, float], seed: int =
         fx.node(nid, *pt(), man_made="storage_tank")
         nid += 1
     for _ in range(200):
-        fx.node(nid, *pt(), power="generator", **{"generator:source": "wind"})
+        fx.nodes[nid] = (*pt(), {"power": "generator", "generator:source": "wind"})
         nid += 1
     wid = 10_000
     for _ in range(300):
