@@ -90,7 +90,7 @@ mutation: $(STAMP)
 	$(BIN)/python -m bench.mutation $(ARGS)
 
 bench: $(BASE)
-	$(BIN)/python -m bench.build_throughput
+	$(BIN)/python -m bench.build_throughput --fact-stages
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.memory
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.codec import Scale  # the scale names belong to the chip codec (re-exported for the records)
+from schemas.codec import EncodedChip, Scale, Stretch, encode_chip  # Scale: re-exported for the records
 
 
 class Backscatter(str, Enum):
@@ -178,10 +178,24 @@ class ChipRecord:
     reject_detail: str | None = None
     # bookkeeping
     split: str | None = None
+    # the chip's PNG, encoded once (see `encoded`): (stretch, db, valid it was made from, the encoding)
+    _encoded: tuple[Stretch, np.ndarray, np.ndarray, EncodedChip] | None = None
 
     @property
     def rejected(self) -> bool:
         return self.reject_reason is not None
+
+    def encoded(self, stretch: Stretch) -> EncodedChip:
+        """The chip's PNG under `stretch`, encoded once per record: the text stage's vision path and the
+        writer share it (a PNG costs about as much as the rest of a row). Encoded again only when the
+        stretch differs or a stage has replaced `db` / `valid` since."""
+        assert self.db is not None and self.valid is not None
+        c = self._encoded
+        if c is not None and c[0] == stretch and c[1] is self.db and c[2] is self.valid:
+            return c[3]
+        enc = encode_chip(self.db, self.valid, self.scene.polarisations, stretch)
+        self._encoded = (stretch, self.db, self.valid, enc)
+        return enc
 
     def reject(self, stage: str, reason: str, detail: str = "") -> ChipRecord:
         self.reject_stage = stage

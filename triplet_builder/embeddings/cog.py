@@ -10,9 +10,11 @@ never by assuming north-up rows, and grids are read through a WarpedVRT.
 
 Cost: a COG is read by internal block (1024 x 1024 px per band in the public files; all 64
 band-blocks are decoded for any pixel of the block). Points are grouped by file and by block, each
-group is served by ONE read of the minimal window covering its points (all 64 bands), and the
-windows are kept in an in-memory LRU (by block) so a later call touching the same block reads
-nothing. `provider.stats` counts the reads.
+group is served by ONE read of the whole block (all 64 bands), and the decompressed blocks are kept in
+a process-wide LRU bounded by bytes (`BlockCache`, keyed by file identity and block), so a later call
+touching the same block reads nothing, from the same provider or from another one: a Dask worker
+builds a provider per task, and neighbouring tasks of a scene share the blocks on their border.
+`provider.stats` counts the reads.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import itertools
 import logging
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from triplet_builder.cache import DiskCache
+from triplet_builder.embeddings.block_cache import CachedWindow, block_cache
 from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
 from triplet_builder.portable import portable_uri
@@ -85,20 +87,6 @@ class _YearTiles:
     tree: shapely.STRtree
 
 
-@dataclass
-class _Window:
-    """A cached read: raw pixel rows [r0, r1) and columns [c0, c1) of one block of one file."""
-
-    r0: int
-    r1: int
-    c0: int
-    c1: int
-    data: np.ndarray  # (64, r1 - r0, c1 - c0) int8
-
-    def covers(self, r0: int, r1: int, c0: int, c1: int) -> bool:
-        return self.r0 <= r0 and self.c0 <= c0 and self.r1 >= r1 and self.c1 >= c1
-
-
 class CogEmbeddingProvider:
     """AlphaEarth embeddings at points (and on grids) from COG tiles in the mirror layout.
 
@@ -139,8 +127,7 @@ class CogEmbeddingProvider:
         self._datasets: dict[str, DatasetReader] = {}
         self._years: dict[int, _YearTiles] = {}
         self._transformers: dict[str, Transformer] = {}
-        self._blocks: OrderedDict[tuple[str, int, int], _Window] = OrderedDict()
-        self._cached_bytes = 0
+        self._file_ids: dict[str, tuple[Any, ...]] = {}  # path -> its identity in the block cache keys
 
     def __getstate__(self) -> dict[str, Any]:
         keep = ("root", "synthetic", "user_agent", "cache_bytes", "cache_dir", "description", "stats")
@@ -161,13 +148,13 @@ class CogEmbeddingProvider:
         self.close()
 
     def close(self) -> None:
-        """Close every open dataset and drop the cached windows (the provider stays usable)."""
+        """Close every open dataset (the provider stays usable). The decompressed blocks stay in the
+        process-wide cache for the next task's provider; `clear_block_caches` drops them."""
         with self._lock:
             for ds in self._datasets.values():
                 ds.close()
             self._datasets.clear()
-            self._blocks.clear()
-            self._cached_bytes = 0
+            self._file_ids.clear()
 
     # ------------------------------------------------------------------------------- GDAL setup
     def gdal_options(self) -> dict[str, str]:
@@ -235,8 +222,17 @@ class CogEmbeddingProvider:
             ds.close()
             raise
         self._datasets[path] = ds
+        self._file_ids[path] = self._file_id(path)
         self.stats["files_opened"] += 1
         return ds
+
+    def _file_id(self, path: str) -> tuple[Any, ...]:
+        """The file's identity in the block cache: the path, and for a local file its size and mtime
+        (a remote mirror's tiles are immutable, so their path is their identity)."""
+        if is_remote(self.root) or path.startswith("/vsi"):
+            return (path,)
+        st = Path(path).stat()
+        return (path, st.st_size, st.st_mtime_ns)
 
     def _to_crs(self, crs: Any) -> Transformer:
         key = crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
@@ -248,16 +244,16 @@ class CogEmbeddingProvider:
 
     def _read_window(
         self, path: str, ds: DatasetReader, block: tuple[int, int], r0: int, r1: int, c0: int, c1: int
-    ) -> _Window:
+    ) -> CachedWindow:
         """The whole block holding [r0, r1) x [c0, c1) (all bands), from the LRU or by one read.
 
         GDAL fetches and decompresses whole blocks whatever the window, so reading the full block costs
         no more I/O than a sub-window, and every later chip in that block is a cache hit.
         """
-        key = (path, block[0], block[1])
-        hit = self._blocks.get(key)
+        cache = block_cache(self.cache_bytes)
+        key = (*self._file_ids[path], block[0], block[1])
+        hit = cache.get(key) if cache is not None else None
         if hit is not None and hit.covers(r0, r1, c0, c1):
-            self._blocks.move_to_end(key)
             self.stats["cache_hits"] += 1
             return hit
         bh, bw = ds.block_shapes[0]
@@ -266,13 +262,9 @@ class CogEmbeddingProvider:
         data = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))  # (64, h, w), all bands in one read
         self.stats["block_reads"] += 1
         self.stats["pixels_read"] += (r1 - r0) * (c1 - c0)
-        win = _Window(r0, r1, c0, c1, data)
-        if data.nbytes <= self.cache_bytes:
-            self._blocks[key] = win
-            self._cached_bytes += data.nbytes
-            while self._cached_bytes > self.cache_bytes:
-                _, old = self._blocks.popitem(last=False)
-                self._cached_bytes -= old.data.nbytes
+        win = CachedWindow(r0, r1, c0, c1, data)
+        if cache is not None:
+            cache.put(key, win)
         return win
 
     def _sample_file(self, path: str, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

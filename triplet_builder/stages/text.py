@@ -86,10 +86,9 @@ class WriteText(Stage):
 
         if not (isinstance(self.writer, LlmWriter) and self.writer.cfg.vision) or record.db is None:
             return None
-        from schemas.codec import Stretch, encode_chip
+        from schemas.codec import Stretch
 
-        assert record.valid is not None
-        return encode_chip(record.db, record.valid, record.scene.polarisations, self.stretch or Stretch()).png
+        return record.encoded(self.stretch or Stretch()).png  # the writer reuses this encoding
 
     def _run_llm(
         self, writer: LlmWriter, records: Iterable[ChipRecord], st: StageStats

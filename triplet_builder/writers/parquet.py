@@ -40,7 +40,7 @@ from pyproj import CRS
 
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
 from schemas.backscatter import encode_backscatter
-from schemas.codec import Stretch, encode_chip
+from schemas.codec import Stretch
 from triplet_builder.portable import portable_uri
 from triplet_builder.record import ChipRecord
 from triplet_builder.text.base import build_messages as text_messages
@@ -498,7 +498,7 @@ class ShardWriter:
                 f"{what}: scene {scene.scene_id} has a naive `acquired`; it must be UTC-aware"
             )
 
-        png, channels, min_db, max_db = encode_chip(db, valid, scene.polarisations, self.stretch)
+        png, channels, min_db, max_db = record.encoded(self.stretch)  # encoded once per chip
         xmin, ymin, xmax, ymax = georef.bbox
         return {
             "chip_id": record.chip_id,

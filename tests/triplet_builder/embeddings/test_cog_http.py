@@ -24,6 +24,7 @@ from pyproj import Transformer
 from tests.conftest import ROOT
 from tests.servers import serve
 from tests.servers.http_range import RangeHandler, range_server_attrs
+from triplet_builder.embeddings.block_cache import clear_block_caches
 from triplet_builder.embeddings.cog import CogEmbeddingProvider
 from triplet_builder.embeddings.index import INDEX_NAME, build_index, load_index
 
@@ -247,6 +248,7 @@ def test_a_rerun_makes_zero_requests_and_a_corrupt_entry_is_refetched(tmp_path: 
         np.testing.assert_array_equal(valid2, valid)
         entry = next((tmp_path / "points").rglob("*.cache"))
         entry.write_bytes(entry.read_bytes()[:-7])  # truncated by a crash or a full disk
+        clear_block_caches()  # else the blocks come from this process's memory: the server sees nothing
         third = CogEmbeddingProvider(srv.url, synthetic=True, user_agent=UA, cache_dir=str(tmp_path))
         codes3, _ = third.sample(lon, lat, 2017)
         assert len(srv.log) > n and third.stats.get("point_cache_hits", 0) == 0
