@@ -195,8 +195,8 @@ def bench_region(
     # tasks of 64 windows: a 10,000 px scene lays 525 windows in the bbox, one 512-window task and a
     # 13-window one at the default, which no second worker can share
     raw["chips_per_task"] = 64
-    if stages:
-        raw["stages"] = stages
+    raw["stages"] = stages or []  # not the demo's own (land_cover / osm without data)
+    OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no bench/out yet
     p = OUT / f"{name}.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p

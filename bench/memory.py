@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['size_px']:>6} px: {r['windows']} windows, peak RSS {r['peak_rss_mb']} MB "
             f"({r['ratio_to_smallest']}x the smallest), {r['wall_s']} s"
         )
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "memory.json").write_text(json.dumps(res, indent=1))
     return 0
 
