@@ -138,11 +138,10 @@ def run_build(
     return manifest, wall, peak // 1024
 
 
-def make_large_scene(path: Path, size: int, seed: int) -> None:
-    """A size x size px float32 dB scene (10 m, EPSG:32631, Rhone delta), speckled land with a dark
-    channel and bright point targets; written block by block, tiled and compressed like a COG."""
-    rng = np.random.default_rng(seed)
-    profile = {
+def scene_profile(size: int, **extra: Any) -> dict[str, Any]:
+    """The GeoTIFF profile of the benchmarks' generated scenes: size x size float32 dB at 10 m in
+    EPSG:32631 (Rhone delta), tiled 512 px and deflate-compressed like a COG."""
+    return {
         "driver": "GTiff",
         "dtype": "float32",
         "count": 1,
@@ -155,8 +154,15 @@ def make_large_scene(path: Path, size: int, seed: int) -> None:
         "blockxsize": 512,
         "blockysize": 512,
         "compress": "deflate",
-        "predictor": 3,
+        **extra,
     }
+
+
+def make_large_scene(path: Path, size: int, seed: int) -> None:
+    """A size x size px float32 dB scene (10 m, EPSG:32631, Rhone delta), speckled land with a dark
+    channel and bright point targets; written block by block, tiled and compressed like a COG."""
+    rng = np.random.default_rng(seed)
+    profile = scene_profile(size, predictor=3)
     with rasterio.open(path, "w", **profile) as ds:
         ds.update_tags(ACQUISITION_START_TIME=f"2017-0{1 + seed % 9}-15T05:43:59Z")
         ds.set_band_description(1, "VV")

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import rasterio
 import yaml
-from rasterio.transform import from_origin
 from rasterio.windows import Window as RioWindow
 
-from bench.build_throughput import OUT, bench_region, run_build
+from bench.build_throughput import OUT, bench_region, run_build, scene_profile
 
 CORNER = 1024  # px of speckled content in the top-left corner (the region lies in it)
 # the region: inside the corner of every scene (640000 E / 4815000 N, UTM 31N, 10 m pixels)
@@ -37,20 +36,7 @@ def make_scene(path: Path, size: int, seed: int = 0) -> None:
     """A size x size px float32 dB scene: speckle and bright targets in the top-left CORNER px, a flat
     -9 dB elsewhere (cheap to write and to compress at 20,000 px; the build never chips it)."""
     rng = np.random.default_rng(seed)
-    profile = {
-        "driver": "GTiff",
-        "dtype": "float32",
-        "count": 1,
-        "width": size,
-        "height": size,
-        "crs": "EPSG:32631",
-        "transform": from_origin(640000, 4815000, 10, 10),
-        "nodata": np.nan,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-    }
+    profile = scene_profile(size)
     with rasterio.open(path, "w", **profile) as ds:
         ds.update_tags(ACQUISITION_START_TIME="2017-06-15T05:43:59Z")
         ds.set_band_description(1, "VV")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pipelines.preview.anchors import false_colour, principal_axes
 from pipelines.preview.collect import collect, select
 from pipelines.preview.render import render
 from schemas.aef import quantize
+from tests.pipelines.demo import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_CHIPS = 12
@@ -30,28 +30,6 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None,
     reason="chromium not installed (Debian: apt-get install chromium; .ci/run does it as root)",
 )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("preview") / "out"
-    r = cli(
-        "build",
-        "pipelines/regions/demo.yaml",
-        "--set",
-        f"output.dir={out}",
-        "--set",
-        "workers=1",
-        "--no-progress",
-    )
-    assert r.returncode == 0, r.stderr
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,30 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.verify import verify
+from tests.pipelines.demo import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("verify") / "out"
-    r = cli(
-        "build",
-        "pipelines/regions/demo.yaml",
-        "--set",
-        f"output.dir={out}",
-        "--set",
-        "workers=1",
-        "--no-progress",
-    )
-    assert r.returncode == 0, r.stderr
-    return out
 
 
 def test_metadata_indexes_every_kept_chip_by_file_and_row(built: Path) -> None:
