@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #13, the GPU run in one script (under 5 minutes on one H100 / H200): the 7B-sized stage-1 step at
+# Issue #13, the GPU run in one script (about 6 minutes on one H100 / H200): the 7B-sized stage-1 step at
 # batch 1, 4 and 8 with and without gradient checkpointing (padding share, tokens/s, MFU, peak memory),
 # the TLM overhead at batch 1 and 4 (bench/gpu_step.py), then the tiny two-stage train + eval on CUDA.
 # Run from the repo root on a bare CUDA + PyTorch image with no network; what it lacks travels as wheels
@@ -14,9 +14,14 @@ WORK="${WORK:-/tmp/gpu_check}"
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/gpu_check.log"
 PY="${PYTHON:-python3}"
-# wheels only where the image lacks the trainer's packages (a bare CUDA + PyTorch image); a machine that
-# has them (or wheels built for another Python) installs nothing
-if compgen -G ".whl/*.whl" >/dev/null && ! "$PY" -c "import transformers, peft" 2>/dev/null; then
+# wheels where the image lacks the trainer's packages or has other versions than the ones the trainer is
+# tested with here (transformers / peft: their wheels in .whl/ name the versions); a machine with the same
+# versions (or with no .whl/) installs nothing
+want() { local f; f=$(compgen -G ".whl/$1-*.whl" | head -1) || return 0; f=${f#.whl/$1-}; echo "${f%%-*}"; }
+if compgen -G ".whl/*.whl" >/dev/null && ! "$PY" -c "
+import sys, transformers, peft
+sys.exit(0 if (transformers.__version__, peft.__version__) == ('$(want transformers)', '$(want peft)') else 1)
+" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
@@ -27,9 +32,11 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   "$PY" -c "import importlib.util as u; print('flash_attn installed:', u.find_spec('flash_attn') is not None)"
 } 2>&1 | tee "$LOG"
 
-# 1. the step benchmark and the TLM overhead, one 7B-sized model built once (about 3 minutes)
+# 1. one 7B-sized model built once: the step benchmark, the TLM overhead, the profiled step and the
+#    variants (whole logits, no LoRA dropout, torch.compile; bench/gpu_profile.py), about 4 minutes;
+#    gpu_step.json is rewritten after every row, so a run cut short keeps what it measured
 # shellcheck disable=SC2086
-timeout "${STEP_TIMEOUT:-210}" "$PY" -m bench.gpu_step --device "$DEVICE" --out "$OUT/gpu_step.json" ${STEP_ARGS:-} 2>&1 \
+timeout "${STEP_TIMEOUT:-330}" "$PY" -m bench.gpu_step --device "$DEVICE" --out "$OUT/gpu_step.json" ${STEP_ARGS:-} 2>&1 \
   | grep -v Warning | tee -a "$LOG" || echo "bench.gpu_step did not finish (see the log)" | tee -a "$LOG"
 
 # 2. the tiny two-stage train + eval on the device (about 1 minute): fixture shards, model/configs/tiny.yaml

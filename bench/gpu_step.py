@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.gpu_profile import matmul_peak, model_flops, profile_step, variants
 from bench.train_tlm_overhead import (
     build_real,
     count,
@@ -119,14 +120,23 @@ def set_checkpointing(model: FusarGPT, on: bool) -> None:
 
 
 def step_configs(
-    args: argparse.Namespace, model: FusarGPT, processor: Any, device: torch.device
+    args: argparse.Namespace,
+    model: FusarGPT,
+    processor: Any,
+    device: torch.device,
+    measured_peak: float | None,
+    rows: list[dict],
+    save: Any,
 ) -> list[dict]:
-    """Step time, tokens/s, padding, memory and MFU for every (batch, checkpointing) pair."""
+    """Step time, tokens/s, padding, memory and MFU for every (batch, checkpointing) pair.
+
+    MFU: the model's matmul FLOPs (bench/gpu_profile.py's model_flops) per second over the spec-sheet bf16
+    peak ("mfu") and over the 8192^3 product measured in this run ("mfu_vs_measured_matmul"); "mfu_4nt"
+    is the rougher 4 x all parameters x tokens over the measured product (the issue's first figures)."""
     counts = count(model)
     peak = peak_flops(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    rows = []
     for ckpt in args.grad_ckpt:
         set_checkpointing(model, ckpt)
         for b in args.batches:
@@ -163,29 +173,51 @@ def step_configs(
                 row["oom"] = True
                 opt.zero_grad(set_to_none=True)
                 rows.append(row)
+                save()
                 log.info("%s", json.dumps(row))
                 continue
             s = statistics.median(times)
             f = flops(counts, real, args.anchors**2, b, True)
-            total = f["base"] + f["lora"] + f["tlm"]
-            row |= {"step_s": summary(times), "tokens_per_s": real / s, "model_tflop_per_step": total / 1e12}
-            row["mfu"] = total / s / peak if peak else None
+            rough = f["base"] + f["lora"] + f["tlm"]
+            supervised = int((inputs["labels"][:, 1:] != -100).sum())
+            mf = model_flops(
+                model,
+                tokens=real,
+                supervised=supervised,
+                patches=int(inputs["pixel_values"].shape[0]),
+                anchors=args.anchors**2 * b,
+                trains_tlm=True,
+            )
+            row |= {
+                "step_s": summary(times),
+                "tokens_per_s": real / s,
+                "model_tflop_per_step": {k: v / 1e12 for k, v in mf.items()},
+                "mfu": mf["total"] / s / peak if peak else None,
+                "mfu_vs_measured_matmul": mf["total"] / s / (measured_peak * 1e12) if measured_peak else None,
+                "mfu_4nt": rough / s / (measured_peak * 1e12) if measured_peak else None,
+            }
             if device.type == "cuda":
                 row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                row["fits_80_gib"] = row["peak_mem_gib"] <= 80.0
             rows.append(row)
+            save()
             log.info("%s", json.dumps(row))
     set_checkpointing(model, False)
     return rows
 
 
 def tlm_overhead(
-    args: argparse.Namespace, model: FusarGPT, processor: Any, device: torch.device
+    args: argparse.Namespace,
+    model: FusarGPT,
+    processor: Any,
+    device: torch.device,
+    rows: list[dict],
+    save: Any,
 ) -> list[dict]:
     """Stage 1 (TLM trains) / stage 2 (TLM frozen) / TLM bypassed, same model and batch, interleaved."""
     assert model.tlm is not None
     tlm_params = list(model.tlm.parameters())
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    rows = []
     for b in args.tlm_batches:
         inputs = make_batch(processor, [args.seq_len] * b, image=args.image, anchors=args.anchors)
         batch = to_device(inputs, device, dtype)
@@ -203,12 +235,13 @@ def tlm_overhead(
             return fn
 
         steps = {"stage1": stage(True), "stage2": stage(False), "tlm_bypassed": stage(False, True)}
-        times = interleaved(steps, args.repeats, args.warmup, device)
+        times = interleaved(steps, args.tlm_repeats, args.warmup, device)
         base_t = statistics.median(times["tlm_bypassed"])
         row = {"batch": b} | {k: summary(v) for k, v in times.items()}
         row["overhead_pct_stage1"] = 100 * (statistics.median(times["stage1"]) / base_t - 1)
         row["overhead_pct_stage2"] = 100 * (statistics.median(times["stage2"]) / base_t - 1)
         rows.append(row)
+        save()
         log.info("%s", json.dumps(row))
     for p in tlm_params:
         p.requires_grad_(True)
@@ -227,6 +260,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--anchors", type=int, default=10)
     p.add_argument("--sigma", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--tlm-repeats", type=int, default=6, help="interleaved repeats of the TLM overhead")
+    p.add_argument("--profile-batch", type=int, default=4, help="the profiled / variant batch (0: skip)")
+    p.add_argument("--compile", choices=("on", "off"), default="on", help="variants: also torch.compile")
+    p.add_argument("--budget-s", type=float, default=240, help="skip the compile variant past this")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--ce-chunk", type=int, default=4096, help="fused cross-entropy chunk (0: whole logits)")
     p.add_argument("--layers", type=int, default=28)
@@ -245,23 +282,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit("bench.gpu_step: no CUDA device; use --device cpu --tiny for a dry check")
     modes = args.grad_ckpt
     args.grad_ckpt = False
+    t0 = time.perf_counter()
     model, processor = build(args, device)
     args.grad_ckpt = modes
-    t0 = time.perf_counter()
     result: dict[str, Any] = {
         "what": "stage-1 step (forward + backward + AdamW), LoRA r 8 + float32 TLM, chunked CE",
         "model": "tiny" if args.tiny else f"Qwen2.5-VL-7B-sized, random, bf16, {args.attn}",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
         "peak_bf16_flops": peak_flops(device),
+        "build_s": time.perf_counter() - t0,
         "ce_chunk": args.ce_chunk,
         "params": (c := count(model)) | {"total": sum(c.values())},
-        "steps": step_configs(args, model, processor, device),
-        "tlm_overhead": tlm_overhead(args, model, processor, device),
-        "torch": torch.__version__,
     }
-    result["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def save() -> None:  # after every row: a run cut short keeps what it measured
+        result["seconds"] = time.perf_counter() - t0
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    measured = matmul_peak(device)
+    result["measured_matmul_tflops"] = measured
+    result["steps"] = []
+    step_configs(args, model, processor, device, measured, result["steps"], save)
+    result["tlm_overhead"] = []
+    tlm_overhead(args, model, processor, device, result["tlm_overhead"], save)
+    if args.profile_batch:
+        b = args.profile_batch
+        batch = to_device(
+            make_batch(
+                processor,
+                grouped_batch(chat_lengths(8 * b, args.seq_len, seed=b), b),
+                image=args.image,
+                anchors=args.anchors,
+            ),
+            device,
+            torch.bfloat16 if device.type == "cuda" else torch.float32,
+        )
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        result["profile"] = {"batch": b, "grad_ckpt": False} | profile_step(model, batch, opt, device)
+        save()
+        log.info(
+            "profile: %s", json.dumps({k: v for k, v in result["profile"].items() if k != "top_kernels"})
+        )
+        compile_too = args.compile == "on" and time.perf_counter() - t0 < args.budget_s
+        result["variants"] = {"batch": b, "compile_skipped": args.compile == "on" and not compile_too}
+        result["variants"] |= variants(
+            model, batch, opt, device, repeats=args.repeats, warmup=args.warmup, compile_too=compile_too
+        )
+        save()
+        log.info("variants: %s", json.dumps(result["variants"]))
+    save()
     log.info("wrote %s", args.out)
     return result
 

@@ -20,7 +20,10 @@ TINY = ["--tiny", "--device", "cpu", "--seq-len", "64", "--image", "56", "--repe
 
 def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
     out = tmp_path / "step.json"
-    main([*TINY, "--batches", "1", "3", "--grad-ckpt", "off", "on", "--tlm-batches", "2", "--out", str(out)])
+    main(
+        [*TINY, "--batches", "1", "3", "--grad-ckpt", "off", "on", "--tlm-batches", "2"]
+        + ["--profile-batch", "2", "--compile", "off", "--out", str(out)]
+    )
     saved = json.loads(out.read_text())
     assert [(r["batch"], r["grad_ckpt"]) for r in saved["steps"]] == [
         (1, False),
@@ -35,6 +38,15 @@ def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
         assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no GPU peak on a CPU
     (t,) = saved["tlm_overhead"]
     assert t["batch"] == 2 and {"overhead_pct_stage1", "overhead_pct_stage2"} <= set(t)
+    for r in saved["steps"]:  # the step's matmul FLOPs by part add up; every part is counted
+        parts = r["model_tflop_per_step"]
+        assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))
+        assert all(v > 0 for v in parts.values())
+    prof = saved["profile"]
+    assert prof["batch"] == 2 and prof["wall_s"] > 0 and prof["tlm_cpu_s"] > 0  # the TLM ran in its range
+    var = saved["variants"]
+    assert set(var["step_s"]) == {"default", "whole_logits", "no_lora_dropout"}  # compile off
+    assert var["speedup_vs_default"]["default"] == 1.0
 
 
 @pytest.mark.slow
@@ -44,7 +56,7 @@ def test_the_whole_script_runs_on_cpu(tmp_path: Path) -> None:
         "OUT": str(tmp_path / "out"),
         "WORK": str(tmp_path / "work"),
         "PYTHON": sys.executable,
-        "STEP_ARGS": " ".join([TINY[0], *TINY[3:], "--batches", "1", "--tlm-batches", "1"]),
+        "STEP_ARGS": " ".join([TINY[0], *TINY[3:], "--batches", "1", "--tlm-batches", "1", "--compile", "off"]),
     }
     proc = subprocess.run(
         ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600

@@ -1,0 +1,226 @@
+"""The GPU step under the torch profiler, the same-run matmul peak, and the step's candidate speed-ups
+(bench/gpu_step.py's later phases; see there for the model and batches).
+
+- `matmul_peak`: TFLOP/s of a large bf16 matrix product on this card, measured in the same run, the
+  ceiling the step's model FLOP utilisation is also reported against (besides the spec-sheet peak).
+- `model_flops`: the step's matmul FLOPs by part, counted from the model's own weights: the frozen LLM
+  4 N T (forward + input gradients), the lm_head 4 V D on supervised tokens, the frozen vision tower
+  2 N P (forward only, P patches: nothing upstream of it trains), LoRA 6 N T, the TLM's MLP. Attention
+  scores are left out, so the utilisation is a lower bound.
+- `profile_step`: one step under torch.profiler: GPU busy time against the step's wall time (the share
+  the GPU idles while the host launches), kernel time by kind (matmul, attention, elementwise / other),
+  the TLM's own GPU time (a `tlm` range around its modulation), host-device synchronisations, and the
+  top kernels.
+- `variants`: the same batch with one thing changed at a time (whole logits instead of the chunked
+  cross-entropy, no LoRA dropout, torch.compile of each decoder layer), interleaved with the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.train_tlm_overhead import interleaved, summary, sync, train_step
+from model.tlm import FusarGPT
+
+KINDS = {  # kernel name substrings -> kind (first match wins)
+    "attention": ("flash", "fmha", "attention", "sdpa", "softmax"),
+    "matmul": ("gemm", "cutlass", "xmma", "nvjet", "cublas", "wgmma", "matmul", "splitk"),
+}
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def matmul_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:
+    """Measured bf16 TFLOP/s of an n x n x n product (mean of `repeats` after 3 warm-ups); None on CPU."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e12
+
+
+def model_flops(
+    model: FusarGPT, *, tokens: int, supervised: int, patches: int, anchors: int, trains_tlm: bool
+) -> dict:
+    """Matmul FLOPs of one training step by part (see the module docstring); attention scores excluded."""
+    llm = vision = lora = head = tlm = 0
+    for name, p in model.named_parameters():
+        if p.ndim != 2:
+            continue  # norms and biases: no matmul
+        if name.startswith("tlm."):
+            tlm += p.numel()
+        elif ".lora_" in name:
+            lora += p.numel()
+        elif "lm_head" in name:
+            head += p.numel()
+        elif "visual" in name:
+            vision += p.numel()
+        elif "embed_tokens" not in name:  # the embedding is a lookup
+            llm += p.numel()
+    parts = {
+        "llm": 4.0 * llm * tokens,
+        "lm_head": 4.0 * head * supervised,
+        "vision": 2.0 * vision * patches,
+        "lora": 6.0 * lora * tokens,
+        "tlm": (6.0 if trains_tlm else 4.0) * tlm * anchors,  # its MLP runs once per anchor
+    }
+    return parts | {"total": sum(parts.values())}
+
+
+def kind_of(name: str) -> str:
+    low = name.lower()
+    return next((k for k, subs in KINDS.items() if any(s in low for s in subs)), "other")
+
+
+@contextlib.contextmanager
+def tlm_range(model: FusarGPT) -> Iterator[None]:
+    """Wrap the TLM's modulation in a profiler range named `tlm` (bench only; undone on exit)."""
+    if model.tlm is None:
+        yield
+        return
+    tlm = model.tlm
+    inner = tlm.modulation
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with torch.profiler.record_function("tlm"):
+            return inner(*args, **kwargs)
+
+    tlm.modulation = wrapped  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del tlm.modulation  # back to the class's method
+
+
+def profile_step(
+    model: FusarGPT, batch: dict, opt: torch.optim.Optimizer | None, device: torch.device
+) -> dict:
+    """One (warm) training step under torch.profiler: busy / idle GPU time, kernel kinds, TLM, syncs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with tlm_range(model):
+        train_step(model, batch, opt)  # warm
+        sync(device)
+        with profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            train_step(model, batch, opt)
+            sync(device)
+            wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    kernels = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    us = {e.key: e.self_device_time_total for e in kernels}
+    busy = sum(us.values()) / 1e6
+    by_kind: dict[str, float] = {}
+    for k, v in us.items():
+        by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + v / 1e6
+    tlm_gpu = next((e.device_time_total / 1e6 for e in events if e.key == "tlm"), None)
+    tlm_cpu = next((e.cpu_time_total / 1e6 for e in events if e.key == "tlm"), None)
+    syncs = {e.key: e.count for e in events if e.key.startswith(SYNC_EVENTS)}
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:20]
+    return {
+        "wall_s": wall,
+        "gpu_busy_s": busy,
+        "gpu_idle_share": max(0.0, 1 - busy / wall) if device.type == "cuda" else None,
+        "kernel_launches": sum(e.count for e in kernels),
+        "gpu_s_by_kind": by_kind,
+        "tlm_gpu_s": tlm_gpu,
+        "tlm_cpu_s": tlm_cpu,
+        "host_syncs": syncs,
+        "top_kernels": [
+            {
+                "name": e.key[:120],
+                "kind": kind_of(e.key),
+                "calls": e.count,
+                "gpu_s": e.self_device_time_total / 1e6,
+            }
+            for e in top
+        ],
+    }
+
+
+def drop_lora_dropout(model: nn.Module) -> Callable[[], None]:
+    """Swap every LoRA dropout for nn.Identity (what peft builds for dropout 0); returns the undo."""
+    swapped: list[tuple[nn.ModuleDict, str, nn.Module]] = []
+    for module in model.modules():
+        drops = getattr(module, "lora_dropout", None)
+        if isinstance(drops, nn.ModuleDict):
+            for key, d in list(drops.items()):
+                if not isinstance(d, nn.Identity):
+                    swapped.append((drops, key, d))
+                    drops[key] = nn.Identity()
+
+    def undo() -> None:
+        for drops, key, d in swapped:
+            drops[key] = d
+
+    return undo
+
+
+def variants(
+    model: FusarGPT,
+    batch: dict,
+    opt: torch.optim.Optimizer | None,
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int,
+    compile_too: bool,
+) -> dict[str, Any]:
+    """Step time of the default against one change at a time, interleaved on the same batch.
+
+    torch.compile of the decoder layers cannot be undone, so it runs last and only when compile_too."""
+    chunk = model.ce_chunk
+
+    def default() -> float:
+        return train_step(model, batch, opt)
+
+    def whole_logits() -> float:
+        model.ce_chunk = 0
+        try:
+            return train_step(model, batch, opt)
+        finally:
+            model.ce_chunk = chunk
+
+    def no_dropout() -> float:
+        undo = drop_lora_dropout(model)
+        try:
+            return train_step(model, batch, opt)
+        finally:
+            undo()
+
+    out: dict[str, Any] = {}
+    steps = {"default": default, "whole_logits": whole_logits, "no_lora_dropout": no_dropout}
+    times = interleaved(steps, repeats, warmup, device)
+    out["step_s"] = {k: summary(v) for k, v in times.items()}
+    if device.type == "cuda":
+        for name, fn in steps.items():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            fn()
+            out.setdefault("peak_mem_gib", {})[name] = torch.cuda.max_memory_allocated(device) / 2**30
+    if compile_too:
+        from model.train import compile_layers
+
+        t0 = time.perf_counter()
+        out["compiled_layers"] = compile_layers(model)
+        default()  # the compile happens here
+        sync(device)
+        out["compile_s"] = time.perf_counter() - t0
+        times = interleaved({"compiled": default}, repeats, 1, device)
+        out["step_s"]["compiled"] = summary(times["compiled"])
+    base = out["step_s"]["default"]["median_s"]
+    out["speedup_vs_default"] = {k: base / v["median_s"] for k, v in out["step_s"].items()}
+    return out
