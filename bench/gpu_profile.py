@@ -5,19 +5,25 @@
   ceiling the step's model FLOP utilisation is also reported against (besides the spec-sheet peak).
 - `model_flops`: the step's matmul FLOPs by part, counted from the model's own weights: the frozen LLM
   4 N T (forward + input gradients), the lm_head 4 V D on supervised tokens, the frozen vision tower
-  2 N P (forward only, P patches: nothing upstream of it trains), LoRA 6 N T, the TLM's MLP. Attention
+  2 N P (forward only, P patches: nothing upstream of it trains), LoRA 6 N T, the TLM's MLP, and when
+  the TLM trains, the input gradient of the first decoder layer (2 N T over its q, k, v, gate and up
+  projections), which only the TLM needs: without it the backward stops at layer 0's LoRA. Attention
   scores are left out, so the utilisation is a lower bound.
 - `profile_step`: one step under torch.profiler: GPU busy time against the step's wall time (the share
   the GPU idles while the host launches), kernel time by kind (matmul, attention, elementwise / other),
   the TLM's own GPU time (a `tlm` range around its modulation), host-device synchronisations, and the
   top kernels.
-- `variants`: the same batch with one thing changed at a time (whole logits instead of the chunked
-  cross-entropy, no LoRA dropout, torch.compile of each decoder layer), interleaved with the default.
+- `variants`: the same batch with one thing changed at a time, interleaved with the default (the trainer's
+  setup): whole logits instead of the chunked cross-entropy; no LoRA dropout; peft's float32 cast of
+  every LoRA input (what model/efficiency.py's lora_in_autocast removes); the frozen vision tower under
+  autograd (what transformers' checkpointing hooks did, removed by set_checkpointing); then
+  torch.compile of each decoder layer, which cannot be undone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,6 +38,9 @@ KINDS = {  # kernel name substrings -> kind (first match wins)
     "attention": ("flash", "fmha", "attention", "sdpa", "softmax"),
     "matmul": ("gemm", "cutlass", "xmma", "nvjet", "cublas", "wgmma", "matmul", "splitk"),
 }
+FIRST_LAYER_INPUTS = re.compile(
+    r"language_model\.layers\.0\.(?:self_attn\.[qkv]_proj|mlp\.(?:gate|up)_proj)\.(?:base_layer\.)?weight$"
+)
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
 
 
@@ -55,10 +64,12 @@ def model_flops(
     model: FusarGPT, *, tokens: int, supervised: int, patches: int, anchors: int, trains_tlm: bool
 ) -> dict:
     """Matmul FLOPs of one training step by part (see the module docstring); attention scores excluded."""
-    llm = vision = lora = head = tlm = 0
+    llm = vision = lora = head = tlm = first = 0
     for name, p in model.named_parameters():
         if p.ndim != 2:
             continue  # norms and biases: no matmul
+        if FIRST_LAYER_INPUTS.search(name):
+            first += p.numel()
         if name.startswith("tlm."):
             tlm += p.numel()
         elif ".lora_" in name:
@@ -75,6 +86,7 @@ def model_flops(
         "vision": 2.0 * vision * patches,
         "lora": 6.0 * lora * tokens,
         "tlm": (6.0 if trains_tlm else 4.0) * tlm * anchors,  # its MLP runs once per anchor
+        "tlm_input_grad": 2.0 * first * tokens if trains_tlm else 0.0,
     }
     return parts | {"total": sum(parts.values())}
 
@@ -151,8 +163,9 @@ def profile_step(
     }
 
 
-def drop_lora_dropout(model: nn.Module) -> Callable[[], None]:
-    """Swap every LoRA dropout for nn.Identity (what peft builds for dropout 0); returns the undo."""
+@contextlib.contextmanager
+def no_lora_dropout(model: nn.Module) -> Iterator[None]:
+    """Every LoRA dropout swapped for nn.Identity (what peft builds for dropout 0), then put back."""
     swapped: list[tuple[nn.ModuleDict, str, nn.Module]] = []
     for module in model.modules():
         drops = getattr(module, "lora_dropout", None)
@@ -161,12 +174,35 @@ def drop_lora_dropout(model: nn.Module) -> Callable[[], None]:
                 if not isinstance(d, nn.Identity):
                     swapped.append((drops, key, d))
                     drops[key] = nn.Identity()
-
-    def undo() -> None:
+    try:
+        yield
+    finally:
         for drops, key, d in swapped:
             drops[key] = d
 
-    return undo
+
+@contextlib.contextmanager
+def lora_cast_float32(model: nn.Module) -> Iterator[None]:
+    """peft's default for the span (each LoRA input cast to the adapters' float32), then the trainer's."""
+    from model.efficiency import lora_in_autocast
+
+    lora_in_autocast(model, on=False)
+    try:
+        yield
+    finally:
+        lora_in_autocast(model, on=True)
+
+
+@contextlib.contextmanager
+def vision_under_autograd(model: FusarGPT) -> Iterator[None]:
+    """transformers' input-require-grads hooks for the span (the vision tower then runs under autograd)."""
+    from model.efficiency import drop_input_grad_hooks
+
+    model.base.get_base_model().enable_input_require_grads()
+    try:
+        yield
+    finally:
+        drop_input_grad_hooks(model)
 
 
 def variants(
@@ -179,30 +215,36 @@ def variants(
     warmup: int,
     compile_too: bool,
 ) -> dict[str, Any]:
-    """Step time of the default against one change at a time, interleaved on the same batch.
+    """Step time (and peak memory) of the default against one change at a time, interleaved on one batch.
 
     torch.compile of the decoder layers cannot be undone, so it runs last and only when compile_too."""
     chunk = model.ce_chunk
 
-    def default() -> float:
-        return train_step(model, batch, opt)
-
-    def whole_logits() -> float:
+    @contextlib.contextmanager
+    def whole_logits() -> Iterator[None]:
         model.ce_chunk = 0
         try:
-            return train_step(model, batch, opt)
+            yield
         finally:
             model.ce_chunk = chunk
 
-    def no_dropout() -> float:
-        undo = drop_lora_dropout(model)
-        try:
-            return train_step(model, batch, opt)
-        finally:
-            undo()
+    changes: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+        "default": contextlib.nullcontext,
+        "whole_logits": whole_logits,
+        "no_lora_dropout": lambda: no_lora_dropout(model),
+        "lora_cast_float32": lambda: lora_cast_float32(model),
+        "vision_under_autograd": lambda: vision_under_autograd(model),
+    }
 
+    def runner(change: Callable[[], contextlib.AbstractContextManager[None]]) -> Callable[[], float]:
+        def fn() -> float:
+            with change():
+                return train_step(model, batch, opt)
+
+        return fn
+
+    steps = {name: runner(change) for name, change in changes.items()}
     out: dict[str, Any] = {}
-    steps = {"default": default, "whole_logits": whole_logits, "no_lora_dropout": no_dropout}
     times = interleaved(steps, repeats, warmup, device)
     out["step_s"] = {k: summary(v) for k, v in times.items()}
     if device.type == "cuda":
@@ -212,14 +254,14 @@ def variants(
             fn()
             out.setdefault("peak_mem_gib", {})[name] = torch.cuda.max_memory_allocated(device) / 2**30
     if compile_too:
-        from model.train import compile_layers
+        from model.efficiency import compile_layers
 
         t0 = time.perf_counter()
         out["compiled_layers"] = compile_layers(model)
-        default()  # the compile happens here
+        steps["default"]()  # the compile happens here
         sync(device)
         out["compile_s"] = time.perf_counter() - t0
-        times = interleaved({"compiled": default}, repeats, 1, device)
+        times = interleaved({"compiled": steps["default"]}, repeats, 1, device)
         out["step_s"]["compiled"] = summary(times["compiled"])
     base = out["step_s"]["default"]["median_s"]
     out["speedup_vs_default"] = {k: base / v["median_s"] for k, v in out["step_s"].items()}

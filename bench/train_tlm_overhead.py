@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from model.base import build_tiny_base, build_tiny_tokenizer, hidden_size
+from model.efficiency import lora_in_autocast, set_checkpointing
 from model.lora import apply_lora, parameter_groups
 from model.tlm import TLM, FusarGPT, TLMConfig
 
@@ -94,8 +95,11 @@ def sync(device: torch.device) -> None:
 
 
 def train_step(model: FusarGPT, inputs: dict, optimizer: torch.optim.Optimizer | None) -> float:
-    """One step: forward, backward (and the optimizer when given); returns the loss."""
-    loss = model(**inputs).loss
+    """One step: forward (under bf16 autocast on a GPU, as the trainer runs it), backward (and the optimizer
+    when given); returns the loss."""
+    device = next(iter(inputs.values())).device
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = model(**inputs).loss
     loss.backward()
     if optimizer is not None:
         optimizer.step()
@@ -258,7 +262,8 @@ def qwen2_5_vl_7b_config(*, layers: int = 28, vision_depth: int = 32) -> Any:
 
 
 def build_real(args: argparse.Namespace, device: torch.device) -> FusarGPT:
-    """The 7B-sized FusarGPT (LoRA + TLM) with random weights, base in bf16, TLM in float32."""
+    """The 7B-sized FusarGPT (LoRA + TLM) with random weights, base in bf16, TLM in float32, set up as the
+    trainer sets it up (model/efficiency.py; train_step runs it under bf16 autocast on a GPU)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     cfg = qwen2_5_vl_7b_config(layers=args.layers, vision_depth=args.vision_depth)
@@ -270,7 +275,9 @@ def build_real(args: argparse.Namespace, device: torch.device) -> FusarGPT:
         tlm = TLM(TLMConfig(sigma=args.sigma), hidden_size(base))  # float32: it is trained
     model = apply_lora(FusarGPT(base, tlm))
     if args.grad_ckpt and device.type != "meta":
-        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)
+    if device.type == "cuda":
+        lora_in_autocast(model)
     return model
 
 

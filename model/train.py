@@ -74,11 +74,15 @@ logger = logging.getLogger("model.train")
 
 
 # == runtime ========================================================================================
-def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def autocast_on(cfg: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast on GPU when cfg.bf16; plain fp32 on CPU (CPU bf16 is slow and not what we test)."""
-    if device.type == "cuda" and cfg.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return device.type == "cuda" and cfg.bf16
+
+
+def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if autocast_on(cfg, device) else contextlib.nullcontext()
+    )
 
 
 # == the model ======================================================================================
@@ -90,6 +94,7 @@ def build_model(
     tlm_config: "config" builds the TLM the training config describes (if enabled); a TLMConfig (e.g.
     a checkpoint's tlm_config.json) builds that one; None builds no TLM."""
     from model.base import build_tiny_base, hidden_size, load_base
+    from model.efficiency import compile_layers, set_checkpointing
     from model.lora import apply_lora
 
     device = device or torch.device("cpu")
@@ -124,7 +129,7 @@ def build_model(
         targets=cfg.lora.targets,
     )
     if cfg.gradient_checkpointing:
-        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, True)  # the LLM's layers only; the frozen vision tower stays out of autograd
     model.ce_chunk = cfg.ce_chunk
     if cfg.compile:
         compile_layers(model)
@@ -140,18 +145,6 @@ def attention_implementation(requested: str | None, device: torch.device) -> str
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
-
-
-def compile_layers(model: nn.Module) -> int:
-    """torch.compile every decoder layer in place (regional compilation: one graph reused by all layers,
-    seconds to compile instead of minutes for the whole model); returns how many were compiled."""
-    n = 0
-    for name, module in model.named_modules():
-        parent, _, index = name.rpartition(".")
-        if index.isdigit() and parent.endswith("layers"):
-            module.compile(dynamic=True)
-            n += 1
-    return n
 
 
 def set_trainable(model: FusarGPT, groups: tuple[str, ...]) -> dict[str, int]:
@@ -604,6 +597,10 @@ def run(
     ckpt = find_latest(resume) if resume else None
     resume_stage = read_json(ckpt, "trainer_state.json")["stage"] if ckpt else None
     model, processor = build_model(cfg, rt.device)
+    if autocast_on(cfg, rt.device):  # every forward of this model below runs under autocast
+        from model.efficiency import lora_in_autocast
+
+        lora_in_autocast(model)
     if rt.distributed:
         # every rank built the same weights from cfg.seed; from here each rank draws its own dropout masks
         # (same seed everywhere gave ranks with same-shaped batches the same masks); a resume restores these

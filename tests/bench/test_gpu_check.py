@@ -38,6 +38,7 @@ def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
         assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no GPU peak on a CPU
     (t,) = saved["tlm_overhead"]
     assert t["batch"] == 2 and {"overhead_pct_stage1", "overhead_pct_stage2"} <= set(t)
+    assert 0 < t["tlm_flop_share_pct_stage2"] < t["tlm_flop_share_pct_stage1"] < 100  # training needs more
     for r in saved["steps"]:  # the step's matmul FLOPs by part add up; every part is counted
         parts = r["model_tflop_per_step"]
         assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"))
@@ -45,7 +46,13 @@ def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
     prof = saved["profile"]
     assert prof["batch"] == 2 and prof["wall_s"] > 0 and prof["tlm_cpu_s"] > 0  # the TLM ran in its range
     var = saved["variants"]
-    assert set(var["step_s"]) == {"default", "whole_logits", "no_lora_dropout"}  # compile off
+    assert set(var["step_s"]) == {  # compile off
+        "default",
+        "whole_logits",
+        "no_lora_dropout",
+        "lora_cast_float32",
+        "vision_under_autograd",
+    }
     assert var["speedup_vs_default"]["default"] == 1.0
 
 
