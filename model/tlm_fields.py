@@ -147,7 +147,14 @@ class TokenLayout:
         flat = box.reshape(-1, box.shape[-1])
         if self.index is None:
             return flat
-        return flat.index_select(0, torch.tensor(self.index, device=box.device))
+        return flat.index_select(0, host_values(self.index, box.device, torch.long))
+
+
+def host_values(values: Sequence[int], device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Host ints on `device` without a host-device sync: `torch.tensor(values, device=cuda)` copies and then
+    waits for the GPU stream to drain (a stall in the middle of the forward, behind the vision tower);
+    a non-blocking copy of the small host tensor does not wait (CUDA stages pageable memory at once)."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def _sample_coords(box: int, merge: int, off: float, device: torch.device) -> tuple[Tensor, int]:
@@ -158,12 +165,9 @@ def _sample_coords(box: int, merge: int, off: float, device: torch.device) -> tu
     the patch-centre convention) and k, the patches read per merged row.
     """
     r = torch.arange(box, device=device, dtype=torch.float32)[:, None] * merge  # (box, 1)
-    if merge % 2 == 0:
-        k = 2
-        taps = torch.tensor([merge // 2 - 1, merge // 2], device=device, dtype=torch.float32)
-    else:
-        k = 1
-        taps = torch.tensor([(merge - 1) // 2], device=device, dtype=torch.float32)
+    k = 2 if merge % 2 == 0 else 1
+    first = merge // 2 - 1 if k == 2 else (merge - 1) // 2  # the first patch read: taps first, first + 1
+    taps = torch.arange(k, device=device, dtype=torch.float32) + first  # made on the device: no copy
     return (r + taps[None, :]).reshape(-1) + off, k  # (box * k,)
 
 
@@ -185,8 +189,8 @@ def token_weights(
     pos = positions.float()
     m = layout.merge
     off = 0.5 if patch_centres else 0.0
-    hs = torch.tensor(layout.heights, device=pos.device, dtype=torch.float32)  # (B,)
-    ws = torch.tensor(layout.widths, device=pos.device, dtype=torch.float32)
+    hs = host_values(layout.heights, pos.device, torch.float32)  # (B,)
+    ws = host_values(layout.widths, pos.device, torch.float32)
     py = pos[..., 0] * (hs if patch_centres else hs - 1)[:, None]  # (B, S) in patch units
     px = pos[..., 1] * (ws if patch_centres else ws - 1)[:, None]
     yy, k = _sample_coords(layout.box_h, m, off, pos.device)  # (Hm * k,)

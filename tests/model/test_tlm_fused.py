@@ -103,6 +103,23 @@ def test_the_batched_path_traces_whole_under_torch_compile() -> None:
         torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh counts it too)"
+)
+def test_the_batched_path_makes_no_host_device_sync_on_a_gpu() -> None:
+    """A sync in the TLM's forward stalls the step behind the vision tower; CUDA's sync debug mode raises
+    on any (mixed grids, so the gather's index is copied too)."""
+    tlm = _tlm().cuda()
+    a = {k: v.cuda() for k, v in make_anchors(COUNTS, seed=6).items()}
+    layout = TokenLayout.from_grids(GRID.tolist(), 2)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tlm.layout_modulation(layout, a["aef_features"], a["aef_positions"], a["aef_mask"])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_a_batch_with_no_anchor_slots_passes_through() -> None:
     """S = 0 (an image without any anchor row, as predict passes it): tokens unchanged, TLM grads zero."""
     tlm = _tlm()
