@@ -100,10 +100,12 @@ bench-remote: $(STAMP)
 	$(BIN)/python -m bench.remote_earthengine
 	$(BIN)/python -m bench.remote_llm
 
-# the trainer on CPU: data reader against the step rate, TLM overhead
+# the trainer on CPU: data reader against the step rate, TLM overhead, 1 and 2 gloo ranks (the GPU's figures:
+# bash bench/gpu_check.sh on a GPU machine)
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_data_reader
 	$(BIN)/python -m bench.train_tlm_overhead --threads 1 --repeats 40
+	$(BIN)/python -m bench.train_ddp_scaling
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
