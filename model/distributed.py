@@ -113,27 +113,50 @@ def trainable_names(model: nn.Module) -> list[str]:
 def full_optimizer_state(
     wrapped: nn.Module, opt: torch.optim.Optimizer, names: list[str]
 ) -> dict[str, Any] | None:
-    """Under FSDP, the optimizer state gathered whole onto rank 0, indexed like the bare model's optimizer
-    (parameter i = names[i]), so a checkpoint has one layout whatever wrote it. A collective: every rank
-    calls it; ranks other than 0 get None. Without FSDP: opt.state_dict() (replicated on every rank)."""
+    """Under FSDP, the optimizer state gathered whole (onto rank 0's CPU memory from GPUs; onto every rank on
+    CPU), indexed like the bare model's optimizer (parameter i = names[i]), so a checkpoint has one layout
+    whatever wrote it. A collective: every rank calls it; ranks other than 0 get None. Without FSDP:
+    opt.state_dict() (replicated on every rank)."""
     if not is_fsdp(wrapped):
         return opt.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
+    # FSDP1 all-gathers every state (exp_avg, then exp_avg_sq) into ONE reused buffer and hands out views of
+    # it; only its no-offload path clones them. With cpu_offload on a CPU device `.cpu()` copies nothing, so
+    # every moment read as the last one gathered (exp_avg came back as exp_avg_sq): offload from GPUs only.
+    compute = cast(FSDP, wrapped).compute_device
+    offload = compute is not None and compute.type != "cpu"
     sd = cast(
         "dict[str, Any]",
         get_optimizer_state_dict(
-            wrapped, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            wrapped, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=offload)
         ),
     )
     if dist.get_rank() != 0:
         return None
+    _check_unaliased(sd["state"])
     index = {n: i for i, n in enumerate(names)}
     unknown = sorted(set(sd["state"]) - set(index))
     if unknown:
         raise RuntimeError(f"FSDP optimizer state names {unknown[:3]} are not trainable parameters")
     groups = [{**g, "params": [index[n] for n in g["params"]]} for g in sd["param_groups"]]
     return {"state": {index[n]: v for n, v in sd["state"].items()}, "param_groups": groups}
+
+
+def _check_unaliased(state: dict[str, dict[str, Any]]) -> None:
+    """Raise if two gathered optimizer tensors share memory (one would overwrite the other's values: the
+    FSDP CPU-offload aliasing above), rather than save a checkpoint that resumes a different run."""
+    seen: dict[int, str] = {}
+    for name, per_param in state.items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.numel() > 0:
+                ptr = value.untyped_storage().data_ptr()
+                if ptr in seen:
+                    raise RuntimeError(
+                        f"gathered optimizer state {name}.{key} shares memory with {seen[ptr]}; not saving it"
+                    )
+                seen[ptr] = f"{name}.{key}"
 
 
 def load_full_optimizer_state(

@@ -17,7 +17,7 @@ Multi-GPU: `torchrun --nproc_per_node N -m model.train ...` (DDP; `distributed: 
 on CPU). Each rank reads its own slice of the shards (ShardDataset rank / world_size); the loop pulls samples
 from the dataset in the main process (no DataLoader workers) so that the dataset's state_dict is the exact
 resume point. A checkpoint holds every rank's data position and RNG states; it resumes on the same number of
-ranks, exactly (tests/model/test_distributed_resume.py; FSDP resume is not exact yet, see there).
+ranks, exactly, under DDP and FSDP (tests/model/test_distributed_resume.py).
 """
 
 from __future__ import annotations
