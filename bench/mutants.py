@@ -28,7 +28,7 @@ SPLIT = "split assignment"
 CFAR = "CFAR (dense and fast paths)"
 CHIP_ID = "chip ids"
 CONSIST = "consistency checker"
-LORA = "LoRA targets"
+LORA = "LoRA targets and the training step"
 WIRING = "config wiring of remote sources"
 PAYLOAD = "LLM request payload"
 LABELS = "label matching"
@@ -47,6 +47,7 @@ T_CFAR = "tests/triplet_builder/facts/test_cfar.py"
 T_CONS = "tests/triplet_builder/text/test_consistency.py"
 T_ANN = "tests/triplet_builder/text/test_annotated_qa.py"
 T_LORA = "tests/model/test_lora.py"
+T_EFFICIENCY = "tests/model/test_efficiency.py"
 T_LLM = "tests/triplet_builder/text/test_llm.py"
 T_LABELS = "tests/triplet_builder/facts/test_labels.py"
 T_PARQUET = "tests/triplet_builder/writers/test_parquet.py"
@@ -187,8 +188,8 @@ MUTANTS: tuple[Mutant, ...] = (
         TLM,
         "patch centres without + 0.5",
         "model/tlm_fields.py",
-        "    off = 0.5 if patch_centres else 0.0\n    hs = torch.tensor(",
-        "    off = 0.0\n    hs = torch.tensor(",
+        "    off = 0.5 if patch_centres else 0.0\n    hs = host_values(",
+        "    off = 0.0\n    hs = host_values(",
         (T_TLM, T_TLM_FUSED, T_RELEASE),
     ),
     Mutant(
@@ -707,6 +708,22 @@ MUTANTS: tuple[Mutant, ...] = (
         'if name.startswith("tlm."):',
         'if name.startswith("tlm_"):',
         (T_LORA,),
+    ),
+    Mutant(
+        LORA,
+        "checkpointing keeps the vision tower under autograd",
+        "model/efficiency.py",
+        "        (disable or model.base.gradient_checkpointing_disable)()\n    drop_input_grad_hooks(model)\n",
+        "        (disable or model.base.gradient_checkpointing_disable)()\n",
+        (T_EFFICIENCY,),
+    ),
+    Mutant(
+        LORA,
+        "LoRA input cast left on under autocast",
+        "model/efficiency.py",
+        "m.cast_input_dtype_enabled = not on",
+        "m.cast_input_dtype_enabled = on",
+        (T_EFFICIENCY,),
     ),
     # ---------------------------------------------------------------- config wiring of remote sources
     Mutant(
