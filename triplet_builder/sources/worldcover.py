@@ -39,8 +39,8 @@ from rasterio.windows import Window
 
 from schemas.vocabulary import WORLDCOVER_NODATA, WORLDCOVER_VERSIONS
 from triplet_builder.cache import DiskCache
-from triplet_builder.embeddings.earthengine import cluster_points
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, backoff_delay, gdal_env, gdal_path
+from triplet_builder.sources.map_pixels import floor_index, gather_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -249,27 +249,45 @@ class WorldCoverTiles:
             cache.put(key, buf.getvalue())
         return data
 
-    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
-        """Class values (N,) uint8 (0 where invalid) and validity (N,) of N WGS84 points in map `year`."""
+    def pixel_coords(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous GLOBAL (row, col) of WGS84 points (NaN where a coordinate is not finite)."""
         lon = np.asarray(lon, dtype=np.float64).reshape(-1)
         lat = np.asarray(lat, dtype=np.float64).reshape(-1)
-        values = np.zeros(lon.size, dtype=np.uint8)
-        self.stats["points"] += lon.size
         ok = np.isfinite(lon) & np.isfinite(lat)
+        rows = (90.0 - np.where(ok, lat, np.nan)) * PIXELS_PER_DEGREE  # global_index, before its floor
+        return rows, (np.where(ok, lon, np.nan) + 180.0) * PIXELS_PER_DEGREE
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
+        """Class values (N,) uint8 (0 where invalid) and validity (N,) of N WGS84 points in map `year`."""
+        return self.read_pixels(*floor_index(*self.pixel_coords(lon, lat)), year)
+
+    def read_pixels(
+        self, rows: np.ndarray, cols: np.ndarray, ok: np.ndarray, year: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values (N,) uint8 and validity (N,) of global pixels (row, col) where `ok` (map `year`)."""
+        values = np.zeros(rows.size, dtype=np.uint8)
+        self.stats["points"] += rows.size
         if not ok.any():
-            return values, np.zeros(lon.size, dtype=bool)
-        grow, gcol = global_index(np.where(ok, lon, 0.0), np.where(ok, lat, 0.0))
+            return values, np.zeros(rows.size, dtype=bool)
+        grow = np.clip(rows, 0, 180 * PIXELS_PER_DEGREE - 1)  # clamped to the globe, as global_index does
+        gcol = np.clip(cols, 0, 360 * PIXELS_PER_DEGREE - 1)
         tile_key = (grow // TILE_PIXELS) * 1000 + gcol // TILE_PIXELS
+        every = bool(ok.all())
+        keys = tile_key if every else tile_key[ok]
         opts = self.gdal_options()
         with gdal_env(**opts) if opts else rasterio.Env():
             known = self.tiles()
-            for key in np.unique(tile_key[ok]):
-                idx = np.flatnonzero(ok & (tile_key == key))
-                tile = tile_of_index(int(grow[idx[0]]), int(gcol[idx[0]]))
+            for key in [keys.min()] if keys.min() == keys.max() else np.unique(keys):
+                sel = ok & (tile_key == key)
+                tile = tile_of_index(*(int(a[np.argmax(sel)]) for a in (grow, gcol)))
+                n = int(sel.sum())
                 if known is not None and tile not in known:
-                    self.stats["points_no_tile"] += idx.size  # no map there: no data, not a class
+                    self.stats["points_no_tile"] += n  # no map there: no data, not a class
                     continue
-                values[idx] = self._sample_tile(year, tile, grow[idx], gcol[idx])
+                if n == rows.size:  # one tile holds every point (the usual case): no copies
+                    values = self._sample_tile(int(year), tile, grow, gcol)
+                else:
+                    values[sel] = self._sample_tile(int(year), tile, grow[sel], gcol[sel])
         return values, values != WORLDCOVER_NODATA
 
     def _sample_tile(self, year: int, tile: str, grow: np.ndarray, gcol: np.ndarray) -> np.ndarray:
@@ -281,14 +299,13 @@ class WorldCoverTiles:
         inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
         if not inside.any():
             return out
-        # each distinct pixel once, then as few windows as the size limit allows
-        pix, inverse = np.unique(np.column_stack([rows[inside], cols[inside]]), axis=0, return_inverse=True)
-        got = np.zeros(len(pix), dtype=np.uint8)
-        for c in cluster_points(pix[:, 1], pix[:, 0], max_pixels=MAX_WINDOW_PIXELS):
-            data = self._window(year, tile, ds, c.iy0, c.iy1 + 1, c.ix0, c.ix1 + 1)
-            m = c.members
-            got[m] = data[pix[m, 0] - c.iy0, pix[m, 1] - c.ix0]
-        out[inside] = got[inverse.reshape(-1)]
+
+        def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+            return self._window(year, tile, ds, r0, r1, c0, c1)
+
+        if inside.all():  # the usual case: no copies
+            return gather_pixels(rows, cols, read, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
+        out[inside] = gather_pixels(rows[inside], cols[inside], read, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
         return out
 
 
@@ -326,28 +343,38 @@ class LocalMap:
             self._to_map = Transformer.from_crs("EPSG:4326", ds.crs, always_xy=True)
         return self._ds
 
-    def sample(self, lon: np.ndarray, lat: np.ndarray, year: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Values (N,) and validity (N,) of N WGS84 points (`year` is ignored: the file is one map)."""
+    def pixel_coords(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous (row, col) in the raster of WGS84 points (not finite where the CRS cannot place one)."""
         ds = self._open()
         assert self._to_map is not None
         lon = np.asarray(lon, dtype=np.float64).reshape(-1)
         lat = np.asarray(lat, dtype=np.float64).reshape(-1)
-        self.stats["points"] += lon.size
         x, y = self._to_map.transform(lon, lat)
         inv = ~ds.transform
         x, y = np.asarray(x), np.asarray(y)
-        cols = np.floor(inv.a * x + inv.b * y + inv.c)
-        rows = np.floor(inv.d * x + inv.e * y + inv.f)
-        inside = np.isfinite(cols) & np.isfinite(rows)
-        inside &= (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        values = np.zeros(lon.size, dtype=np.int64)
+        return inv.d * x + inv.e * y + inv.f, inv.a * x + inv.b * y + inv.c
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Values (N,) and validity (N,) of N WGS84 points (`year` is ignored: the file is one map)."""
+        return self.read_pixels(*floor_index(*self.pixel_coords(lon, lat)))
+
+    def _read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        assert self._ds is not None
+        self.stats["window_reads"] += 1
+        return np.asarray(self._ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)))
+
+    def read_pixels(
+        self, rows: np.ndarray, cols: np.ndarray, ok: np.ndarray, year: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values (N,) and validity (N,) of raster pixels (row, col) where `ok`."""
+        ds = self._open()
+        self.stats["points"] += rows.size
+        inside = ok & (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
+        values = np.zeros(rows.size, dtype=np.int64)
         if inside.any():
-            r, c = rows[inside].astype(np.int64), cols[inside].astype(np.int64)
-            for cl in cluster_points(c, r, max_pixels=MAX_WINDOW_PIXELS):
-                m = cl.members
-                block = ds.read(1, window=Window(cl.ix0, cl.iy0, cl.width, cl.height))
-                self.stats["window_reads"] += 1
-                values[np.flatnonzero(inside)[m]] = block[r[m] - cl.iy0, c[m] - cl.ix0]
+            values[inside] = gather_pixels(
+                rows[inside], cols[inside], self._read_window, np.int64, max_pixels=MAX_WINDOW_PIXELS
+            )
         valid = inside & (values != WORLDCOVER_NODATA)
         if ds.nodata is not None:
             valid &= values != ds.nodata

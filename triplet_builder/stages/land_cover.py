@@ -27,6 +27,7 @@ from schemas import frames
 from schemas.vocabulary import LAND_COVER_PRODUCTS, WORLDCOVER_VERSIONS
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import ChipRecord
+from triplet_builder.sources.map_pixels import chip_map_index
 from triplet_builder.sources.worldcover import DEFAULT_URL, MapMissingError, map_year
 from triplet_builder.stages.annotation import AnnotationStage
 from triplet_builder.stages.base import StageStats
@@ -89,26 +90,46 @@ class LandCoverConfig(BaseModel):
         return self
 
 
-def shares(values: np.ndarray, valid: np.ndarray, legend: dict[int, str]) -> dict[str, Any]:
-    """valid_fraction, fractions (classes present, of the valid pixels) and dominant of one area."""
-    n, k = values.size, int(valid.sum())
+def shares(counts: np.ndarray, n: int, legend: dict[int, str]) -> dict[str, Any]:
+    """valid_fraction, fractions (classes present, of the valid pixels) and dominant of an area of `n`
+    pixels whose valid ones count `counts[code]` of each class code."""
+    per_code = counts.tolist()
+    k = sum(per_code)
     if n == 0 or k == 0:
         return {"valid_fraction": 0.0, "fractions": {}, "dominant": None}
-    codes, counts = np.unique(values[valid], return_counts=True)  # sorted codes: ties go to the lower one
+    codes = [c for c, m in enumerate(per_code) if m]  # ascending: max() keeps the lower code on a tie
     return {
         "valid_fraction": round(k / n, DIGITS),
-        "fractions": {legend[int(c)]: round(int(m) / k, DIGITS) for c, m in zip(codes, counts, strict=True)},
-        "dominant": legend[int(codes[np.argmax(counts)])],
+        "fractions": {legend[c]: round(per_code[c] / k, DIGITS) for c in codes},
+        "dominant": legend[max(codes, key=per_code.__getitem__)],
     }
 
 
 def section_of(values: np.ndarray, valid: np.ndarray, legend: dict[int, str]) -> dict[str, Any]:
-    """The chip-level and per-cell shares of an (H, W) class map."""
-    cells = frames.cell_index_map(*values.shape)  # (H, W) 1..9
+    """The chip-level and per-cell shares of an (H, W) class map (valid pixels hold codes of `legend`)."""
+    cells = frames.cell_index_map(*values.shape).astype(np.int64)  # (H, W) 1..9
+    size = max(legend) + 1
+    codes = values[valid].astype(np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() >= size):
+        raise ValueError(f"land_cover: class {codes.max()} is not in the map's legend")
+    counts = np.bincount(cells[valid] * size + codes, minlength=10 * size).reshape(10, size)
+    pixels = np.bincount(cells.ravel(), minlength=10)
     return {
-        **shares(values, valid, legend),
-        "cells": [{"cell": c, **shares(values[cells == c], valid[cells == c], legend)} for c in range(1, 10)],
+        **shares(counts.sum(axis=0), values.size, legend),
+        "cells": [{"cell": c, **shares(counts[c], int(pixels[c]), legend)} for c in range(1, 10)],
     }
+
+
+def _centres(recs: list[ChipRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """lon, lat of every output pixel centre of `recs` (nearest neighbour on each chip's own grid)."""
+    lons, lats = [], []
+    for r in recs:
+        h, w = r.window.out_height, r.window.out_width
+        yy, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+        lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, yy.ravel(), xx.ravel())
+        lons.append(np.asarray(lon, dtype=np.float64))
+        lats.append(np.asarray(lat, dtype=np.float64))
+    return np.concatenate(lons), np.concatenate(lats)
 
 
 class LandCover(AnnotationStage):
@@ -162,16 +183,28 @@ class LandCover(AnnotationStage):
             out.setdefault(key, []).append(r)
         return out
 
-    def _read(self, key: tuple[Any, ...], lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read(
+        self, key: tuple[Any, ...], recs: list[ChipRecord], st: StageStats
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values and validity of every output pixel of `recs`, chip after chip, row-major."""
         from triplet_builder.earthengine import EarthEngineSetupError
 
         src = self.source()
         if self.cfg.source == "earthengine":
+            lon, lat = _centres(recs)
             try:
                 return self._read_ee(src, key, lon, lat)
             except EarthEngineSetupError as e:  # no project / credentials: the source has nothing to give
                 raise MapMissingError(str(e)) from None
-        return src.sample(lon, lat, key[0])  # type: ignore[no-any-return]
+        # the map pixel under each centre, projecting few of them (triplet_builder/sources/map_pixels.py)
+        rows, cols, ok = [], [], []
+        for r in recs:
+            i, j, good, projected = chip_map_index(scene_geo(r.scene), r.window, src.pixel_coords)
+            rows.append(i)
+            cols.append(j)
+            ok.append(good)
+            st.extra["centres_projected"] += projected
+        return src.read_pixels(np.concatenate(rows), np.concatenate(cols), np.concatenate(ok), key[0])  # type: ignore[no-any-return]
 
     def _read_ee(
         self, src: Any, key: tuple[Any, ...], lon: np.ndarray, lat: np.ndarray
@@ -198,16 +231,8 @@ class LandCover(AnnotationStage):
     # ------------------------------------------------------------------------------------------ batch
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
         for key, recs in self._groups(records).items():
-            lons, lats, shapes = [], [], []
-            for r in recs:
-                h, w = r.window.out_height, r.window.out_width
-                yy, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
-                lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, yy.ravel(), xx.ravel())
-                lons.append(np.asarray(lon, dtype=np.float64))
-                lats.append(np.asarray(lat, dtype=np.float64))
-                shapes.append((h, w))
             try:
-                values, valid = self._read(key, np.concatenate(lons), np.concatenate(lats))
+                values, valid = self._read(key, recs, st)
             except MapMissingError as e:
                 if self.cfg.missing == "error":
                     raise MapMissingError(f"stage land_cover: {e} (or set missing: skip)") from None
@@ -221,7 +246,8 @@ class LandCover(AnnotationStage):
                 for r in recs:
                     st.extra[f"chips_year_gap_{abs(key[0] - r.scene.year)}"] += 1
             i = 0
-            for r, (h, w) in zip(recs, shapes, strict=True):
+            for r in recs:
+                h, w = r.window.out_height, r.window.out_width
                 n = h * w
                 v, ok = values[i : i + n].reshape(h, w), valid[i : i + n].reshape(h, w)
                 i += n
