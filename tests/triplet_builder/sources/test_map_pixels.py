@@ -169,6 +169,14 @@ def _clumps(rng: np.random.Generator, *boxes: tuple[int, int, int, int, int]) ->
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
+def _blocks(*boxes: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+    """Every pixel of boxes (row0, col0, height, width)."""
+    rows, cols = zip(
+        *(np.mgrid[r0 : r0 + h, c0 : c0 + w].reshape(2, -1) for r0, c0, h, w in boxes), strict=True
+    )
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+
+
 POINT_SETS: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, ...]]] = {
     "one clump": lambda g: _clumps(g, (100, 50, 300, 450, 20000)),
     "two clumps, a bitmap": lambda g: _clumps(g, (0, 0, 50, 50, 3000), (1000, 1500, 50, 40, 3000)),
@@ -176,6 +184,8 @@ POINT_SETS: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, ...]]] =
     "a diagonal": lambda g: (np.arange(0, 900, 3, dtype=np.int64), np.arange(0, 1800, 6, dtype=np.int64)),
     "one pixel": lambda g: (np.full(5, 7, dtype=np.int64), np.full(5, 9, dtype=np.int64)),
     "clumps over the size limit": lambda g: _clumps(g, (0, 0, 90, 90, 4000), (60, 120, 80, 100, 4000)),
+    # two full blocks filling 9,950 of their 20,000 px box: just under half, so the box splits
+    "two blocks at the fill limit": lambda g: _blocks((0, 0, 100, 50), (0, 150, 99, 50)),
 }
 
 
