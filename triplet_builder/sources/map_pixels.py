@@ -36,20 +36,23 @@ STEP = 16  # lattice spacing in chip pixels: 17 x 17 exact points for a 256 px c
 SAFETY = 16.0  # eps = SAFETY x the estimated interpolation error (+ the rounding floor)
 ABS_FLOOR = 1e-6  # pixels: far above float64 rounding of coordinates below ~1e7, far below any map pixel
 REL_FLOOR = 1e-12  # of the coordinates' magnitude (a global WorldCover column reaches 4.3e6)
-INDEX_CLIP = 2.0**40  # continuous coordinates are clipped to [-1, 2^40] before the cast to int64
+INDEX_CLIP = 2.0**31 - 1  # continuous coordinates are clipped to [-1, 2^31 - 1] before the cast to int32
 
 # (lon, lat) (N,) -> the map's continuous (row, col) (N,), NaN or inf where the map cannot place a point
 PixelCoords = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 # (r0, r1, c0, c1) -> the raster's [r0, r1) x [c0, c1) window
 ReadWindow = Callable[[int, int, int, int], np.ndarray]
+# (rows, cols, ok) of one chip's pixels: int32 indices, and where they hold one
+Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def floor_index(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col) int64 of the pixels holding continuous coordinates, and where both are finite. Values are
-    clipped to [-1, 2^40] first (a map rejects -1 and anything past its size the same way either way)."""
+def floor_index(rows: np.ndarray, cols: np.ndarray) -> Pixels:
+    """(row, col) int32 of the pixels holding continuous coordinates, and where both are finite. Values are
+    clipped to [-1, 2^31 - 1] first: a raster is never that large, so a map rejects -1 and anything past
+    its size the same way either way (WorldCover's 4.3e6 global columns fit)."""
     ok = np.isfinite(rows) & np.isfinite(cols)
-    r = np.floor(np.clip(np.where(ok, rows, 0.0), -1.0, INDEX_CLIP)).astype(np.int64)
-    c = np.floor(np.clip(np.where(ok, cols, 0.0), -1.0, INDEX_CLIP)).astype(np.int64)
+    r = np.floor(np.clip(np.where(ok, rows, 0.0), -1.0, INDEX_CLIP)).astype(np.int32)
+    c = np.floor(np.clip(np.where(ok, cols, 0.0), -1.0, INDEX_CLIP)).astype(np.int32)
     return r, c, ok
 
 
@@ -89,33 +92,50 @@ def _boxes(seen: np.ndarray, max_pixels: int, max_side: int, min_fill: float) ->
 
 
 def gather_pixels(
-    rows: np.ndarray, cols: np.ndarray, read: ReadWindow, dtype: Any, *, max_pixels: int
-) -> np.ndarray:
-    """The values of raster pixels (rows, cols) (int64, all inside the raster), read in the windows that
-    `cluster_points(cols, rows, max_pixels=...)` lays over the distinct pixels: as few as the size limit
-    allows, none over a mostly empty box between clumps far apart. `read(r0, r1, c0, c1)` returns the
-    raster's [r0, r1) x [c0, c1) window."""
-    out = np.zeros(rows.size, dtype=dtype)
-    if rows.size == 0:
-        return out
-    r0, c0 = int(rows.min()), int(cols.min())
-    height, span = int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1
-    lin = (rows - r0) * span + (cols - c0)  # row-major in the points' bounding box
-    if height * span <= 2 * rows.size + (1 << 22):  # a bitmap of the box costs about what the points do
+    parts: list[tuple[np.ndarray, np.ndarray]], read: ReadWindow, dtype: Any, *, max_pixels: int
+) -> list[np.ndarray]:
+    """The values of raster pixels (rows, cols) (integers, all inside the raster), part by part (a part per
+    chip: no batch-long arrays), read in the windows that `cluster_points(cols, rows, max_pixels=...)` lays
+    over the distinct pixels of all parts: as few as the size limit allows, none over a mostly empty box
+    between clumps far apart. `read(r0, r1, c0, c1)` returns the raster's [r0, r1) x [c0, c1) window."""
+    full = [(r, c) for r, c in parts if r.size]
+    if not full:
+        return [np.zeros(r.size, dtype=dtype) for r, _ in parts]
+    r0, c0 = min(int(r.min()) for r, _ in full), min(int(c.min()) for _, c in full)
+    height = max(int(r.max()) for r, _ in full) - r0 + 1
+    span = max(int(c.max()) for _, c in full) - c0 + 1
+    n = sum(r.size for r, _ in parts)
+    if height * span <= 2 * n + (1 << 22):  # a bitmap of the box costs about what the points do
         seen = np.zeros(height * span, dtype=bool)
-        seen[lin] = True
+        for r, c in full:
+            seen[(r - r0) * span + (c - c0)] = True  # row-major in the points' bounding box
         box_values = np.zeros((height, span), dtype=dtype)
         for y0, y1, x0, x1 in _boxes(seen.reshape(height, span), max_pixels, MAX_GRID_SIDE, 0.5):
             box_values[y0 : y1 + 1, x0 : x1 + 1] = read(r0 + y0, r0 + y1 + 1, c0 + x0, c0 + x1 + 1)
-        out[:] = box_values.reshape(-1)[lin]
-        return out
-    distinct, inverse = np.unique(lin, return_inverse=True)  # each distinct pixel once, in (row, col) order
+        flat = box_values.reshape(-1)
+        return [flat[(r - r0) * span + (c - c0)] for r, c in parts]
+    # a sparse box: each distinct pixel once, in (row, col) order, then cluster_points itself
+    lin = np.concatenate([(r.astype(np.int64) - r0) * span + (c - c0) for r, c in parts])
+    distinct, inverse = np.unique(lin, return_inverse=True)
     pr, pc = distinct // span + r0, distinct % span + c0
     got = np.zeros(distinct.size, dtype=dtype)
-    for c in cluster_points(pc, pr, max_pixels=max_pixels):
-        data = read(c.iy0, c.iy1 + 1, c.ix0, c.ix1 + 1)
-        got[c.members] = data[pr[c.members] - c.iy0, pc[c.members] - c.ix0]
-    out[:] = got[inverse.reshape(-1)]
+    for cl in cluster_points(pc, pr, max_pixels=max_pixels):
+        data = read(cl.iy0, cl.iy1 + 1, cl.ix0, cl.ix1 + 1)
+        got[cl.members] = data[pr[cl.members] - cl.iy0, pc[cl.members] - cl.ix0]
+    return np.split(got[inverse.reshape(-1)], np.cumsum([r.size for r, _ in parts])[:-1])
+
+
+def gather_where(
+    parts: list[Pixels], read: ReadWindow, dtype: Any, out_dtype: Any, *, max_pixels: int
+) -> list[np.ndarray]:
+    """`gather_pixels` of each part's pixels where its mask holds; 0 elsewhere, as `out_dtype`."""
+    picked = [(r, c) if m.all() else (r[m], c[m]) for r, c, m in parts]
+    got = gather_pixels(picked, read, dtype, max_pixels=max_pixels)
+    out = []
+    for (r, _, m), g in zip(parts, got, strict=True):
+        v = np.zeros(r.size, dtype=out_dtype)
+        v[m] = g
+        out.append(v)
     return out
 
 
@@ -158,9 +178,7 @@ def _bilinear(v: np.ndarray, ni: np.ndarray, nj: np.ndarray, h: int, w: int) -> 
     return out
 
 
-def chip_map_index(
-    geo: SceneGeo, window: Window, to_pixel: PixelCoords
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def chip_map_index(geo: SceneGeo, window: Window, to_pixel: PixelCoords) -> tuple[Pixels, int]:
     """(row, col, ok) of the map pixel under each output pixel centre of the chip, row-major (h * w,), as
     `floor_index(exact_coords(...))` of every pixel gives them; and how many centres were projected."""
     h, w = window.out_height, window.out_width
@@ -186,9 +204,18 @@ def chip_map_index(
                 idx = np.flatnonzero(near)
                 r, c = exact_coords(geo, window, idx // w, idx % w, to_pixel)
                 coords[0][idx], coords[1][idx] = r, c
-                return (*floor_index(coords[0], coords[1]), gi.size + idx.size)
+                return floor_index(coords[0], coords[1]), gi.size + idx.size
     i, j = np.divmod(np.arange(h * w), w)
-    return (*floor_index(*exact_coords(geo, window, i, j, to_pixel)), h * w)
+    return floor_index(*exact_coords(geo, window, i, j, to_pixel)), h * w
 
 
-__all__ = ["PixelCoords", "ReadWindow", "chip_map_index", "exact_coords", "floor_index", "gather_pixels"]
+__all__ = [
+    "PixelCoords",
+    "Pixels",
+    "ReadWindow",
+    "chip_map_index",
+    "exact_coords",
+    "floor_index",
+    "gather_pixels",
+    "gather_where",
+]

@@ -40,7 +40,7 @@ from rasterio.windows import Window
 from schemas.vocabulary import WORLDCOVER_NODATA, WORLDCOVER_VERSIONS
 from triplet_builder.cache import DiskCache
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, backoff_delay, gdal_env, gdal_path
-from triplet_builder.sources.map_pixels import floor_index, gather_pixels
+from triplet_builder.sources.map_pixels import Pixels, floor_index, gather_where
 
 logger = logging.getLogger(__name__)
 
@@ -259,54 +259,54 @@ class WorldCoverTiles:
 
     def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
         """Class values (N,) uint8 (0 where invalid) and validity (N,) of N WGS84 points in map `year`."""
-        return self.read_pixels(*floor_index(*self.pixel_coords(lon, lat)), year)
+        return self.read_pixels([floor_index(*self.pixel_coords(lon, lat))], year)[0]
 
-    def read_pixels(
-        self, rows: np.ndarray, cols: np.ndarray, ok: np.ndarray, year: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values (N,) uint8 and validity (N,) of global pixels (row, col) where `ok` (map `year`)."""
-        values = np.zeros(rows.size, dtype=np.uint8)
-        self.stats["points"] += rows.size
-        if not ok.any():
-            return values, np.zeros(rows.size, dtype=bool)
-        grow = np.clip(rows, 0, 180 * PIXELS_PER_DEGREE - 1)  # clamped to the globe, as global_index does
-        gcol = np.clip(cols, 0, 360 * PIXELS_PER_DEGREE - 1)
-        tile_key = (grow // TILE_PIXELS) * 1000 + gcol // TILE_PIXELS
-        every = bool(ok.all())
-        keys = tile_key if every else tile_key[ok]
+    def read_pixels(self, parts: list[Pixels], year: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Values uint8 and validity of global pixels (rows, cols) where ok, part by part (map `year`)."""
+        values = [np.zeros(r.size, dtype=np.uint8) for r, _, _ in parts]
+        self.stats["points"] += sum(v.size for v in values)
+        clamped: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        keys: set[int] = set()
+        for rows, cols, ok in parts:
+            grow = np.clip(rows, 0, 180 * PIXELS_PER_DEGREE - 1)  # clamped to the globe, as global_index
+            gcol = np.clip(cols, 0, 360 * PIXELS_PER_DEGREE - 1)
+            tile_key = (grow // TILE_PIXELS) * 1000 + gcol // TILE_PIXELS
+            clamped.append((grow, gcol, tile_key))
+            k = tile_key if ok.all() else tile_key[ok]
+            if k.size:
+                keys.update([int(k.min())] if k.min() == k.max() else np.unique(k).tolist())
+        if not keys:
+            return [(v, np.zeros(v.size, dtype=bool)) for v in values]
         opts = self.gdal_options()
         with gdal_env(**opts) if opts else rasterio.Env():
             known = self.tiles()
-            for key in [keys.min()] if keys.min() == keys.max() else np.unique(keys):
-                sel = ok & (tile_key == key)
-                tile = tile_of_index(*(int(a[np.argmax(sel)]) for a in (grow, gcol)))
-                n = int(sel.sum())
+            for key in sorted(keys):
+                tile = tile_of_index((key // 1000) * TILE_PIXELS, (key % 1000) * TILE_PIXELS)
+                sel = [ok & (k == key) for (_, _, ok), (_, _, k) in zip(parts, clamped, strict=True)]
                 if known is not None and tile not in known:
-                    self.stats["points_no_tile"] += n  # no map there: no data, not a class
+                    self.stats["points_no_tile"] += sum(int(m.sum()) for m in sel)  # no data, not a class
                     continue
-                if n == rows.size:  # one tile holds every point (the usual case): no copies
-                    values = self._sample_tile(int(year), tile, grow, gcol)
-                else:
-                    values[sel] = self._sample_tile(int(year), tile, grow[sel], gcol[sel])
-        return values, values != WORLDCOVER_NODATA
+                got = self._sample_tile(
+                    int(year), tile, [(g, c, m) for (g, c, _), m in zip(clamped, sel, strict=True)]
+                )
+                for v, m, x in zip(values, sel, got, strict=True):
+                    v[m] = x[m]
+        return [(v, v != WORLDCOVER_NODATA) for v in values]
 
-    def _sample_tile(self, year: int, tile: str, grow: np.ndarray, gcol: np.ndarray) -> np.ndarray:
+    def _sample_tile(self, year: int, tile: str, parts: list[Pixels]) -> list[np.ndarray]:
+        """Values of global pixels where each part's mask holds, from one tile (0 outside its file)."""
         ds = self._open(year, tile)
         row0 = round((90.0 - ds.transform.f) * PIXELS_PER_DEGREE)  # the file's first pixel, global index
         col0 = round((ds.transform.c + 180.0) * PIXELS_PER_DEGREE)
-        rows, cols = grow - row0, gcol - col0
-        out = np.zeros(rows.size, dtype=np.uint8)
-        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        if not inside.any():
-            return out
+        local = []
+        for grow, gcol, m in parts:
+            rows, cols = grow - row0, gcol - col0
+            local.append((rows, cols, m & (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)))
 
         def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
             return self._window(year, tile, ds, r0, r1, c0, c1)
 
-        if inside.all():  # the usual case: no copies
-            return gather_pixels(rows, cols, read, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
-        out[inside] = gather_pixels(rows[inside], cols[inside], read, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
-        return out
+        return gather_where(local, read, np.uint8, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
 
 
 class LocalMap:
@@ -356,29 +356,27 @@ class LocalMap:
 
     def sample(self, lon: np.ndarray, lat: np.ndarray, year: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Values (N,) and validity (N,) of N WGS84 points (`year` is ignored: the file is one map)."""
-        return self.read_pixels(*floor_index(*self.pixel_coords(lon, lat)))
+        return self.read_pixels([floor_index(*self.pixel_coords(lon, lat))])[0]
 
     def _read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         assert self._ds is not None
         self.stats["window_reads"] += 1
         return np.asarray(self._ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)))
 
-    def read_pixels(
-        self, rows: np.ndarray, cols: np.ndarray, ok: np.ndarray, year: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values (N,) and validity (N,) of raster pixels (row, col) where `ok`."""
+    def read_pixels(self, parts: list[Pixels], year: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Values (int64) and validity of raster pixels (rows, cols) where ok, part by part."""
         ds = self._open()
-        self.stats["points"] += rows.size
-        inside = ok & (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        values = np.zeros(rows.size, dtype=np.int64)
-        if inside.any():
-            values[inside] = gather_pixels(
-                rows[inside], cols[inside], self._read_window, np.int64, max_pixels=MAX_WINDOW_PIXELS
-            )
-        valid = inside & (values != WORLDCOVER_NODATA)
-        if ds.nodata is not None:
-            valid &= values != ds.nodata
-        return values, valid
+        self.stats["points"] += sum(r.size for r, _, _ in parts)
+        inside = [ok & (r >= 0) & (r < ds.height) & (c >= 0) & (c < ds.width) for r, c, ok in parts]
+        local = [(r, c, m) for (r, c, _), m in zip(parts, inside, strict=True)]
+        values = gather_where(local, self._read_window, ds.dtypes[0], np.int64, max_pixels=MAX_WINDOW_PIXELS)
+        out = []
+        for v, m in zip(values, inside, strict=True):
+            valid = m & (v != WORLDCOVER_NODATA)
+            if ds.nodata is not None:
+                valid &= v != ds.nodata
+            out.append((v, valid))
+        return out
 
 
 __all__ = [

@@ -183,28 +183,26 @@ class LandCover(AnnotationStage):
             out.setdefault(key, []).append(r)
         return out
 
-    def _read(
-        self, key: tuple[Any, ...], recs: list[ChipRecord], st: StageStats
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values and validity of every output pixel of `recs`, chip after chip, row-major."""
+    def _read(self, key: tuple[Any, ...], recs: list[ChipRecord], st: StageStats) -> list[tuple[Any, Any]]:
+        """Values and validity of each chip's output pixels (row-major), chip by chip."""
         from triplet_builder.earthengine import EarthEngineSetupError
 
         src = self.source()
         if self.cfg.source == "earthengine":
             lon, lat = _centres(recs)
             try:
-                return self._read_ee(src, key, lon, lat)
+                values, valid = self._read_ee(src, key, lon, lat)
             except EarthEngineSetupError as e:  # no project / credentials: the source has nothing to give
                 raise MapMissingError(str(e)) from None
+            cuts = np.cumsum([r.window.out_height * r.window.out_width for r in recs])[:-1]
+            return list(zip(np.split(values, cuts), np.split(valid, cuts), strict=True))
         # the map pixel under each centre, projecting few of them (triplet_builder/sources/map_pixels.py)
-        rows, cols, ok = [], [], []
+        parts = []
         for r in recs:
-            i, j, good, projected = chip_map_index(scene_geo(r.scene), r.window, src.pixel_coords)
-            rows.append(i)
-            cols.append(j)
-            ok.append(good)
+            pixels, projected = chip_map_index(scene_geo(r.scene), r.window, src.pixel_coords)
+            parts.append(pixels)
             st.extra["centres_projected"] += projected
-        return src.read_pixels(np.concatenate(rows), np.concatenate(cols), np.concatenate(ok), key[0])  # type: ignore[no-any-return]
+        return src.read_pixels(parts, key[0])  # type: ignore[no-any-return]
 
     def _read_ee(
         self, src: Any, key: tuple[Any, ...], lon: np.ndarray, lat: np.ndarray
@@ -232,25 +230,21 @@ class LandCover(AnnotationStage):
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
         for key, recs in self._groups(records).items():
             try:
-                values, valid = self._read(key, recs, st)
+                read = self._read(key, recs, st)
             except MapMissingError as e:
                 if self.cfg.missing == "error":
                     raise MapMissingError(f"stage land_cover: {e} (or set missing: skip)") from None
                 self._skip(str(e), len(recs), st)
                 continue
-            known = np.isin(values, list(self.legend))
-            st.extra["pixels_unknown_value"] += int((valid & ~known).sum())  # not in the legend: no class
-            valid = valid & known
             if key and isinstance(key[0], int):
                 st.extra[f"chips_map_{key[0]}"] += len(recs)
                 for r in recs:
                     st.extra[f"chips_year_gap_{abs(key[0] - r.scene.year)}"] += 1
-            i = 0
-            for r in recs:
-                h, w = r.window.out_height, r.window.out_width
-                n = h * w
-                v, ok = values[i : i + n].reshape(h, w), valid[i : i + n].reshape(h, w)
-                i += n
+            for r, (values, valid) in zip(recs, read, strict=True):
+                known = np.isin(values, list(self.legend))
+                st.extra["pixels_unknown_value"] += int((valid & ~known).sum())  # not in the legend: no class
+                shape = (r.window.out_height, r.window.out_width)
+                v, ok = values.reshape(shape), (valid & known).reshape(shape)
                 section = {**self._header(key), "source": self.cfg.source, **section_of(v, ok, self.legend)}
                 if not ok.any():
                     st.extra["chips_without_map_pixels"] += 1

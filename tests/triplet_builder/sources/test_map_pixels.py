@@ -4,6 +4,7 @@ and the antimeridian; and the windows `gather_pixels` reads against `cluster_poi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,7 +68,7 @@ def _check(geo: SceneGeo, to_pixel: mp.PixelCoords, *, fast: bool | None) -> Non
     """Every window's indices equal projecting every centre; `fast`: few centres were projected (True),
     all of them (False), either (None)."""
     for w in WINDOWS:
-        r, c, ok, projected = mp.chip_map_index(geo, w, to_pixel)
+        (r, c, ok), projected = mp.chip_map_index(geo, w, to_pixel)
         want = _all_projected(geo, w, to_pixel)
         for got, exp in zip((r, c, ok), want, strict=True):
             np.testing.assert_array_equal(got, exp)
@@ -114,7 +115,7 @@ def test_centres_on_the_map_pixel_edges(tmp_path: Path) -> None:
     # the map's 10 m grid in the scene's CRS, offset by half a pixel: every centre lies on a pixel edge (a
     # round trip through lon/lat puts it a hair either side), so each one is projected, and each agrees
     m = _local_map(tmp_path, "EPSG:32631", 640005, 4815005, 10)
-    r, c, ok, projected = mp.chip_map_index(
+    (r, c, ok), projected = mp.chip_map_index(
         _geo("EPSG:32631", 640000, 4815000, 10), WINDOWS[0], m.pixel_coords
     )
     want = _all_projected(_geo("EPSG:32631", 640000, 4815000, 10), WINDOWS[0], m.pixel_coords)
@@ -144,13 +145,13 @@ def test_a_chip_across_the_antimeridian_is_projected_in_full() -> None:
 def test_small_and_unplaceable_chips_are_projected_in_full() -> None:
     geo = _geo("EPSG:32631", 640000, 4815000, 10)
     w = Window(0, 0, 20, 20, 20, 20)  # smaller than two lattice steps
-    assert mp.chip_map_index(geo, w, WORLDCOVER)[3] == 400
+    assert mp.chip_map_index(geo, w, WORLDCOVER)[1] == 400
 
     def nowhere(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r, c = WORLDCOVER(lon, lat)
         return np.where(lat > 43.47, np.nan, r), c  # a map that cannot place the chip's top rows
 
-    r, c, ok, projected = mp.chip_map_index(geo, WINDOWS[0], nowhere)
+    (r, c, ok), projected = mp.chip_map_index(geo, WINDOWS[0], nowhere)
     want = _all_projected(geo, WINDOWS[0], nowhere)
     assert projected == 256 * 256 and 0 < ok.sum() < ok.size
     for got, exp in zip((r, c, ok), want, strict=True):
@@ -201,8 +202,11 @@ def test_gather_reads_the_windows_cluster_points_lays(name: str) -> None:
         reads.append((r0, r1, c0, c1))
         return raster[r0:r1, c0:c1]
 
-    got = mp.gather_pixels(rows, cols, read, np.uint8, max_pixels=max_pixels)
-    np.testing.assert_array_equal(got, raster[rows, cols])
+    cuts = [0, rows.size // 3, rows.size // 3, rows.size]  # three parts (chips), one of them empty
+    parts = [(rows[a:b].astype(np.int32), cols[a:b].astype(np.int32)) for a, b in itertools.pairwise(cuts)]
+    got = mp.gather_pixels(parts, read, np.uint8, max_pixels=max_pixels)
+    assert [g.size for g in got] == [r.size for r, _ in parts]
+    np.testing.assert_array_equal(np.concatenate(got), raster[rows, cols])
     pix = np.unique(np.column_stack([rows, cols]), axis=0)
     want = [
         (c.iy0, c.iy1 + 1, c.ix0, c.ix1 + 1)
