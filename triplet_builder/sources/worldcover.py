@@ -15,7 +15,9 @@ belongs to exactly one tile. A file that covers only part of its tile is read th
 Remote reads follow the AlphaEarth COG provider (triplet_builder/embeddings/cog.py): our User-Agent, GDAL's
 bounded HTTP retries (triplet_builder.remote), VSI cache, and an on-disk cache of every window read, keyed by
 file and window, so a rerun makes no request. Points are read per tile in as few windows as the size limit
-allows (one per tile per call when they lie close together), never one request per chip.
+allows (one per tile per call when they lie close together), never one request per chip. Callers give
+either WGS84 points (`sample`) or map pixels, chip by chip (`pixel_coords`, then `read_pixels`: see
+triplet_builder/sources/map_pixels.py).
 """
 
 from __future__ import annotations

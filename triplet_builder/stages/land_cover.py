@@ -9,7 +9,9 @@ does not cover at all states no class (dominant null), never "water".
 
 The pixel centres of a whole batch are read in one call per map year / date window, so the source groups
 them by tile and window (triplet_builder/sources/worldcover.py) or into few computePixels grids
-(triplet_builder/sources/land_cover_ee.py), never one request per chip.
+(triplet_builder/sources/land_cover_ee.py), never one request per chip. For the tiles and a local raster the
+map pixel under each centre comes from a few hundred exactly projected centres per chip, the same pixels as
+projecting all of them (triplet_builder/sources/map_pixels.py); Earth Engine is given every centre.
 """
 
 from __future__ import annotations
