@@ -15,7 +15,9 @@ belongs to exactly one tile. A file that covers only part of its tile is read th
 Remote reads follow the AlphaEarth COG provider (triplet_builder/embeddings/cog.py): our User-Agent, GDAL's
 bounded HTTP retries (triplet_builder.remote), VSI cache, and an on-disk cache of every window read, keyed by
 file and window, so a rerun makes no request. Points are read per tile in as few windows as the size limit
-allows (one per tile per call when they lie close together), never one request per chip.
+allows (one per tile per call when they lie close together), never one request per chip. Callers give
+either WGS84 points (`sample`) or map pixels, chip by chip (`pixel_coords`, then `read_pixels`: see
+triplet_builder/sources/map_pixels.py).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from rasterio.windows import Window
 
 from schemas.vocabulary import WORLDCOVER_NODATA, WORLDCOVER_VERSIONS
 from triplet_builder.cache import DiskCache
-from triplet_builder.embeddings.earthengine import cluster_points
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, backoff_delay, gdal_env, gdal_path
+from triplet_builder.sources.map_pixels import Pixels, floor_index, gather_where
 
 logger = logging.getLogger(__name__)
 
@@ -249,47 +251,64 @@ class WorldCoverTiles:
             cache.put(key, buf.getvalue())
         return data
 
-    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
-        """Class values (N,) uint8 (0 where invalid) and validity (N,) of N WGS84 points in map `year`."""
+    def pixel_coords(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous GLOBAL (row, col) of WGS84 points (NaN where a coordinate is not finite)."""
         lon = np.asarray(lon, dtype=np.float64).reshape(-1)
         lat = np.asarray(lat, dtype=np.float64).reshape(-1)
-        values = np.zeros(lon.size, dtype=np.uint8)
-        self.stats["points"] += lon.size
         ok = np.isfinite(lon) & np.isfinite(lat)
-        if not ok.any():
-            return values, np.zeros(lon.size, dtype=bool)
-        grow, gcol = global_index(np.where(ok, lon, 0.0), np.where(ok, lat, 0.0))
-        tile_key = (grow // TILE_PIXELS) * 1000 + gcol // TILE_PIXELS
+        rows = (90.0 - np.where(ok, lat, np.nan)) * PIXELS_PER_DEGREE  # global_index, before its floor
+        return rows, (np.where(ok, lon, np.nan) + 180.0) * PIXELS_PER_DEGREE
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: int) -> tuple[np.ndarray, np.ndarray]:
+        """Class values (N,) uint8 (0 where invalid) and validity (N,) of N WGS84 points in map `year`."""
+        return self.read_pixels([floor_index(*self.pixel_coords(lon, lat))], year)[0]
+
+    def read_pixels(self, parts: list[Pixels], year: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Values uint8 and validity of global pixels (rows, cols) where ok, part by part (map `year`)."""
+        values = [np.zeros(r.size, dtype=np.uint8) for r, _, _ in parts]
+        self.stats["points"] += sum(v.size for v in values)
+        clamped: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        keys: set[int] = set()
+        for rows, cols, ok in parts:
+            grow = np.clip(rows, 0, 180 * PIXELS_PER_DEGREE - 1)  # clamped to the globe, as global_index
+            gcol = np.clip(cols, 0, 360 * PIXELS_PER_DEGREE - 1)
+            tile_key = (grow // TILE_PIXELS) * 1000 + gcol // TILE_PIXELS
+            clamped.append((grow, gcol, tile_key))
+            k = tile_key if ok.all() else tile_key[ok]
+            if k.size:
+                keys.update([int(k.min())] if k.min() == k.max() else np.unique(k).tolist())
+        if not keys:
+            return [(v, np.zeros(v.size, dtype=bool)) for v in values]
         opts = self.gdal_options()
         with gdal_env(**opts) if opts else rasterio.Env():
             known = self.tiles()
-            for key in np.unique(tile_key[ok]):
-                idx = np.flatnonzero(ok & (tile_key == key))
-                tile = tile_of_index(int(grow[idx[0]]), int(gcol[idx[0]]))
+            for key in sorted(keys):
+                tile = tile_of_index((key // 1000) * TILE_PIXELS, (key % 1000) * TILE_PIXELS)
+                sel = [ok & (k == key) for (_, _, ok), (_, _, k) in zip(parts, clamped, strict=True)]
                 if known is not None and tile not in known:
-                    self.stats["points_no_tile"] += idx.size  # no map there: no data, not a class
+                    self.stats["points_no_tile"] += sum(int(m.sum()) for m in sel)  # no data, not a class
                     continue
-                values[idx] = self._sample_tile(year, tile, grow[idx], gcol[idx])
-        return values, values != WORLDCOVER_NODATA
+                got = self._sample_tile(
+                    int(year), tile, [(g, c, m) for (g, c, _), m in zip(clamped, sel, strict=True)]
+                )
+                for v, m, x in zip(values, sel, got, strict=True):
+                    v[m] = x[m]
+        return [(v, v != WORLDCOVER_NODATA) for v in values]
 
-    def _sample_tile(self, year: int, tile: str, grow: np.ndarray, gcol: np.ndarray) -> np.ndarray:
+    def _sample_tile(self, year: int, tile: str, parts: list[Pixels]) -> list[np.ndarray]:
+        """Values of global pixels where each part's mask holds, from one tile (0 outside its file)."""
         ds = self._open(year, tile)
         row0 = round((90.0 - ds.transform.f) * PIXELS_PER_DEGREE)  # the file's first pixel, global index
         col0 = round((ds.transform.c + 180.0) * PIXELS_PER_DEGREE)
-        rows, cols = grow - row0, gcol - col0
-        out = np.zeros(rows.size, dtype=np.uint8)
-        inside = (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        if not inside.any():
-            return out
-        # each distinct pixel once, then as few windows as the size limit allows
-        pix, inverse = np.unique(np.column_stack([rows[inside], cols[inside]]), axis=0, return_inverse=True)
-        got = np.zeros(len(pix), dtype=np.uint8)
-        for c in cluster_points(pix[:, 1], pix[:, 0], max_pixels=MAX_WINDOW_PIXELS):
-            data = self._window(year, tile, ds, c.iy0, c.iy1 + 1, c.ix0, c.ix1 + 1)
-            m = c.members
-            got[m] = data[pix[m, 0] - c.iy0, pix[m, 1] - c.ix0]
-        out[inside] = got[inverse.reshape(-1)]
-        return out
+        local = []
+        for grow, gcol, m in parts:
+            rows, cols = grow - row0, gcol - col0
+            local.append((rows, cols, m & (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)))
+
+        def read(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+            return self._window(year, tile, ds, r0, r1, c0, c1)
+
+        return gather_where(local, read, np.uint8, np.uint8, max_pixels=MAX_WINDOW_PIXELS)
 
 
 class LocalMap:
@@ -326,32 +345,40 @@ class LocalMap:
             self._to_map = Transformer.from_crs("EPSG:4326", ds.crs, always_xy=True)
         return self._ds
 
-    def sample(self, lon: np.ndarray, lat: np.ndarray, year: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Values (N,) and validity (N,) of N WGS84 points (`year` is ignored: the file is one map)."""
+    def pixel_coords(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous (row, col) in the raster of WGS84 points (not finite where the CRS cannot place one)."""
         ds = self._open()
         assert self._to_map is not None
         lon = np.asarray(lon, dtype=np.float64).reshape(-1)
         lat = np.asarray(lat, dtype=np.float64).reshape(-1)
-        self.stats["points"] += lon.size
         x, y = self._to_map.transform(lon, lat)
         inv = ~ds.transform
         x, y = np.asarray(x), np.asarray(y)
-        cols = np.floor(inv.a * x + inv.b * y + inv.c)
-        rows = np.floor(inv.d * x + inv.e * y + inv.f)
-        inside = np.isfinite(cols) & np.isfinite(rows)
-        inside &= (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
-        values = np.zeros(lon.size, dtype=np.int64)
-        if inside.any():
-            r, c = rows[inside].astype(np.int64), cols[inside].astype(np.int64)
-            for cl in cluster_points(c, r, max_pixels=MAX_WINDOW_PIXELS):
-                m = cl.members
-                block = ds.read(1, window=Window(cl.ix0, cl.iy0, cl.width, cl.height))
-                self.stats["window_reads"] += 1
-                values[np.flatnonzero(inside)[m]] = block[r[m] - cl.iy0, c[m] - cl.ix0]
-        valid = inside & (values != WORLDCOVER_NODATA)
-        if ds.nodata is not None:
-            valid &= values != ds.nodata
-        return values, valid
+        return inv.d * x + inv.e * y + inv.f, inv.a * x + inv.b * y + inv.c
+
+    def sample(self, lon: np.ndarray, lat: np.ndarray, year: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Values (N,) and validity (N,) of N WGS84 points (`year` is ignored: the file is one map)."""
+        return self.read_pixels([floor_index(*self.pixel_coords(lon, lat))])[0]
+
+    def _read_window(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        assert self._ds is not None
+        self.stats["window_reads"] += 1
+        return np.asarray(self._ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)))
+
+    def read_pixels(self, parts: list[Pixels], year: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Values (int64) and validity of raster pixels (rows, cols) where ok, part by part."""
+        ds = self._open()
+        self.stats["points"] += sum(r.size for r, _, _ in parts)
+        inside = [ok & (r >= 0) & (r < ds.height) & (c >= 0) & (c < ds.width) for r, c, ok in parts]
+        local = [(r, c, m) for (r, c, _), m in zip(parts, inside, strict=True)]
+        values = gather_where(local, self._read_window, ds.dtypes[0], np.int64, max_pixels=MAX_WINDOW_PIXELS)
+        out = []
+        for v, m in zip(values, inside, strict=True):
+            valid = m & (v != WORLDCOVER_NODATA)
+            if ds.nodata is not None:
+                valid &= v != ds.nodata
+            out.append((v, valid))
+        return out
 
 
 __all__ = [

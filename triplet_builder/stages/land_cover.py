@@ -9,7 +9,9 @@ does not cover at all states no class (dominant null), never "water".
 
 The pixel centres of a whole batch are read in one call per map year / date window, so the source groups
 them by tile and window (triplet_builder/sources/worldcover.py) or into few computePixels grids
-(triplet_builder/sources/land_cover_ee.py), never one request per chip.
+(triplet_builder/sources/land_cover_ee.py), never one request per chip. For the tiles and a local raster the
+map pixel under each centre comes from a few hundred exactly projected centres per chip, the same pixels as
+projecting all of them (triplet_builder/sources/map_pixels.py); Earth Engine is given every centre.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from schemas import frames
 from schemas.vocabulary import LAND_COVER_PRODUCTS, WORLDCOVER_VERSIONS
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import ChipRecord
+from triplet_builder.sources.map_pixels import chip_map_index
 from triplet_builder.sources.worldcover import DEFAULT_URL, MapMissingError, map_year
 from triplet_builder.stages.annotation import AnnotationStage
 from triplet_builder.stages.base import StageStats
@@ -89,26 +92,46 @@ class LandCoverConfig(BaseModel):
         return self
 
 
-def shares(values: np.ndarray, valid: np.ndarray, legend: dict[int, str]) -> dict[str, Any]:
-    """valid_fraction, fractions (classes present, of the valid pixels) and dominant of one area."""
-    n, k = values.size, int(valid.sum())
+def shares(counts: np.ndarray, n: int, legend: dict[int, str]) -> dict[str, Any]:
+    """valid_fraction, fractions (classes present, of the valid pixels) and dominant of an area of `n`
+    pixels whose valid ones count `counts[code]` of each class code."""
+    per_code = counts.tolist()
+    k = sum(per_code)
     if n == 0 or k == 0:
         return {"valid_fraction": 0.0, "fractions": {}, "dominant": None}
-    codes, counts = np.unique(values[valid], return_counts=True)  # sorted codes: ties go to the lower one
+    codes = [c for c, m in enumerate(per_code) if m]  # ascending: max() keeps the lower code on a tie
     return {
         "valid_fraction": round(k / n, DIGITS),
-        "fractions": {legend[int(c)]: round(int(m) / k, DIGITS) for c, m in zip(codes, counts, strict=True)},
-        "dominant": legend[int(codes[np.argmax(counts)])],
+        "fractions": {legend[c]: round(per_code[c] / k, DIGITS) for c in codes},
+        "dominant": legend[max(codes, key=per_code.__getitem__)],
     }
 
 
 def section_of(values: np.ndarray, valid: np.ndarray, legend: dict[int, str]) -> dict[str, Any]:
-    """The chip-level and per-cell shares of an (H, W) class map."""
-    cells = frames.cell_index_map(*values.shape)  # (H, W) 1..9
+    """The chip-level and per-cell shares of an (H, W) class map (valid pixels hold codes of `legend`)."""
+    cells = frames.cell_index_map(*values.shape).astype(np.int64)  # (H, W) 1..9
+    size = max(legend) + 1
+    codes = values[valid].astype(np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() >= size):
+        raise ValueError(f"land_cover: class {codes.max()} is not in the map's legend")
+    counts = np.bincount(cells[valid] * size + codes, minlength=10 * size).reshape(10, size)
+    pixels = np.bincount(cells.ravel(), minlength=10)
     return {
-        **shares(values, valid, legend),
-        "cells": [{"cell": c, **shares(values[cells == c], valid[cells == c], legend)} for c in range(1, 10)],
+        **shares(counts.sum(axis=0), values.size, legend),
+        "cells": [{"cell": c, **shares(counts[c], int(pixels[c]), legend)} for c in range(1, 10)],
     }
+
+
+def _centres(recs: list[ChipRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """lon, lat of every output pixel centre of `recs` (nearest neighbour on each chip's own grid)."""
+    lons, lats = [], []
+    for r in recs:
+        h, w = r.window.out_height, r.window.out_width
+        yy, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+        lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, yy.ravel(), xx.ravel())
+        lons.append(np.asarray(lon, dtype=np.float64))
+        lats.append(np.asarray(lat, dtype=np.float64))
+    return np.concatenate(lons), np.concatenate(lats)
 
 
 class LandCover(AnnotationStage):
@@ -162,16 +185,26 @@ class LandCover(AnnotationStage):
             out.setdefault(key, []).append(r)
         return out
 
-    def _read(self, key: tuple[Any, ...], lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, key: tuple[Any, ...], recs: list[ChipRecord], st: StageStats) -> list[tuple[Any, Any]]:
+        """Values and validity of each chip's output pixels (row-major), chip by chip."""
         from triplet_builder.earthengine import EarthEngineSetupError
 
         src = self.source()
         if self.cfg.source == "earthengine":
+            lon, lat = _centres(recs)
             try:
-                return self._read_ee(src, key, lon, lat)
+                values, valid = self._read_ee(src, key, lon, lat)
             except EarthEngineSetupError as e:  # no project / credentials: the source has nothing to give
                 raise MapMissingError(str(e)) from None
-        return src.sample(lon, lat, key[0])  # type: ignore[no-any-return]
+            cuts = np.cumsum([r.window.out_height * r.window.out_width for r in recs])[:-1]
+            return list(zip(np.split(values, cuts), np.split(valid, cuts), strict=True))
+        # the map pixel under each centre, projecting few of them (triplet_builder/sources/map_pixels.py)
+        parts = []
+        for r in recs:
+            pixels, projected = chip_map_index(scene_geo(r.scene), r.window, src.pixel_coords)
+            parts.append(pixels)
+            st.extra["centres_projected"] += projected
+        return src.read_pixels(parts, key[0])  # type: ignore[no-any-return]
 
     def _read_ee(
         self, src: Any, key: tuple[Any, ...], lon: np.ndarray, lat: np.ndarray
@@ -198,33 +231,22 @@ class LandCover(AnnotationStage):
     # ------------------------------------------------------------------------------------------ batch
     def process_batch(self, records: list[ChipRecord], st: StageStats) -> None:
         for key, recs in self._groups(records).items():
-            lons, lats, shapes = [], [], []
-            for r in recs:
-                h, w = r.window.out_height, r.window.out_width
-                yy, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
-                lon, lat = scene_geo(r.scene).chip_pixel_to_lonlat(r.window, yy.ravel(), xx.ravel())
-                lons.append(np.asarray(lon, dtype=np.float64))
-                lats.append(np.asarray(lat, dtype=np.float64))
-                shapes.append((h, w))
             try:
-                values, valid = self._read(key, np.concatenate(lons), np.concatenate(lats))
+                read = self._read(key, recs, st)
             except MapMissingError as e:
                 if self.cfg.missing == "error":
                     raise MapMissingError(f"stage land_cover: {e} (or set missing: skip)") from None
                 self._skip(str(e), len(recs), st)
                 continue
-            known = np.isin(values, list(self.legend))
-            st.extra["pixels_unknown_value"] += int((valid & ~known).sum())  # not in the legend: no class
-            valid = valid & known
             if key and isinstance(key[0], int):
                 st.extra[f"chips_map_{key[0]}"] += len(recs)
                 for r in recs:
                     st.extra[f"chips_year_gap_{abs(key[0] - r.scene.year)}"] += 1
-            i = 0
-            for r, (h, w) in zip(recs, shapes, strict=True):
-                n = h * w
-                v, ok = values[i : i + n].reshape(h, w), valid[i : i + n].reshape(h, w)
-                i += n
+            for r, (values, valid) in zip(recs, read, strict=True):
+                known = np.isin(values, list(self.legend))
+                st.extra["pixels_unknown_value"] += int((valid & ~known).sum())  # not in the legend: no class
+                shape = (r.window.out_height, r.window.out_width)
+                v, ok = values.reshape(shape), (valid & known).reshape(shape)
                 section = {**self._header(key), "source": self.cfg.source, **section_of(v, ok, self.legend)}
                 if not ok.any():
                     st.extra["chips_without_map_pixels"] += 1
