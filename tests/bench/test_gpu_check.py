@@ -20,10 +20,8 @@ TINY = ["--tiny", "--device", "cpu", "--seq-len", "64", "--image", "56", "--repe
 
 def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
     out = tmp_path / "step.json"
-    main(
-        [*TINY, "--batches", "1", "3", "--grad-ckpt", "off", "on", "--tlm-batches", "2"]
-        + ["--profile-batch", "2", "--compile", "off", "--out", str(out)]
-    )
+    configs = ["--batches", "1", "3", "--grad-ckpt", "off", "on", "--tlm-batches", "2"]
+    main([*TINY, *configs, "--profile-batch", "2", "--compile", "off", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert [(r["batch"], r["grad_ckpt"]) for r in saved["steps"]] == [
         (1, False),
@@ -63,7 +61,9 @@ def test_the_whole_script_runs_on_cpu(tmp_path: Path) -> None:
         "OUT": str(tmp_path / "out"),
         "WORK": str(tmp_path / "work"),
         "PYTHON": sys.executable,
-        "STEP_ARGS": " ".join([TINY[0], *TINY[3:], "--batches", "1", "--tlm-batches", "1", "--compile", "off"]),
+        "STEP_ARGS": " ".join(
+            [TINY[0], *TINY[3:], "--batches", "1", "--tlm-batches", "1", "--compile", "off"]
+        ),
     }
     proc = subprocess.run(
         ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
