@@ -13,16 +13,13 @@ import pytest
 from tests.servers import LoopbackServer
 from tests.servers.earthengine import pixel_requests
 from tests.triplet_builder.earthengine.conftest import YEAR, settings_for, window_pixel_centres
+from tests.virtual_scene import virtual_scene
 from triplet_builder.embeddings.cog import CogEmbeddingProvider
 from triplet_builder.embeddings.earthengine import EarthEngineEmbeddingProvider, cluster_points, lattice
 from triplet_builder.embeddings.quantize import NODATA, dequantize
 from triplet_builder.record import (
     Anchors,
-    Backscatter,
-    BandRef,
     ChipRecord,
-    GeorefKind,
-    Scale,
     SceneRef,
     Window,
 )
@@ -50,23 +47,14 @@ def test_every_pixel_equals_the_cog_provider_and_the_file(
 
 def _window_scene() -> SceneRef:
     """A virtual 10 m scene over the real window (EPSG:32613), so a chip covers it exactly."""
-    return SceneRef(
+    return virtual_scene(
         scene_id="virtual-window",
-        bands=(BandRef("ee://none", 1, "VV"),),
+        uri="ee://none",
         acquired=datetime(YEAR, 6, 1, tzinfo=timezone.utc),
-        acquired_source="test",
-        sensor="Sentinel-1A",
-        mode="IW",
-        orbit_direction="ascending",
-        scale=Scale.DB,
-        scale_source="declared",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
         crs="EPSG:32613",
         width=10,
         height=10,
         pixel_size_m=10.0,
-        nodata=None,
         transform=(10.0, 0.0, 418080.0, 0.0, -10.0, 4423780.0),
     )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,10 @@ import rasterio
 from affine import Affine
 from pyproj import Transformer
 
+from tests.virtual_scene import virtual_scene
 from triplet_builder.embeddings.earthengine import cluster_points
 from triplet_builder.geo import SceneGeo
-from triplet_builder.record import Backscatter, BandRef, GeorefKind, Scale, SceneRef, Window
+from triplet_builder.record import Window
 from triplet_builder.sources import map_pixels as mp
 from triplet_builder.sources.worldcover import LocalMap, WorldCoverTiles
 
@@ -32,23 +32,12 @@ WINDOWS = [
 
 def _geo(crs: str, x0: float, y0: float, res: float, shear: float = 0.0) -> SceneGeo:
     return SceneGeo(
-        SceneRef(
+        virtual_scene(
             scene_id=f"virtual_{crs}_{x0}_{y0}",
-            bands=(BandRef("virtual://none", 1, "VV"),),
-            acquired=datetime(2021, 6, 15, tzinfo=timezone.utc),
-            acquired_source="test",
-            sensor="Sentinel-1A",
-            mode="IW",
-            orbit_direction="ascending",
-            scale=Scale.DB,
-            scale_source="declared",
-            backscatter=Backscatter.SIGMA0,
-            georef=GeorefKind.AFFINE,
             crs=crs,
             width=400,
             height=400,
             pixel_size_m=res,
-            nodata=None,
             transform=(res, shear, x0, shear, -res, y0),
         )
     )

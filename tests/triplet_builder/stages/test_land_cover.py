@@ -27,8 +27,9 @@ from tests.servers import LoopbackServer, serve
 from tests.servers.earthengine import EEHandler, Raster, ee_server_attrs, pixel_requests
 from tests.servers.http_range import RangeHandler, range_server_attrs
 from tests.triplet_builder.sources.worldcover_fixtures import reference_values, write_grid, write_tile
+from tests.virtual_scene import virtual_scene
 from triplet_builder.config import ConfigError, load_region
-from triplet_builder.record import Backscatter, BandRef, ChipRecord, GeorefKind, Scale, SceneRef, Window
+from triplet_builder.record import ChipRecord, SceneRef, Window
 from triplet_builder.stages import land_cover as lc
 from triplet_builder.stages.base import StageStats
 
@@ -42,23 +43,13 @@ def _scene(lon: float, lat: float, acquired: datetime = ACQ) -> SceneRef:
     """A virtual 20 m scene in UTM 31N whose top-left corner is (lon, lat), snapped to 20 m."""
     x, y = TO_UTM.transform(lon, lat)
     x, y = round(x / 20) * 20.0, round(y / 20) * 20.0
-    return SceneRef(
+    return virtual_scene(
         scene_id=f"virtual_{lon}_{lat}",
-        bands=(BandRef("virtual://none", 1, "VV"),),
         acquired=acquired,
-        acquired_source="test",
-        sensor="Sentinel-1A",
-        mode="IW",
-        orbit_direction="ascending",
-        scale=Scale.DB,
-        scale_source="declared",
-        backscatter=Backscatter.SIGMA0,
-        georef=GeorefKind.AFFINE,
         crs="EPSG:32631",
         width=200,
         height=200,
         pixel_size_m=20.0,
-        nodata=None,
         transform=(20.0, 0.0, x, 0.0, -20.0, y),
     )
 

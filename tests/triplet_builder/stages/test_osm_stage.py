@@ -23,15 +23,11 @@ from schemas.vocabulary import OSM_FEATURES
 from tests.conftest import ROOT
 from tests.servers import serve
 from tests.servers.overpass import SNAPSHOT, OsmFixture, OverpassHandler, overpass_attrs
+from tests.virtual_scene import virtual_scene
 from triplet_builder.config import ConfigError, load_region
 from triplet_builder.geo import scene_geo
 from triplet_builder.record import (
-    Backscatter,
-    BandRef,
     ChipRecord,
-    GeorefKind,
-    Scale,
-    SceneRef,
     Window,
     chip_id_for,
 )
@@ -48,23 +44,14 @@ DEMO = ROOT / "pipelines" / "regions" / "demo.yaml"
 GEOD = Geod(ellps="WGS84")
 # a virtual EPSG:4326 scene (no file): 0.0001 degree pixels from (4.40 E, 43.50 N); chips of 100 px are
 # 0.01 degree squares
-SCENE = SceneRef(
-    scene_id="virtual",
-    bands=(BandRef("virtual", 1, "VV"),),
+SCENE = virtual_scene(
+    uri="virtual",
     acquired=datetime(2024, 1, 1, tzinfo=timezone.utc),
     acquired_source="declared",
-    sensor="Sentinel-1A",
-    mode="IW",
-    orbit_direction="ascending",
-    scale=Scale.DB,
-    scale_source="declared",
-    backscatter=Backscatter.SIGMA0,
-    georef=GeorefKind.AFFINE,
     crs="EPSG:4326",
     width=1000,
     height=1000,
     pixel_size_m=10.0,
-    nodata=None,
     transform=(0.0001, 0.0, 4.40, 0.0, -0.0001, 43.50),
 )
 
