@@ -35,7 +35,8 @@ def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
         assert r["padding_share"] <= r["padding_share_ungrouped"] + 1e-9  # grouping never pads more here
         assert r["tokens_per_s"] > 0 and r["mfu"] is None  # no GPU peak on a CPU
     (t,) = saved["tlm_overhead"]
-    assert t["batch"] == 2 and {"overhead_pct_stage1", "overhead_pct_stage2"} <= set(t)
+    assert t["batch"] == 2
+    assert {"overhead_pct_stage1", "overhead_pct_stage2", "overhead_pct_paired_stage1"} <= set(t)
     assert 0 < t["tlm_flop_share_pct_stage2"] < t["tlm_flop_share_pct_stage1"] < 100  # training needs more
     for r in saved["steps"]:  # the step's matmul FLOPs by part add up; every part is counted
         parts = r["model_tflop_per_step"]
