@@ -202,14 +202,19 @@ def no_lora_dropout(model: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def lora_cast_float32(model: nn.Module) -> Iterator[None]:
-    """peft's default for the span (each LoRA input cast to the adapters' float32), then the trainer's."""
+    """peft's default for the span (each LoRA input cast to the adapters' float32), then as it was."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     from model.efficiency import lora_in_autocast
 
+    was_on = not any(
+        getattr(m, "cast_input_dtype_enabled", True) for m in model.modules() if isinstance(m, BaseTunerLayer)
+    )
     lora_in_autocast(model, on=False)
     try:
         yield
     finally:
-        lora_in_autocast(model, on=True)
+        lora_in_autocast(model, on=was_on)
 
 
 @contextlib.contextmanager

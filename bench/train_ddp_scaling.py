@@ -39,6 +39,15 @@ def write_config(path: Path, *, batch: int, image_size: int, steps: int) -> Path
     return path
 
 
+def stage1_command(config: Path, data: Path, out: Path, ranks: int, *extra: str) -> list[str]:
+    """argv of a stage-1 training run: torchrun with `ranks` processes, or one plain process for 1 rank."""
+    args = ["-m", "model.train", "--config", str(config), "--data", str(data), "--output-dir", str(out)]
+    args += ["--stage", "1", *extra]
+    if ranks > 1:
+        return [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(ranks), *args]
+    return [sys.executable, *args]
+
+
 def run(
     ranks: int, threads: int, *, data: Path, work: Path, global_batch: int, image_size: int, steps: int
 ) -> dict[str, Any]:
@@ -48,22 +57,7 @@ def run(
         work / f"{name}.yaml", batch=global_batch // ranks, image_size=image_size, steps=steps
     )
     out = work / name
-    args = [
-        "-m",
-        "model.train",
-        "--config",
-        str(config),
-        "--data",
-        str(data),
-        "--output-dir",
-        str(out),
-        "--stage",
-        "1",
-    ]
-    if ranks > 1:
-        cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(ranks), *args]
-    else:
-        cmd = [sys.executable, *args]
+    cmd = stage1_command(config, data, out, ranks)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,12 +19,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.train_ddp_scaling import stage1_command
 from tests.model.data_fixtures import write_dataset
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-TORCHRUN = Path(sys.executable).parent / "torchrun"
 STEPS = 6
 
 
@@ -49,22 +48,7 @@ def write_config(path: Path, *, group_by_length: int, distributed: str = "ddp") 
 
 
 def torchrun(config: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        str(TORCHRUN),
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "model.train",
-        "--config",
-        str(config),
-        "--data",
-        str(data),
-        "--output-dir",
-        str(out),
-        "--stage",
-        "1",
-        *extra,
-    ]
+    return stage1_command(config, data, out, 2, *extra)
 
 
 def run_ok(cmd: list[str]) -> str:
