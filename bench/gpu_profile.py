@@ -16,8 +16,10 @@
 - `variants`: the same batch with one thing changed at a time, interleaved with the default (the trainer's
   setup): whole logits instead of the chunked cross-entropy; no LoRA dropout; peft's float32 cast of
   every LoRA input (what model/efficiency.py's lora_in_autocast removes); the frozen vision tower under
-  autograd (what transformers' checkpointing hooks did, removed by set_checkpointing); then
-  torch.compile of each decoder layer, which cannot be undone.
+  autograd (what transformers' checkpointing hooks did, removed by set_checkpointing); the vision
+  tower's attention one call per window (what model/vision_windows.py batches); every index computed
+  on the device (the step before model/host_index.py); then torch.compile of each decoder layer, which
+  cannot be undone.
 """
 
 from __future__ import annotations
@@ -229,6 +231,20 @@ def vision_under_autograd(model: FusarGPT) -> Iterator[None]:
         drop_input_grad_hooks(model)
 
 
+@contextlib.contextmanager
+def per_window_attention(model: FusarGPT) -> Iterator[None]:
+    """transformers' SDPA path for the vision tower for the span (one call per window), then as it was."""
+    from model.base import visual_module
+
+    config = visual_module(model.base).config
+    was = config._attn_implementation
+    config._attn_implementation = "sdpa"
+    try:
+        yield
+    finally:
+        config._attn_implementation = was
+
+
 def variants(
     model: FusarGPT,
     batch: dict,
@@ -238,9 +254,12 @@ def variants(
     repeats: int,
     warmup: int,
     compile_too: bool,
+    device_batch: dict | None = None,
 ) -> dict[str, Any]:
     """Step time (and peak memory) of the default against one change at a time, interleaved on one batch.
 
+    device_batch: the same batch with every input on the device and no host-side indices (the step
+    before model/host_index.py), run with per-window attention as "device_index".
     torch.compile of the decoder layers cannot be undone, so it runs last and only when compile_too."""
     chunk = model.ce_chunk
 
@@ -258,16 +277,21 @@ def variants(
         "no_lora_dropout": lambda: no_lora_dropout(model),
         "lora_cast_float32": lambda: lora_cast_float32(model),
         "vision_under_autograd": lambda: vision_under_autograd(model),
+        "per_window_attention": lambda: per_window_attention(model),
     }
 
-    def runner(change: Callable[[], contextlib.AbstractContextManager[None]]) -> Callable[[], float]:
+    def runner(
+        change: Callable[[], contextlib.AbstractContextManager[None]], inputs: dict = batch
+    ) -> Callable[[], float]:
         def fn() -> float:
             with change():
-                return train_step(model, batch, opt)
+                return train_step(model, inputs, opt)
 
         return fn
 
     steps = {name: runner(change) for name, change in changes.items()}
+    if device_batch is not None:
+        steps["device_index"] = runner(lambda: per_window_attention(model), device_batch)
     out: dict[str, Any] = {}
     times = interleaved(steps, repeats, warmup, device)
     out["step_s"] = {k: summary(v) for k, v in times.items()}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.gpu_profile import matmul_peak, model_flops, profile_step, variants
+from bench.gpu_profile import matmul_peak, model_flops, per_window_attention, profile_step, variants
 from bench.train_tlm_overhead import (
     build_real,
     count,
@@ -45,6 +45,7 @@ from bench.train_tlm_overhead import (
 from model.base import build_tiny_base, hidden_size
 from model.batching import padding_share
 from model.efficiency import set_checkpointing
+from model.host_index import host_index
 from model.lora import apply_lora
 from model.tlm import TLM, FusarGPT, TLMConfig
 
@@ -150,7 +151,7 @@ def step_configs(
                 "padding_share": padding_share([[int(x) for x in mask.sum(1)]]),
                 "padding_share_ungrouped": padding_share([[n + extra for n in pool[:b]]]),
             }
-            batch = to_device(inputs, device, dtype)
+            batch = to_device(host_index(model, inputs), device, dtype)
             try:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -214,7 +215,7 @@ def tlm_overhead(
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     for b in args.tlm_batches:
         inputs = make_batch(processor, [args.seq_len] * b, image=args.image, anchors=args.anchors)
-        batch = to_device(inputs, device, dtype)
+        batch = to_device(host_index(model, inputs), device, dtype)
 
         def stage(trains: bool, bypass: bool = False, batch: dict = batch) -> Any:
             def fn() -> float:
@@ -320,26 +321,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tlm_overhead(args, model, processor, device, result["tlm_overhead"], save)
     if args.profile_batch:
         b = args.profile_batch
-        batch = to_device(
-            make_batch(
-                processor,
-                grouped_batch(chat_lengths(8 * b, args.seq_len, seed=b), b),
-                image=args.image,
-                anchors=args.anchors,
-            ),
-            device,
-            torch.bfloat16 if device.type == "cuda" else torch.float32,
+        cpu = make_batch(
+            processor,
+            grouped_batch(chat_lengths(8 * b, args.seq_len, seed=b), b),
+            image=args.image,
+            anchors=args.anchors,
         )
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        batch = to_device(host_index(model, cpu), device, dtype)
+        # the step as it ran before model/host_index.py: every input on the device, indices computed there
+        device_batch = {k: v.to(device) for k, v in to_device(cpu, device, dtype).items()}
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         result["profile"] = {"batch": b, "grad_ckpt": False} | profile_step(model, batch, opt, device)
         save()
         log.info(
             "profile: %s", json.dumps({k: v for k, v in result["profile"].items() if k != "top_kernels"})
         )
+        with per_window_attention(model):
+            before = profile_step(model, device_batch, opt, device)
+        result["profile_device_index"] = {"batch": b, "grad_ckpt": False} | before
+        save()
+        log.info(
+            "profile, indices on the device: %s",
+            json.dumps({k: v for k, v in before.items() if k != "top_kernels"}),
+        )
         compile_too = args.compile == "on" and time.perf_counter() - t0 < args.budget_s
         result["variants"] = {"batch": b, "compile_skipped": args.compile == "on" and not compile_too}
         result["variants"] |= variants(
-            model, batch, opt, device, repeats=args.repeats, warmup=args.warmup, compile_too=compile_too
+            model,
+            batch,
+            opt,
+            device,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            compile_too=compile_too,
+            device_batch=device_batch,
         )
         save()
         log.info("variants: %s", json.dumps(result["variants"]))

@@ -36,8 +36,11 @@ from PIL import Image
 
 from model.base import build_tiny_base, build_tiny_tokenizer, hidden_size
 from model.efficiency import lora_in_autocast, set_checkpointing
+from model.host_index import host_index
+from model.host_index import to_device as host_to_device
 from model.lora import apply_lora, parameter_groups
 from model.tlm import TLM, FusarGPT, TLMConfig
+from model.vision_windows import use_windows_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -79,11 +82,9 @@ def make_inputs(processor: Any, *, batch: int, image: int, seq_len: int, anchors
 
 
 def to_device(inputs: dict, device: torch.device, dtype: torch.dtype) -> dict:
-    out = {}
-    for k, v in inputs.items():
-        v = v.to(device)
-        out[k] = v.to(dtype) if k == "pixel_values" else v
-    return out
+    """The batch on `device` as the trainer copies it (model/host_index.py: host-side index tensors stay),
+    pixel_values cast to the bf16 model's dtype."""
+    return host_to_device(inputs, device, pixel_dtype=dtype)
 
 
 # ---- timing -----------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def sync(device: torch.device) -> None:
 def train_step(model: FusarGPT, inputs: dict, optimizer: torch.optim.Optimizer | None) -> float:
     """One step: forward (under bf16 autocast on a GPU, as the trainer runs it), backward (and the optimizer
     when given); returns the loss."""
-    device = next(iter(inputs.values())).device
+    device = inputs["input_ids"].device
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         loss = model(**inputs).loss
     loss.backward()
@@ -278,6 +279,7 @@ def build_real(args: argparse.Namespace, device: torch.device) -> FusarGPT:
         set_checkpointing(model, True)
     if device.type == "cuda":
         lora_in_autocast(model)
+    use_windows_attention(model)  # as model.train.run does (sdpa only)
     return model
 
 
@@ -320,7 +322,7 @@ def run_real(args: argparse.Namespace) -> dict[str, Any]:
     model = build_real(args, device)
     model.train()
     counts = count(model)
-    batch = to_device(inputs, device, torch.bfloat16)
+    batch = to_device(host_index(model, inputs), device, torch.bfloat16)
     assert model.tlm is not None
     tlm_params = list(model.tlm.parameters())
     lora_params = [p for n, p in model.named_parameters() if ".lora_" in n]

@@ -80,11 +80,9 @@ def wrap(model: nn.Module, *, fsdp: bool, find_unused: bool, rt: Runtime) -> nn.
         )
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    return DDP(
-        model,
-        device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-        find_unused_parameters=find_unused,
-    )
+    # device_ids None: the module sits on one device and the loop copies each batch itself (with
+    # device_ids DDP would copy every input again, model/host_index.py's host-side tensors included)
+    return DDP(model, device_ids=None, find_unused_parameters=find_unused)
 
 
 def gathered(model: nn.Module) -> contextlib.AbstractContextManager[Any]:

@@ -61,22 +61,30 @@ class _ChunkedLinearCE(torch.autograd.Function):
         return grad_h, grad_w, None, None
 
 
-def chunked_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, *, chunk: int = 1024) -> Tensor:
+def supervised_rows(labels: Tensor) -> Tensor:
+    """(n,) rows of the shifted, flattened labels (labels[:, 1:] of (B, L)) that are supervised."""
+    return (labels[:, 1:].reshape(-1) != IGNORE_INDEX).nonzero()[:, 0]
+
+
+def chunked_cross_entropy(
+    hidden: Tensor, weight: Tensor, labels: Tensor, *, chunk: int = 1024, rows: Tensor | None = None
+) -> Tensor:
     """transformers' causal-LM loss from hidden states: mean CE of hidden[:, i] @ weight.T vs labels[:, i+1].
 
     hidden (B, L, D) the final (normed) hidden states, weight (V, D) the lm_head weight, labels (B, L)
-    with -100 where nothing is supervised. Selecting the supervised positions reads their count on the
-    host (one sync at the end of the forward). No supervised token: a zero loss still linked to the graph.
+    with -100 where nothing is supervised. rows: `supervised_rows(labels)` made on the host (from the CPU
+    labels, as model/host_index.py does); without it they are selected here, which reads their count on
+    the host (one sync at the end of the forward). No supervised token: a zero loss still linked to the graph.
     """
     if chunk < 1:
         raise ValueError(f"chunked cross-entropy needs chunk >= 1 tokens, got {chunk}")
     d = hidden.shape[-1]
     h = hidden[:, :-1].reshape(-1, d)  # (B (L-1), D)
     t = labels[:, 1:].reshape(-1).to(h.device)  # (B (L-1),)
-    keep = (t != IGNORE_INDEX).nonzero()[:, 0]  # (n,) supervised positions
+    keep = supervised_rows(labels.to(h.device)) if rows is None else rows.to(h.device)  # (n,)
     if keep.numel() == 0:
         return (hidden.sum() * 0.0).float()
     return _ChunkedLinearCE.apply(h.index_select(0, keep), weight, t.index_select(0, keep), chunk)
 
 
-__all__ = ["IGNORE_INDEX", "chunked_cross_entropy"]
+__all__ = ["IGNORE_INDEX", "chunked_cross_entropy", "supervised_rows"]

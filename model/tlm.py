@@ -22,6 +22,7 @@ rounding for square images (the release's only input: its resize is exact for sq
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -143,6 +144,14 @@ class TLMConfig:
         return cls(**d)
 
 
+def _no_autocast(x: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off on x's device (a meta tensor, which has no autocast, needs nothing: the tests trace the
+    step there to prove it reads no device value on the host)."""
+    if x.device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 class TLM(nn.Module):
     """The TLM MLP (64 -> H -> 2C, SiLU) and the modulation of a batch's visual tokens."""
 
@@ -177,11 +186,11 @@ class TLM(nn.Module):
         half = self.cfg.release and dtype in (torch.bfloat16, torch.float16)
         if half:
             assert dtype is not None
-            with torch.autocast(device_type=features.device.type, enabled=False):
+            with _no_autocast(features):
                 x = F.silu(F.linear(features.to(dtype), fc1.weight.to(dtype), fc1.bias.to(dtype)))
                 return F.linear(x, fc2.weight.to(dtype), fc2.bias.to(dtype)).float()
         x = features.float()
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _no_autocast(x):
             x = F.silu(F.linear(x, fc1.weight.float(), fc1.bias.float()))
             return F.linear(x, fc2.weight.float(), fc2.bias.float())
 
@@ -369,15 +378,18 @@ class FusarGPT(nn.Module):
         aef_features (B, S, 64), aef_positions (B, S, 2) (y, x) in [0, 1], aef_mask (B, S) bool;
         ignored when tlm is None (the baseline sees the same batches).
         """
+        rows = base_inputs.pop(
+            "supervised_rows", None
+        )  # model/host_index.py: the loss's rows, made on the host
         self._arm(aef_features, aef_positions, aef_mask, base_inputs.get("image_grid_thw"))
         try:
             if self.ce_chunk and base_inputs.get("labels") is not None:
-                return self._chunked_loss(base_inputs)
+                return self._chunked_loss(base_inputs, rows)
             return self.base(**base_inputs)
         finally:
             self._aef = self._grids = None
 
-    def _chunked_loss(self, inputs: dict[str, Any]) -> Any:
+    def _chunked_loss(self, inputs: dict[str, Any], rows: Tensor | None = None) -> Any:
         """The base's decoder (LoRA layers included: peft injects them in place) up to its final hidden
         states, then the loss from them and the lm_head weight in chunks; `logits` is None."""
         from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -388,7 +400,7 @@ class FusarGPT(nn.Module):
         labels = inputs.pop("labels")
         lm = self.base.get_base_model() if hasattr(self.base, "get_base_model") else self.base
         hidden = lm.model(**inputs, use_cache=False).last_hidden_state  # (B, L, D)
-        loss = chunked_cross_entropy(hidden, lm.lm_head.weight, labels, chunk=self.ce_chunk)
+        loss = chunked_cross_entropy(hidden, lm.lm_head.weight, labels, chunk=self.ce_chunk, rows=rows)
         return CausalLMOutputWithPast(loss=loss, logits=None)
 
     @torch.no_grad()

@@ -68,7 +68,9 @@ from model.distributed import (
     trainable_names,
     wrap,
 )
+from model.host_index import host_index, to_device
 from model.tlm import RELEASE_FORMAT, TLM, FusarGPT, TLMConfig
+from model.vision_windows import use_windows_attention
 
 logger = logging.getLogger("model.train")
 
@@ -222,10 +224,6 @@ def total_steps(st: StageConfig, ds: ShardDataset, rt: Runtime) -> int:
     return steps
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
 # == schedule =======================================================================================
 def lr_factor(step: int, total: int, warmup_ratio: float, min_ratio: float) -> float:
     """Linear warm-up over ceil(warmup_ratio * total) steps, then cosine decay to min_ratio at `total`."""
@@ -289,7 +287,7 @@ def eval_loss(
             if i >= st.eval_batches:
                 break
             with autocast(cfg, rt.device):
-                losses.append(float(model(**to_device(collator(b), rt.device)).loss))
+                losses.append(float(model(**to_device(host_index(model, collator(b)), rt.device)).loss))
     model.train()
     return sum(losses) / len(losses) if losses else None
 
@@ -469,8 +467,9 @@ def train_stage(
                 break  # a partial accumulation is dropped (no gradient was computed yet)
             loss_sum, tokens = 0.0, 0
             for micro, b in enumerate(micro_batches):
-                inputs = to_device(collator(b), rt.device)
-                tokens += int(inputs["attention_mask"].sum())
+                host = host_index(model, collator(b))  # index tensors made here, not on the GPU
+                tokens += int(host["attention_mask"].sum())  # from the host copy: no wait on the GPU
+                inputs = to_device(host, rt.device)
                 last_micro = micro == st.grad_accum - 1
                 no_sync = getattr(ddp, "no_sync", None) if not last_micro else None
                 with no_sync() if no_sync is not None else contextlib.nullcontext(), autocast(cfg, rt.device):
@@ -601,6 +600,7 @@ def run(
         from model.efficiency import lora_in_autocast
 
         lora_in_autocast(model)
+    use_windows_attention(model)  # the vision tower's window attention batched (model/vision_windows.py)
     if rt.distributed:
         # every rank built the same weights from cfg.seed; from here each rank draws its own dropout masks
         # (same seed everywhere gave ranks with same-shaped batches the same masks); a resume restores these

@@ -51,7 +51,10 @@ def test_step_benchmark_writes_every_configuration(tmp_path: Path) -> None:
         "no_lora_dropout",
         "lora_cast_float32",
         "vision_under_autograd",
+        "per_window_attention",
+        "device_index",
     }
+    assert saved["profile_device_index"]["wall_s"] > 0  # the step before model/host_index.py, profiled too
     assert var["speedup_vs_default"]["default"] == 1.0
 
 
