@@ -5,7 +5,8 @@
 # Run from the repo root on a bare CUDA + PyTorch image with no network; what it lacks travels as wheels
 # in .whl/ (transformers, peft, pydantic, ...; never committed):
 #     bash bench/gpu_check.sh     # -> $OUT/gpu_step.json, $OUT/gpu_tiny_train.json, $OUT/gpu_check.log
-# STEP_ARGS adds flags to bench.gpu_step (e.g. "--batches 1 4 --grad-ckpt off"); DEVICE=cpu STEP_ARGS=--tiny
+# STEP_ARGS adds flags to bench.gpu_step (e.g. "--batches 1 4 --grad-ckpt off", or "--compiled-steps": every
+# configuration with the decoder layers compiled); STEP_ONLY=1 skips part 2. DEVICE=cpu STEP_ARGS=--tiny
 # runs the whole script on a CPU in about a minute (how tests/bench/test_gpu_check.py checks it).
 set -euo pipefail
 OUT="${OUT:-bench/out}"
@@ -38,6 +39,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # shellcheck disable=SC2086
 timeout "${STEP_TIMEOUT:-330}" "$PY" -m bench.gpu_step --device "$DEVICE" --out "$OUT/gpu_step.json" ${STEP_ARGS:-} 2>&1 \
   | grep -v Warning | tee -a "$LOG" || echo "bench.gpu_step did not finish (see the log)" | tee -a "$LOG"
+
+[ -n "${STEP_ONLY:-}" ] && exit 0  # STEP_ONLY=1: the step benchmark alone
 
 # 2. the tiny two-stage train + eval on the device (about 1 minute): fixture shards, model/configs/tiny.yaml
 "$PY" -c "

@@ -275,6 +275,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tlm-repeats", type=int, default=8, help="interleaved repeats of the TLM overhead")
     p.add_argument("--profile-batch", type=int, default=4, help="the profiled / variant batch (0: skip)")
     p.add_argument("--compile", choices=("on", "off"), default="on", help="variants: also torch.compile")
+    p.add_argument(
+        "--compiled-steps",
+        action="store_true",
+        help="torch.compile the decoder layers first (model.compile: true) and measure the steps only",
+    )
     p.add_argument("--budget-s", type=float, default=240, help="skip the compile variant past this")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--ce-chunk", type=int, default=4096, help="fused cross-entropy chunk (0: whole logits)")
@@ -315,8 +320,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     measured = matmul_peak(device)
     result["measured_matmul_tflops"] = measured
+    if args.compiled_steps:
+        from model.efficiency import compile_layers
+
+        result["compiled_layers"] = compile_layers(
+            model
+        )  # each configuration's first (warm-up) step compiles
+        result["model"] += ", decoder layers torch.compile'd"
     result["steps"] = []
     step_configs(args, model, processor, device, measured, result["steps"], save)
+    if args.compiled_steps:
+        save()
+        log.info("wrote %s", args.out)
+        return result
     result["tlm_overhead"] = []
     tlm_overhead(args, model, processor, device, result["tlm_overhead"], save)
     if args.profile_batch:

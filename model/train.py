@@ -134,6 +134,12 @@ def build_model(
         set_checkpointing(model, True)  # the LLM's layers only; the frozen vision tower stays out of autograd
     model.ce_chunk = cfg.ce_chunk
     if cfg.compile:
+        if cfg.gradient_checkpointing and device.type == "cuda":
+            logger.warning(
+                "compile with gradient_checkpointing: on one H200 (torch 2.11) inductor failed to compile the "
+                "checkpointed layers ('Node ... was invalid, but is output'; bench/RESULTS.md); if it fails, "
+                "set compile: false or gradient_checkpointing: false (compiled, batch 8 fits 80 GiB without it)"
+            )
         compile_layers(model)
     return model.to(device), processor
 
