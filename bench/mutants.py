@@ -33,6 +33,7 @@ WIRING = "config wiring of remote sources"
 PAYLOAD = "LLM request payload"
 LABELS = "label matching"
 SCHEMA = "writer schema"
+HOST = "the step's host-side inputs"
 
 T_QUANT = "tests/triplet_builder/embeddings/test_quantize.py"
 T_COG = "tests/triplet_builder/embeddings/test_cog.py"
@@ -48,6 +49,8 @@ T_CONS = "tests/triplet_builder/text/test_consistency.py"
 T_ANN = "tests/triplet_builder/text/test_annotated_qa.py"
 T_LORA = "tests/model/test_lora.py"
 T_EFFICIENCY = "tests/model/test_efficiency.py"
+T_HOST = "tests/model/test_host_index.py"
+T_WINDOWS = "tests/model/test_vision_windows.py"
 T_LLM = "tests/triplet_builder/text/test_llm.py"
 T_LABELS = "tests/triplet_builder/facts/test_labels.py"
 T_PARQUET = "tests/triplet_builder/writers/test_parquet.py"
@@ -960,5 +963,37 @@ MUTANTS: tuple[Mutant, ...] = (
         "pa.list_(pa.list_(pa.float32(), 2)),",
         "pa.list_(pa.list_(pa.float64(), 2)),",
         (T_PARQUET, T_PINNED),
+    ),
+    Mutant(
+        HOST,
+        "interleaved windows taken as contiguous",
+        "model/vision_windows.py",
+        "if all(b - a == length for a, b in itertools.pairwise(starts)):",
+        "if all(b - a >= length for a, b in itertools.pairwise(starts)):",
+        (T_WINDOWS, T_HOST),
+    ),
+    Mutant(
+        HOST,
+        "window attention causal",
+        "model/vision_windows.py",
+        "dropout_p=dropout if module.training else 0.0, is_causal=is_causal, scale=scaling",
+        "dropout_p=dropout if module.training else 0.0, is_causal=True, scale=scaling",
+        (T_WINDOWS, T_HOST),
+    ),
+    Mutant(
+        HOST,
+        "vision rotary positions unmerged",
+        "model/host_index.py",
+        '"image_position_ids": get_vision_position_ids(grid, merge),',
+        '"image_position_ids": get_vision_position_ids(grid, 1),',
+        (T_HOST,),
+    ),
+    Mutant(
+        HOST,
+        "supervised rows unshifted",
+        "model/fused_ce.py",
+        "return (labels[:, 1:].reshape(-1) != IGNORE_INDEX).nonzero()[:, 0]",
+        "return (labels[:, :-1].reshape(-1) != IGNORE_INDEX).nonzero()[:, 0]",
+        (T_HOST,),
     ),
 )
