@@ -371,6 +371,11 @@ def hidden_size(model: Any) -> int:
     return int(size)
 
 
+def bare_model(model: Any) -> Any:
+    """The transformers model itself: peft's wrapper (after apply_lora) taken off, if there is one."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def visual_module(model: Any) -> torch.nn.Module:
     """The vision tower whose output (after the patch merger) are the visual tokens the LLM sees.
 

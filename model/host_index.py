@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from model.base import visual_module
+from model.base import bare_model, visual_module
 from model.fused_ce import supervised_rows
 
 # stay on the host: read as Python ints by the vision tower and the TLM's hook
@@ -38,7 +38,7 @@ def _base(model: Any) -> Any:
 
 def _language_model(base: Any) -> Any:
     """The Qwen2_5_VLModel under a ForConditionalGeneration (and under peft's wrapper, if any)."""
-    bare = base.get_base_model() if hasattr(base, "get_base_model") else base
+    bare = bare_model(base)
     return getattr(bare, "model", bare)
 
 

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from model.base import bare_model, visual_module
 from model.base import hidden_size as base_hidden_size
-from model.base import visual_module
 from model.tlm_fields import (
     NORMALIZATIONS,
     TokenLayout,
@@ -398,7 +398,7 @@ class FusarGPT(nn.Module):
 
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        lm = self.base.get_base_model() if hasattr(self.base, "get_base_model") else self.base
+        lm = bare_model(self.base)
         hidden = lm.model(**inputs, use_cache=False).last_hidden_state  # (B, L, D)
         loss = chunked_cross_entropy(hidden, lm.lm_head.weight, labels, chunk=self.ce_chunk, rows=rows)
         return CausalLMOutputWithPast(loss=loss, logits=None)
