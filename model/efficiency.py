@@ -11,7 +11,10 @@
   (a copy of every activation, the dropout in float32, a float32 add) only for autocast to cast it back to
   bf16 for the matmul. Switched off, the same bf16 matmuls run on the input as it is. Only where every
   forward runs under autocast (the trainer): without autocast a bf16 input meets float32 adapter weights.
-- `compile_layers`: torch.compile of each decoder layer (regional compilation).
+- `compile_layers`: torch.compile of each decoder layer (regional compilation). `compile_refusal` says
+  where it is known to fail: with activation checkpointing on CUDA before torch 2.12 (inductor's
+  partitioner, "Node ... was invalid, but is output", measured on an H200 with torch 2.11 whether
+  checkpointing was set before or after compiling; bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -64,6 +67,24 @@ def lora_in_autocast(model: nn.Module, on: bool = True) -> int:
     for m in layers:
         m.cast_input_dtype_enabled = not on  # type: ignore[assignment]  # as peft.helpers.disable_input_dtype_casting
     return len(layers)
+
+
+# compile + checkpointing failed in inductor on CUDA with torch 2.11 (H200); later versions are unmeasured
+COMPILE_WITH_CHECKPOINTING_FROM = (2, 12)
+
+
+def compile_refusal(checkpointing: bool, device_type: str, torch_version: str) -> str | None:
+    """Why `compile: true` cannot run with these settings (a one-line message), or None."""
+    if not checkpointing or device_type != "cuda":
+        return None
+    major, minor = (int(x) for x in torch_version.split("+")[0].split(".")[:2])
+    if (major, minor) >= COMPILE_WITH_CHECKPOINTING_FROM:
+        return None
+    return (
+        f"compile: true with gradient_checkpointing: true fails on CUDA with torch {torch_version} (inductor: "
+        "'Node ... was invalid, but is output', measured on an H200, bench/RESULTS.md); set one of them to "
+        "false (compiled without checkpointing, batch 8 of the 7B step fits in 80 GiB)"
+    )
 
 
 def compile_layers(model: nn.Module) -> int:

@@ -96,10 +96,13 @@ def build_model(
     tlm_config: "config" builds the TLM the training config describes (if enabled); a TLMConfig (e.g.
     a checkpoint's tlm_config.json) builds that one; None builds no TLM."""
     from model.base import build_tiny_base, hidden_size, load_base
-    from model.efficiency import compile_layers, set_checkpointing
+    from model.efficiency import compile_layers, compile_refusal, set_checkpointing
     from model.lora import apply_lora
 
     device = device or torch.device("cpu")
+    refusal = cfg.compile and compile_refusal(cfg.gradient_checkpointing, device.type, torch.__version__)
+    if refusal:  # before any weight is loaded
+        raise ValueError(refusal)
     torch.manual_seed(cfg.seed)
     family = cfg.tiny_family
     if family is not None:
@@ -134,12 +137,6 @@ def build_model(
         set_checkpointing(model, True)  # the LLM's layers only; the frozen vision tower stays out of autograd
     model.ce_chunk = cfg.ce_chunk
     if cfg.compile:
-        if cfg.gradient_checkpointing and device.type == "cuda":
-            logger.warning(
-                "compile with gradient_checkpointing: on one H200 (torch 2.11) inductor failed to compile the "
-                "checkpointed layers ('Node ... was invalid, but is output'; bench/RESULTS.md); if it fails, "
-                "set compile: false or gradient_checkpointing: false (compiled, batch 8 fits 80 GiB without it)"
-            )
         compile_layers(model)
     return model.to(device), processor
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,3 +120,36 @@ def test_compiled_layers_under_checkpointing_give_the_same_gradients(batch: dict
         assert set(got) == set(plain)
         for name in plain:
             torch.testing.assert_close(got[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("checkpointing", "device", "version", "refused"),
+    [
+        (True, "cuda", "2.11.0+cu130", True),  # the H200 run that failed
+        (True, "cuda", "2.4.1", True),
+        (True, "cuda", "2.12.0", False),  # not measured: allowed
+        (True, "cpu", "2.11.0", False),  # CPU compiles it (the test above)
+        (False, "cuda", "2.11.0+cu130", False),  # compiled without checkpointing: measured, 1.33x
+    ],
+)
+def test_compile_refusal(checkpointing: bool, device: str, version: str, refused: bool) -> None:
+    from model.efficiency import compile_refusal
+
+    msg = compile_refusal(checkpointing, device, version)
+    assert (msg is not None) == refused
+    if msg:
+        assert "gradient_checkpointing" in msg and version in msg and "\n" not in msg
+
+
+def test_trainer_refuses_compile_with_checkpointing_before_loading_the_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """build_model stops with the one-line reason before any weight is loaded (no GPU touched here)."""
+    from model.config import load_config
+    from model.train import build_model
+
+    tiny = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny.yaml"
+    cfg = load_config(tiny).model_copy(update={"compile": True, "gradient_checkpointing": True})
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
+    with pytest.raises(ValueError, match="set one of them to false"):
+        build_model(cfg, torch.device("cuda"))
