@@ -4,7 +4,7 @@ of the tiny model, to say whether the reader can keep the trainer fed.
 The data: the demo shards (built offline by the real pipeline) repeated to a few thousand rows (chip ids made
 unique, row groups of 256 as the builder writes them). The step: what one step of model/train.py's loop does on
 the main process: collate a batch (model.collate.Collator), forward + backward of the tiny FUSAR-GPT (base +
-TLM + LoRA from model.train.build_model with model/configs/tiny.yaml) and an AdamW step. The ratio reader
+TLM + LoRA from model.assemble.build_model with model/configs/tiny.yaml) and an AdamW step. The ratio reader
 samples/s / step samples/s above 1 means the reader is not the bottleneck.
 
     python -m bench.train_data_reader                       # 32 copies of the demo (~3,000 rows)
@@ -93,10 +93,10 @@ def reader_rate(
 
 def step_rate(data: Path, *, steps: int, warmup: int = 2) -> dict[str, Any]:
     """Samples/s of the tiny model's training step (collate + forward + backward + AdamW) on CPU."""
+    from model.assemble import build_model, set_trainable
     from model.collate import Collator
     from model.config import load_config
     from model.data import ShardDataset
-    from model.train import build_model, set_trainable
 
     cfg = load_config(CONFIG, {"data": str(data)})
     st = cfg.stage("stage1")

@@ -56,7 +56,7 @@ def load_for_inference(
     checkpoint: str | Path, *, base: str | None = None, device: torch.device | None = None
 ) -> tuple[FusarGPT, Any, TrainConfig]:
     """(model in eval mode, processor, config) of a trained or release checkpoint, loaded strictly."""
-    from model.train import build_model  # the same assembly as training, with the checkpoint's TLM
+    from model.assemble import build_model  # the same assembly as training, with the checkpoint's TLM
 
     ckpt = Path(checkpoint)
     if not ckpt.is_dir():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.assemble import build_model, set_trainable
 from model.checkpoint import (
     CheckpointError,
     atomic_dir,
@@ -23,7 +24,7 @@ from model.checkpoint import (
 )
 from model.config import TrainConfig, parse_config
 from model.lora import lora_state_dict
-from model.train import build_model, make_optimizer, set_trainable
+from model.train import make_optimizer
 
 STAGE = {"data": "caption", "train": ["lora", "tlm"], "max_steps": 5, "lr": 1e-3}
 

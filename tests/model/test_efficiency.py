@@ -145,8 +145,8 @@ def test_trainer_refuses_compile_with_checkpointing_before_loading_the_base(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """build_model stops with the one-line reason before any weight is loaded (no GPU touched here)."""
+    from model.assemble import build_model
     from model.config import load_config
-    from model.train import build_model
 
     tiny = Path(__file__).resolve().parents[2] / "model" / "configs" / "tiny.yaml"
     cfg = load_config(tiny).model_copy(update={"compile": True, "gradient_checkpointing": True})

@@ -11,11 +11,11 @@ import rasterio
 import torch
 from PIL import Image
 
+from model.assemble import build_model
 from model.checkpoint import CheckpointError, save_checkpoint, save_weights
 from model.collate import Collator
 from model.config import parse_config
 from model.predict import geotiff_to_rgb, load_for_inference, main, make_sample, read_image
-from model.train import build_model
 from tests.model.data_fixtures import png_bytes, write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -134,7 +134,7 @@ def _release_run_config(tmp: Path, release: bool = True) -> Any:
 
 def _trained_like_checkpoint(tmp: Path, release: bool = True) -> tuple[Path, Any]:
     """A model.train checkpoint whose LoRA and TLM weights are all non-trivial (seeded noise)."""
-    from model.train import build_model
+    from model.assemble import build_model
 
     cfg = _release_run_config(tmp, release)
     model, _ = build_model(cfg)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model.assemble import attention_implementation, build_model
 from model.base import build_tiny_base
 from model.batching import LengthGrouped, batches, padding_share
 from model.collate import Collator
@@ -21,7 +22,7 @@ from model.data import ShardDataset
 from model.fused_ce import chunked_cross_entropy
 from model.lora import apply_lora
 from model.tlm import TLM, FusarGPT, TLMConfig
-from model.train import Runtime, attention_implementation, build_model, run, train_stage
+from model.train import Runtime, run, train_stage
 from tests.model.conftest import fresh_base, make_anchors, make_batch
 from tests.model.data_fixtures import write_dataset
 

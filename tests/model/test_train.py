@@ -15,12 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from model.assemble import build_model, set_trainable
 from model.checkpoint import CheckpointError, read_json
 from model.collate import Collator
 from model.config import TrainConfig, load_config, parse_config
 from model.data import ShardDataset
 from model.lora import lora_state_dict, parameter_groups
-from model.train import Runtime, build_model, lr_factor, make_optimizer, run, set_trainable, train_stage
+from model.train import Runtime, lr_factor, make_optimizer, run, train_stage
 from tests.model.data_fixtures import make_row, write_dataset, write_shard
 
 ROOT = Path(__file__).resolve().parents[2]
