@@ -33,7 +33,7 @@ from triplet_builder.config import ConfigError, RegionConfig
 from triplet_builder.portable import portable_config, portable_uri, scrub_paths
 from triplet_builder.stages.assemble import plugin_summary, stage_names
 from triplet_builder.stages.base import Stats
-from triplet_builder.text.quality import text_quality
+from triplet_builder.text.quality import checker_counts, text_quality
 from triplet_builder.writers.attributions import attributions
 from triplet_builder.writers.card import write_card
 from triplet_builder.writers.licences import licence_fields
@@ -157,6 +157,18 @@ def _run_reporting(spec: TaskSpec, cfg: RegionConfig, topic: str) -> dict[str, A
     return run_task(spec, cfg, report=report, report_every_s=PROGRESS_EVERY_S)
 
 
+def _recheck(client: Any, out: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, int] | None]:
+    """The consistency checker run again on every written shard (the dataset card's text_quality), one
+    shard per worker task while the cluster is up, rather than all of them in this process afterwards."""
+    files = sorted(f for r in results for f in r["written"].get("files", []) if f.startswith("data/"))
+    try:
+        futures = client.map(checker_counts, [str(out / f) for f in files], pure=False)
+        return dict(zip(files, client.gather(futures), strict=True))
+    except Exception as e:  # a lost worker: text_quality checks the shards here instead
+        log.debug("re-check on the workers failed (%s); checking in this process", e)
+        return {}
+
+
 def _dashboard_line(client: Any) -> str | None:
     """The dashboard's address, or None when the scheduler serves none (no bokeh)."""
     try:
@@ -214,6 +226,7 @@ def _build(
         stats.merge(Stats.from_dict(res["stats"]))
         tracker.finish(res["task_id"], res["stats"])
     warnings: list[list[dict[str, Any]]] = []
+    checked: dict[str, dict[str, int] | None] = {}
     if todo:
         client = _client(cfg, run.scheduler, run.workers, len(todo), run.dashboard)
         topic = f"sar-triplets-progress-{uuid.uuid4().hex}"  # this build's: a shared scheduler has others
@@ -263,6 +276,7 @@ def _build(
                 stats.merge(Stats.from_dict(res["stats"]))
                 tracker.finish(res["task_id"], res["stats"])
             warnings.extend(_collect_warnings(client))
+            checked = _recheck(client, out, results)
         finally:
             client.unsubscribe_topic(topic)
             client.close()
@@ -375,7 +389,7 @@ def _build(
         **licence_fields(cfg, p.scenes, stats.to_dict()),  # licenses (hub ids) + licence_inputs
         "attributions": attributions(cfg, p.scenes, stats.to_dict()),
         "splits": splits,
-        "text_quality": text_quality(out, data_files),  # over the kept rows (text/quality.py)
+        "text_quality": text_quality(out, data_files, checked),  # over the kept rows (text/quality.py)
         # what the dataset card reads
         "rows": dict(sorted(rows_per_split.items())),
         "rejects": sum(rejected.values()),

@@ -297,3 +297,18 @@ def test_a_full_build_resumes_a_limited_one(tmp_path: Path) -> None:
     assert m["limit"] is None and c["windows"] == c["windows_planned"] == first["counts"]["windows_planned"]
     assert c["tasks_reused"] == 1 and c["tasks_rerun"] == {"changed": 1}  # the cut task runs in full
     assert c["chips_kept"] + c["chips_rejected"] == c["windows"]
+
+
+def test_the_cards_text_quality_rechecked_on_the_workers_is_the_serial_one(
+    built: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """The build re-runs the checker on each shard on its workers (pipelines/executor.py `_recheck`);
+    the manifest's report equals the one computed here, in this process, from the same shards."""
+    from triplet_builder.text.quality import text_quality
+
+    out, r = built
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    data = [f for f in m["files"] if f.startswith("data/")]
+    assert m["text_quality"] == text_quality(out, data)
+    assert m["text_quality"]["checker"]["rows_checked"] == m["counts"]["chips_kept"] > 0

@@ -128,20 +128,44 @@ def quality_of(
     return report
 
 
-def text_quality(out_dir: Path, data_files: Iterable[str]) -> dict[str, Any]:
-    """The report over the kept rows of the written shards (`data_files` relative to `out_dir`)."""
+def checker_counts(path: str | Path) -> dict[str, int] | None:
+    """The checker run again on one written shard's kept rows against their own fact sheets: rows
+    checked, rows with problems, problems; None when a row has no fact sheet (it cannot be checked).
+    One shard's share of `text_quality`, so that a build can run it where the shards were written
+    (pipelines/executor.py: on the workers, in parallel) and sum."""
+    rows = bad = problems = 0
+    for row in pq.read_table(path, columns=["caption_fields", "facts"]).to_pylist():
+        facts = json.loads(row["facts"]) if row["facts"] else {}
+        if not facts:
+            return None
+        found = check_caption(facts, row["caption_fields"] or {})
+        rows += 1
+        bad += bool(found)
+        problems += len(found)
+    return {"rows_checked": rows, "rows_with_problems": bad, "problems": problems}
+
+
+def text_quality(
+    out_dir: Path, data_files: Iterable[str], checked: Mapping[str, dict[str, int] | None] | None = None
+) -> dict[str, Any]:
+    """The report over the kept rows of the written shards (`data_files` relative to `out_dir`).
+    `checked`: `checker_counts` of some of those files, already run (by file); the rest run here."""
+    files = sorted(data_files)
     captions: list[str] = []
-    facts: list[dict[str, Any]] = []
-    fields: list[dict[str, str | None]] = []
-    for rel in sorted(data_files):
-        table = pq.read_table(Path(out_dir) / rel, columns=["caption", "caption_fields", "facts"])
-        for row in table.to_pylist():
-            captions.append(row["caption"] or "")
-            facts.append(json.loads(row["facts"]) if row["facts"] else {})
-            fields.append(row["caption_fields"] or {})
-    if not all(facts):  # a row without a fact sheet cannot be checked: report the text figures only
-        return quality_of(captions)
-    return quality_of(captions, facts, fields)
+    for rel in files:
+        table = pq.read_table(Path(out_dir) / rel, columns=["caption"])
+        captions += [c or "" for c in table.column("caption").to_pylist()]
+    report = quality_of(captions)
+    done = dict(checked or {})
+    counts = [done[rel] if rel in done else checker_counts(Path(out_dir) / rel) for rel in files]
+    if all(c is not None for c in counts):  # else a row without a fact sheet: the text figures only
+        report["checker"].update(
+            {
+                k: sum(c[k] for c in counts if c is not None)
+                for k in ("rows_checked", "rows_with_problems", "problems")
+            }
+        )
+    return report
 
 
 def card_line(report: Mapping[str, Any] | None) -> list[str]:

@@ -78,3 +78,38 @@ def test_text_quality_reads_shards_and_card_line(tmp_path: Path) -> None:
     line = " ".join(card_line(r))
     assert "over the 3 kept captions" in line and "finds 0 problem(s)" in line
     assert card_line(None) == [] and card_line({"captions": 0}) == []
+
+
+def test_checked_shards_sum_to_the_serial_report(tmp_path: Path) -> None:
+    """`checker_counts` per shard (what the build runs on its workers), summed, gives the serial report;
+    a wrong caption counts in both, and a row without a fact sheet drops the checker figures."""
+    import json
+
+    from triplet_builder.text.quality import checker_counts
+
+    facts = fact_sheet("open_water")
+    rows = [OfflineWriter().write(facts, f"c{i}") for i in range(4)]
+    fields = [r.caption_fields for r in rows]
+    fields[1] = {**fields[1], "water": "The chip is entirely dry land."}  # a claim the facts refute
+    (tmp_path / "data").mkdir()
+    names = []
+    for i in (0, 2):
+        names.append(f"data/train-00000-00{i}.parquet")
+        part = pa.table(
+            {
+                "caption": [r.caption for r in rows[i : i + 2]],
+                "caption_fields": fields[i : i + 2],
+                "facts": [json.dumps(facts)] * 2,
+            }
+        )
+        pq.write_table(part, tmp_path / names[-1])
+    serial = text_quality(tmp_path, names)
+    assert serial["checker"]["rows_checked"] == 4 and serial["checker"]["rows_with_problems"] == 1
+    every = {n: checker_counts(tmp_path / n) for n in names}
+    assert text_quality(tmp_path, names, every) == serial
+    assert text_quality(tmp_path, names, {names[0]: every[names[0]]}) == serial  # the rest run here
+    empty = {"caption": ["x"], "caption_fields": [{"water": "x"}], "facts": pa.array([None], pa.string())}
+    pq.write_table(pa.table(empty), tmp_path / "data" / "train-00000-009.parquet")
+    with_blank = [*names, "data/train-00000-009.parquet"]
+    assert checker_counts(tmp_path / with_blank[-1]) is None
+    assert "rows_checked" not in text_quality(tmp_path, with_blank, every)["checker"]
