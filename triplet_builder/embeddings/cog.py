@@ -42,7 +42,7 @@ from rasterio.windows import Window
 
 from triplet_builder.cache import DiskCache
 from triplet_builder.embeddings.block_cache import CachedWindow, block_cache
-from triplet_builder.embeddings.index import is_remote, load_index, resolve_path
+from triplet_builder.embeddings.index import index_location, is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
 from triplet_builder.portable import portable_uri
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env
@@ -77,7 +77,7 @@ def point_zone_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return zone * 2 + (np.asarray(lat) < 0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _YearTiles:
     """The tiles of one year: GDAL paths, zone codes, WGS84 boxes (T, 4) and an STRtree over the boxes."""
 
@@ -85,6 +85,12 @@ class _YearTiles:
     zones: np.ndarray
     boxes: np.ndarray
     tree: shapely.STRtree
+
+
+_DRAINED = ("block_reads", "cache_hits")
+# (index file, size, mtime, root, year) -> its tiles: read-only once built, shared by the providers of a process
+_INDEX_CACHE: dict[tuple[Any, ...], _YearTiles] = {}
+_INDEX_LOCK = threading.Lock()
 
 
 class CogEmbeddingProvider:
@@ -128,6 +134,7 @@ class CogEmbeddingProvider:
         self._years: dict[int, _YearTiles] = {}
         self._transformers: dict[str, Transformer] = {}
         self._file_ids: dict[str, tuple[Any, ...]] = {}  # path -> its identity in the block cache keys
+        self._drained: dict[str, int] = {}  # stats at the last drain_counters
 
     def __getstate__(self) -> dict[str, Any]:
         keep = ("root", "synthetic", "user_agent", "cache_bytes", "cache_dir", "description", "stats")
@@ -155,6 +162,15 @@ class CogEmbeddingProvider:
                 ds.close()
             self._datasets.clear()
             self._file_ids.clear()
+
+    def drain_counters(self) -> dict[str, int]:
+        """Block reads and block-cache hits since the last call (for the Embed stage's Stats.extra, so the
+        manifest says how often the build decompressed a block), prefixed `cog_`."""
+        with self._lock:
+            now = {k: self.stats[k] for k in _DRAINED}
+            out = {f"cog_{k}": now[k] - self._drained.get(k, 0) for k in _DRAINED}
+            self._drained = now
+        return {k: v for k, v in out.items() if v}
 
     # ------------------------------------------------------------------------------- GDAL setup
     def gdal_options(self) -> dict[str, str]:
@@ -189,6 +205,22 @@ class CogEmbeddingProvider:
         tiles = self._years.get(year)
         if tiles is not None:
             return tiles
+        # the index of one root and year is read once per process (a worker builds a provider per task;
+        # the public mirror's index is ~70 MB): keyed by the index file's identity, so a rebuilt index
+        # is read again
+        where = index_location(self.root, cache_dir=self.cache_dir, user_agent=self.user_agent)
+        st = where.stat()
+        key = (str(where), st.st_size, st.st_mtime_ns, self.root, year)
+        with _INDEX_LOCK:
+            tiles = _INDEX_CACHE.get(key)
+        if tiles is None:
+            tiles = self._load_year_tiles(year)
+            with _INDEX_LOCK:
+                _INDEX_CACHE[key] = tiles
+        self._years[year] = tiles
+        return tiles
+
+    def _load_year_tiles(self, year: int) -> _YearTiles:
         gdf = load_index(self.root, year=year, user_agent=self.user_agent, cache_dir=self.cache_dir)
         gdf = gdf[gdf["year"] == year]
         if len(gdf) == 0:
@@ -200,7 +232,6 @@ class CogEmbeddingProvider:
             boxes=boxes,
             tree=shapely.STRtree(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])),
         )
-        self._years[year] = tiles
         return tiles
 
     def _open(self, path: str) -> DatasetReader:
@@ -290,7 +321,12 @@ class CogEmbeddingProvider:
             order = np.argsort(key, kind="stable")
             keys_sorted = key[order]
             bounds = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1], True])
-            for g0, g1 in itertools.pairwise(bounds):
+            groups = list(itertools.pairwise(bounds))
+            # blocks in the order of the last point that needs each: the points come chip by chip, so the
+            # blocks under a task's last chips (the next task's first, on its border) are read last and
+            # stay the most recent in the LRU
+            groups.sort(key=lambda g: int(order[g[0] : g[1]].max()))
+            for g0, g1 in groups:
                 members = order[g0:g1]
                 rr, cc = r[members], c[members]
                 k = int(keys_sorted[g0])

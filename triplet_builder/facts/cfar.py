@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 from schemas.codec import db_to_linear_power
@@ -125,6 +126,31 @@ def threshold_map(
     return thr, mean, ring_n.astype(np.int32)
 
 
+# the floor's candidates are summed window by window while that touches at most this many times the
+# context's pixels; beyond it (dense bright areas) two summed-area tables of the whole context are cheaper
+GATHER_MAX_RATIO = 2.0
+
+
+def _ring_stats(
+    db_band: np.ndarray, ok: np.ndarray, ys: np.ndarray, xs: np.ndarray, params: CfarParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(power, ring power sum, valid ring count) at the pixels (ys, xs), each (K,), from their own
+    outer windows gathered out of a zero-padded copy (outside the array and invalid pixels count as 0,
+    like _box_sum): K x outer^2 values, not two summed-area tables of the whole context."""
+    r, g = params.outer // 2, params.train
+    pad_db = np.pad(np.where(ok, db_band, 0.0).astype(db_band.dtype, copy=False), r)
+    pad_ok = np.pad(ok, r)
+    shape = (params.outer, params.outer)
+    win_ok = sliding_window_view(pad_ok, shape)[ys, xs]  # (K, outer, outer): the window centred on each
+    win_p = np.where(win_ok, db_to_linear_power(sliding_window_view(pad_db, shape)[ys, xs]), 0.0).astype(
+        np.float64
+    )
+    inner = (slice(None), slice(g, g + params.inner), slice(g, g + params.inner))
+    ring_sum = win_p.sum(axis=(1, 2)) - win_p[inner].sum(axis=(1, 2))
+    ring_n = win_ok.sum(axis=(1, 2), dtype=np.int64) - win_ok[inner].sum(axis=(1, 2), dtype=np.int64)
+    return win_p[:, r, r], ring_sum, ring_n.astype(np.float64)
+
+
 def _window_sums(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
     """Sums over size x size windows centred on (ys, xs) from a zero-padded summed-area table;
     outside the array counts as 0 (like _box_sum)."""
@@ -141,12 +167,23 @@ def _summed_area(a: np.ndarray) -> np.ndarray:
     return t
 
 
+def _ring_stats_tables(
+    db_band: np.ndarray, ok: np.ndarray, ys: np.ndarray, xs: np.ndarray, params: CfarParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_ring_stats from two summed-area tables of the whole context (cheaper when K is large)."""
+    power = np.where(ok, db_to_linear_power(np.where(ok, db_band, 0.0)), 0.0).astype(np.float64)
+    p_tab, n_tab = _summed_area(power), _summed_area(ok.astype(np.float64))
+    ring_sum = _window_sums(p_tab, ys, xs, params.outer) - _window_sums(p_tab, ys, xs, params.inner)
+    ring_n = np.rint(_window_sums(n_tab, ys, xs, params.outer) - _window_sums(n_tab, ys, xs, params.inner))
+    return power[ys, xs], ring_sum, ring_n
+
+
 def detection_mask(db_band: np.ndarray, valid: np.ndarray, params: CfarParams) -> np.ndarray:
     """(H, W) bool: pixels above the CFAR threshold and the absolute floor.
 
     With a floor (min_db), only the pixels above it can be detections, and in SAR chips they are few:
-    their ring statistics come from summed-area tables at those pixels alone (the same sums as
-    threshold_map's box filters), so a chip with no bright pixel costs one comparison."""
+    their ring statistics are summed over their own windows alone (the same sums as threshold_map's box
+    filters), so a chip with no bright pixel costs one comparison."""
     if params.min_db is None:
         return _detection_mask_dense(db_band, valid, params)
     ok = valid & np.isfinite(db_band)
@@ -156,16 +193,16 @@ def detection_mask(db_band: np.ndarray, valid: np.ndarray, params: CfarParams) -
     ys, xs = np.nonzero(cand)
     if ys.size == 0:
         return hit
-    power = np.where(ok, db_to_linear_power(np.where(ok, db_band, 0.0)), 0.0).astype(np.float64)
-    p_tab, n_tab = _summed_area(power), _summed_area(ok.astype(np.float64))
-    ring_sum = _window_sums(p_tab, ys, xs, params.outer) - _window_sums(p_tab, ys, xs, params.inner)
-    ring_n = np.rint(_window_sums(n_tab, ys, xs, params.outer) - _window_sums(n_tab, ys, xs, params.inner))
+    if ys.size * params.outer**2 <= GATHER_MAX_RATIO * db_band.size:
+        power, ring_sum, ring_n = _ring_stats(db_band, ok, ys, xs, params)
+    else:  # many bright pixels (a town, a bright edge): summed-area tables of the whole context are cheaper
+        power, ring_sum, ring_n = _ring_stats_tables(db_band, ok, ys, xs, params)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(ring_n > 0, np.maximum(ring_sum, 0.0) / np.maximum(ring_n, 1.0), np.nan)
         thr = np.where(
             ring_n >= params.min_train_fraction * params.n_train, alpha_for(params.pfa, ring_n) * mean, np.inf
         )
-        hit[ys, xs] = power[ys, xs] > thr
+        hit[ys, xs] = power > thr
     return hit
 
 

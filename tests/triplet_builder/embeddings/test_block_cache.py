@@ -81,3 +81,53 @@ def test_the_cache_is_bounded_by_bytes_least_recently_used_out() -> None:
     assert cache.bytes == 200 <= cache.max_bytes
     cache.put(("huge",), win(251))  # larger than the bound: never admitted, nothing evicted for it
     assert cache.get(("huge",)) is None and len(cache) == 2
+
+
+def test_blocks_are_read_in_the_order_the_chips_last_need_them(tmp_path: Path) -> None:
+    """A task's points come chip by chip, north to south; the next task starts where it ended. Read in
+    the file's block order (this bottom-up file: south first), the blocks under the task's last chips
+    would be the first out of a small cache; read in the order of their last point, they stay."""
+    from tests.triplet_builder.embeddings.test_cog import _tiled_file
+
+    clear_block_caches()
+    data, transform = _tiled_file(tmp_path)  # 64 x 64 px, 16 px blocks, raw row 0 the southern edge
+    bound = 2 * 64 * 16 * 16 + 7  # two blocks of 64 bands (and a bound no other test shares)
+    rows = np.repeat(np.arange(63, -1, -1), 2)  # north to south, one block column
+    cols = np.tile([3, 9], 64)
+    lon, lat = _lonlat(transform, "EPSG:32613", rows, cols)
+    task = CogEmbeddingProvider(str(tmp_path), cache_bytes=bound)
+    codes, valid = task.sample(lon, lat, YEAR)
+    assert valid.all() and task.stats["block_reads"] == 4
+    np.testing.assert_array_equal(codes, data[:, rows, cols].T)
+    assert task.drain_counters() == {"cog_block_reads": 4} and task.drain_counters() == {}
+
+    south = rows < 16  # the next task: the southern block row, on the first task's border
+    following = CogEmbeddingProvider(str(tmp_path), cache_bytes=bound)
+    codes2, _ = following.sample(lon[south], lat[south], YEAR)
+    np.testing.assert_array_equal(codes2, data[:, rows[south], cols[south]].T)
+    assert following.drain_counters() == {"cog_cache_hits": 1}  # no block decompressed again
+
+
+def test_the_index_is_read_once_per_process_and_again_when_rebuilt(
+    mirror: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triplet_builder.embeddings import cog
+
+    reads: list[str] = []
+    real = cog.load_index
+
+    def counted(root: object, **kw: object) -> object:
+        reads.append(str(root))
+        return real(root, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cog, "load_index", counted)
+    lon, lat, want = _points()
+    for _ in range(3):  # three tasks of a worker, a provider each
+        codes, _ = CogEmbeddingProvider(str(mirror)).sample(lon[:5], lat[:5], YEAR)
+        np.testing.assert_array_equal(codes, want[:5])
+    assert len(reads) == 1
+    index = mirror / "aef_index.parquet"
+    st = index.stat()
+    os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the index rebuilt
+    CogEmbeddingProvider(str(mirror)).sample(lon[:5], lat[:5], YEAR)
+    assert len(reads) == 2

@@ -169,12 +169,27 @@ def test_real_port_scene() -> None:
     assert items == sorted(items, key=lambda d: (d["bbox"][1], d["bbox"][0]))
 
 
+@pytest.mark.parametrize("ring", ["windows", "tables"])
 @pytest.mark.parametrize("seed", range(4))
-def test_the_floor_fast_path_equals_the_dense_mask(seed: int) -> None:
-    """detection_mask with a floor (summed-area tables at the bright pixels only) gives the mask of the
-    box-filter threshold map restricted to the floor, on speckled chips with targets, edges and nodata."""
+def test_the_floor_fast_path_equals_the_dense_mask(
+    seed: int, ring: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """detection_mask with a floor (ring sums at the bright pixels only, from their own windows or from
+    summed-area tables) gives the mask of the box-filter threshold map restricted to the floor, on
+    speckled chips with targets, edges and nodata."""
+    from triplet_builder.facts import cfar
     from triplet_builder.facts.cfar import _detection_mask_dense, detection_mask
 
+    monkeypatch.setattr(cfar, "GATHER_MAX_RATIO", math.inf if ring == "windows" else 0.0)
+    used = {"windows": 0, "tables": 0}
+    for name, key in (("_ring_stats", "windows"), ("_ring_stats_tables", "tables")):
+        real = getattr(cfar, name)
+
+        def counted(*a: object, _real: object = real, _key: str = key) -> object:
+            used[_key] += 1
+            return _real(*a)  # type: ignore[operator]
+
+        monkeypatch.setattr(cfar, name, counted)
     rng = np.random.default_rng(seed)
     db = (10 * np.log10(rng.exponential(0.1, (96, 80)))).astype(np.float32)
     db[rng.random(db.shape) < 0.01] = 12.0  # bright targets
@@ -184,8 +199,26 @@ def test_the_floor_fast_path_equals_the_dense_mask(seed: int) -> None:
     params = CfarParams(pfa=1e-4, min_db=-3.0)
     fast = detection_mask(db, valid, params)
     dense = _detection_mask_dense(db, valid, params)
-    assert fast.any()
+    assert fast.any() and used[ring] == 1 and sum(used.values()) == 1
     np.testing.assert_array_equal(fast, dense)
+
+
+def test_the_two_ring_sums_agree_at_edges_and_nodata() -> None:
+    """The window-by-window ring sums and the summed-area-table ones: the same valid counts exactly and
+    the same power sums to float rounding, at every pixel of a chip with nodata, edges included."""
+    from triplet_builder.facts.cfar import _ring_stats, _ring_stats_tables
+
+    rng = np.random.default_rng(5)
+    db = (10 * np.log10(rng.exponential(0.1, (50, 37)))).astype(np.float32)
+    ok = rng.random(db.shape) > 0.1
+    db[~ok] = np.nan
+    ys, xs = np.nonzero(np.ones(db.shape, dtype=bool))
+    p = CfarParams(guard=1, train=5)
+    a, b = _ring_stats(db, ok, ys, xs, p), _ring_stats_tables(db, ok, ys, xs, p)
+    np.testing.assert_array_equal(a[0], b[0])  # the pixel's own power
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(a[2], b[2])
+    assert a[2].min() < p.n_train / 3 < 0.85 * p.n_train < a[2].max()  # corners and the interior
 
 
 def test_fast_and_dense_paths_use_the_valid_training_count_at_chip_edges() -> None:
