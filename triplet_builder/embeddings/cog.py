@@ -10,11 +10,14 @@ never by assuming north-up rows, and grids are read through a WarpedVRT.
 
 Cost: a COG is read by internal block (1024 x 1024 px per band in the public files; all 64
 band-blocks are decoded for any pixel of the block). Points are grouped by file and by block, each
-group is served by ONE read of the whole block (all 64 bands), and the decompressed blocks are kept in
-a process-wide LRU bounded by bytes (`BlockCache`, keyed by file identity and block), so a later call
-touching the same block reads nothing, from the same provider or from another one: a Dask worker
-builds a provider per task, and neighbouring tasks of a scene share the blocks on their border.
-`provider.stats` counts the reads.
+group is served by ONE read of the whole block (all 64 bands), blocks in the order of the last point
+that needs each (the next task's chips start where this task's end). What a read keeps is the lattice
+of the block its points lie on (the chips' anchor grid: 1/256 of the block for 16 x 16 anchors of
+256 px chips, the whole block for scattered points), in a process-wide LRU bounded by bytes
+(`BlockCache`, keyed by file identity and block), so a later call on that lattice reads nothing, from
+the same provider or from another one: a Dask worker builds a provider per task, and neighbouring
+tasks of a scene share the blocks on their border. `provider.stats` counts the reads, and
+`drain_counters` reports them to the manifest.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from triplet_builder.cache import DiskCache
-from triplet_builder.embeddings.block_cache import CachedWindow, block_cache
+from triplet_builder.embeddings.block_cache import CachedWindow, block_cache, lattice_of
 from triplet_builder.embeddings.index import index_location, is_remote, load_index, resolve_path
 from triplet_builder.embeddings.quantize import NODATA
 from triplet_builder.portable import portable_uri
@@ -274,17 +277,18 @@ class CogEmbeddingProvider:
         return tr
 
     def _read_window(
-        self, path: str, ds: DatasetReader, block: tuple[int, int], r0: int, r1: int, c0: int, c1: int
+        self, path: str, ds: DatasetReader, block: tuple[int, int], rows: np.ndarray, cols: np.ndarray
     ) -> CachedWindow:
-        """The whole block holding [r0, r1) x [c0, c1) (all bands), from the LRU or by one read.
+        """The raw pixels (rows, cols) of one block (all bands), from the LRU or by one read.
 
-        GDAL fetches and decompresses whole blocks whatever the window, so reading the full block costs
-        no more I/O than a sub-window, and every later chip in that block is a cache hit.
+        GDAL fetches and decompresses whole blocks whatever the window, so the read takes the whole
+        block; what the cache keeps of it is the lattice the points lie on (`lattice_of`: the anchor
+        grid of the chips), so a later task's chips on the same lattice are served from memory.
         """
         cache = block_cache(self.cache_bytes)
         key = (*self._file_ids[path], block[0], block[1])
         hit = cache.get(key) if cache is not None else None
-        if hit is not None and hit.covers(r0, r1, c0, c1):
+        if hit is not None and hit.covers(rows, cols):
             self.stats["cache_hits"] += 1
             return hit
         bh, bw = ds.block_shapes[0]
@@ -293,7 +297,10 @@ class CogEmbeddingProvider:
         data = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))  # (64, h, w), all bands in one read
         self.stats["block_reads"] += 1
         self.stats["pixels_read"] += (r1 - r0) * (c1 - c0)
-        win = CachedWindow(r0, r1, c0, c1, data)
+        lr0, sr = lattice_of(rows, r0)
+        lc0, sc = lattice_of(cols, c0)
+        kept = data[:, lr0 - r0 :: sr, lc0 - c0 :: sc]
+        win = CachedWindow(lr0, r1, lc0, c1, np.ascontiguousarray(kept), sr, sc)
         if cache is not None:
             cache.put(key, win)
         return win
@@ -330,16 +337,8 @@ class CogEmbeddingProvider:
                 members = order[g0:g1]
                 rr, cc = r[members], c[members]
                 k = int(keys_sorted[g0])
-                win = self._read_window(
-                    path,
-                    ds,
-                    (k // n_bc, k % n_bc),
-                    int(rr.min()),
-                    int(rr.max()) + 1,
-                    int(cc.min()),
-                    int(cc.max()) + 1,
-                )
-                out[idx[members]] = win.data[:, rr - win.r0, cc - win.c0].T
+                win = self._read_window(path, ds, (k // n_bc, k % n_bc), rr, cc)
+                out[idx[members]] = win.take(rr, cc)
         ok = inside & ~(out == NODATA).any(axis=1)
         out[~ok] = NODATA
         return out, ok

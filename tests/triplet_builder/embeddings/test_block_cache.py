@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.triplet_builder.embeddings.test_cog import REAL_WINDOW, TILE_NAME, YEAR, _lonlat, _read_raw
-from triplet_builder.embeddings.block_cache import BlockCache, CachedWindow, clear_block_caches
+from triplet_builder.embeddings.block_cache import BlockCache, CachedWindow, clear_block_caches, lattice_of
 from triplet_builder.embeddings.cog import CogEmbeddingProvider
 from triplet_builder.embeddings.index import build_index
 
@@ -93,7 +93,7 @@ def test_blocks_are_read_in_the_order_the_chips_last_need_them(tmp_path: Path) -
     data, transform = _tiled_file(tmp_path)  # 64 x 64 px, 16 px blocks, raw row 0 the southern edge
     bound = 2 * 64 * 16 * 16 + 7  # two blocks of 64 bands (and a bound no other test shares)
     rows = np.repeat(np.arange(63, -1, -1), 2)  # north to south, one block column
-    cols = np.tile([3, 9], 64)
+    cols = np.tile([3, 4], 64)  # no coarser lattice than every pixel: whole blocks are kept
     lon, lat = _lonlat(transform, "EPSG:32613", rows, cols)
     task = CogEmbeddingProvider(str(tmp_path), cache_bytes=bound)
     codes, valid = task.sample(lon, lat, YEAR)
@@ -131,3 +131,41 @@ def test_the_index_is_read_once_per_process_and_again_when_rebuilt(
     os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the index rebuilt
     CogEmbeddingProvider(str(mirror)).sample(lon[:5], lat[:5], YEAR)
     assert len(reads) == 2
+
+
+def test_lattice_of_finds_the_coarsest_step_holding_every_value() -> None:
+    assert lattice_of(np.array([8, 24, 40, 56]), 0) == (8, 16)
+    assert lattice_of(np.array([520, 536, 568]), 512) == (520, 16)
+    assert lattice_of(np.array([546, 562]), 512) == (514, 16)  # the lattice reaches back to the block start
+    assert lattice_of(np.array([7, 8, 24]), 0) == (0, 1)  # no common step: every pixel
+    assert lattice_of(np.array([9]), 0) == (0, 1)  # a lone row says nothing of a step
+    assert lattice_of(np.array([9, 9, 9]), 0) == (0, 1)
+
+
+def test_a_block_keeps_the_anchor_lattice_and_serves_only_what_it_holds(tmp_path: Path) -> None:
+    """Anchors on a lattice (every 4th pixel here, every 16th for 256 px chips): the cache keeps that
+    lattice of the block (1/16 of it), serves later points on it without a read, and reads the block
+    again for a point off it; every code equals the file's."""
+    from tests.triplet_builder.embeddings.test_cog import _tiled_file
+    from triplet_builder.embeddings.block_cache import block_cache
+
+    clear_block_caches()
+    data, transform = _tiled_file(tmp_path)  # 16 px blocks
+    bound = 10 * 64 * 16 * 16 + 11
+    rr, cc = np.meshgrid([2, 6, 10, 14], [1, 5, 9, 13], indexing="ij")  # raw pixels of block (0, 0)
+
+    def sample(rows: np.ndarray, cols: np.ndarray) -> CogEmbeddingProvider:
+        lon, lat = _lonlat(transform, "EPSG:32613", rows, cols)
+        p = CogEmbeddingProvider(str(tmp_path), cache_bytes=bound)
+        codes, valid = p.sample(lon, lat, YEAR)
+        assert valid.all()
+        np.testing.assert_array_equal(codes, data[:, rows, cols].T)
+        return p
+
+    assert sample(rr[:2].ravel(), cc[:2].ravel()).stats["block_reads"] == 1  # rows 2, 6: step 4
+    cache = block_cache(bound)
+    assert cache is not None and cache.bytes == 64 * 4 * 4  # rows 2, 6, 10, 14 x 4 columns of 64 bands
+    later = sample(rr[2:].ravel(), cc[2:].ravel())  # rows 10, 14: on the kept lattice
+    assert later.stats["block_reads"] == 0 and later.stats["cache_hits"] == 1
+    off = sample(np.array([3, 6]), np.array([1, 5]))  # row 3 is not on it: read again
+    assert off.stats["block_reads"] == 1 and off.stats["cache_hits"] == 0
