@@ -92,8 +92,12 @@ def write_osm(path: Path, bounds: tuple[float, float, float, float], seed: int =
 
 
 def fact_stages(folder: Path, scene: Path) -> list[dict[str, Any]]:
-    """The region file's `stages:` entries of land_cover (local raster) and osm (local .osm.pbf)."""
+    """The region file's `stages:` entries of land_cover (local raster) and osm (local .osm.pbf) over
+    `scene`, written once into a folder of that scene's own (a source made for a smaller scene of the
+    same name pattern would not cover a larger one)."""
     bounds = _scene_bounds(scene)
+    folder = folder / scene.stem
+    folder.mkdir(parents=True, exist_ok=True)
     lc = folder / "land_cover.tif"
     pbf = folder / "extract.osm.pbf"
     if not lc.exists():
