@@ -37,6 +37,7 @@ HOST = "the step's host-side inputs"
 
 T_QUANT = "tests/triplet_builder/embeddings/test_quantize.py"
 T_COG = "tests/triplet_builder/embeddings/test_cog.py"
+T_BLOCKS = "tests/triplet_builder/embeddings/test_block_cache.py"
 T_PINNED = "tests/triplet_builder/test_pinned.py"
 T_GEO = "tests/triplet_builder/test_tiling_geo_grid.py"
 T_STAGES = "tests/pipelines/test_stages.py"
@@ -100,10 +101,34 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         AEF,
         "bottom-up rows read top-down",
-        "triplet_builder/embeddings/cog.py",
-        "out[idx[members]] = win.data[:, rr - win.r0, cc - win.c0].T",
-        "out[idx[members]] = win.data[:, win.data.shape[1] - 1 - (rr - win.r0), cc - win.c0].T",
+        "triplet_builder/embeddings/block_cache.py",
+        "return self.data[:, (rows - self.r0) // self.step_r, (cols - self.c0) // self.step_c].T",
+        "return self.data[:, self.data.shape[1] - 1 - (rows - self.r0) // self.step_r, (cols - self.c0) // self.step_c].T",
         (T_COG,),
+    ),
+    Mutant(
+        AEF,
+        "cached lattice: origin not on the points",
+        "triplet_builder/embeddings/block_cache.py",
+        "return start + (int(values.min()) - start) % step, step",
+        "return start, step",
+        (T_BLOCKS, T_COG),
+    ),
+    Mutant(
+        AEF,
+        "cached lattice: a point off it served from the cache",
+        "triplet_builder/embeddings/block_cache.py",
+        "            and not ((rows - self.r0) % self.step_r).any()\n",
+        "",
+        (T_BLOCKS, T_COG),
+    ),
+    Mutant(
+        AEF,
+        "blocks read in file order, not the chips' last need",
+        "triplet_builder/embeddings/cog.py",
+        "groups.sort(key=lambda g: int(order[g[0] : g[1]].max()))",
+        "groups.sort(key=lambda g: int(order[g[0] : g[1]].min()) * 0)",
+        (T_BLOCKS,),
     ),
     Mutant(
         AEF,
@@ -323,6 +348,22 @@ MUTANTS: tuple[Mutant, ...] = (
         "triplet_builder/facts/cfar.py",
         "y0, y1 = np.clip(ys - r, 0, h), np.clip(ys + r + 1, 0, h)",
         "y0, y1 = np.clip(ys - r, 0, h), np.clip(ys + r, 0, h)",
+        (T_CFAR,),
+    ),
+    Mutant(
+        CFAR,
+        "fast, by window: guard window shifted",
+        "triplet_builder/facts/cfar.py",
+        "inner = (slice(None), slice(g, g + params.inner), slice(g, g + params.inner))",
+        "inner = (slice(None), slice(g + 1, g + 1 + params.inner), slice(g, g + params.inner))",
+        (T_CFAR,),
+    ),
+    Mutant(
+        CFAR,
+        "fast, by window: invalid pixels' power counted",
+        "triplet_builder/facts/cfar.py",
+        "win_p = np.where(win_ok, db_to_linear_power(",
+        "win_p = np.where(True, db_to_linear_power(",
         (T_CFAR,),
     ),
     Mutant(
