@@ -28,7 +28,6 @@ import itertools
 import logging
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,9 @@ from rasterio.windows import Window
 
 from triplet_builder.cache import DiskCache
 from triplet_builder.embeddings.block_cache import CachedWindow, block_cache, lattice_of
-from triplet_builder.embeddings.index import index_location, is_remote, load_index, resolve_path
+from triplet_builder.embeddings.index import is_remote
 from triplet_builder.embeddings.quantize import NODATA
+from triplet_builder.embeddings.tiles import EDGE_EPS, YearTiles, covering_tiles, point_zone_codes, year_tiles
 from triplet_builder.portable import portable_uri
 from triplet_builder.remote import HTTP_GDAL_OPTIONS, USER_AGENT, gdal_env
 
@@ -61,39 +61,8 @@ class EmbeddingTileError(ValueError):
 
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
-EDGE_EPS = 1e-6  # pixels (10 um): float noise of a lon/lat round trip is ~1e-9 m
 _SOURCE_COOP_BUCKET = re.compile(r"^(?P<region>[a-z]{2}-[a-z]+-\d)\.opendata\.source\.coop$")
-_ZONE = re.compile(r"^(?P<zone>\d{1,2})(?P<hemi>[NS])$")
-
-
-def _zone_code(zone: str) -> int:
-    """'13N' -> 26, '13S' -> 27 (a comparable integer); -1 when the string is not a UTM zone."""
-    m = _ZONE.match(zone)
-    if m is None:
-        return -1
-    return int(m["zone"]) * 2 + (m["hemi"] == "S")
-
-
-def point_zone_codes(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """The standard UTM zone of each point as `_zone_code` integers (no Norway / Svalbard exceptions)."""
-    zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
-    return zone * 2 + (np.asarray(lat) < 0)
-
-
-@dataclass(frozen=True)
-class _YearTiles:
-    """The tiles of one year: GDAL paths, zone codes, WGS84 boxes (T, 4) and an STRtree over the boxes."""
-
-    paths: list[str]
-    zones: np.ndarray
-    boxes: np.ndarray
-    tree: shapely.STRtree
-
-
 _DRAINED = ("block_reads", "cache_hits")
-# (index file, size, mtime, root, year) -> its tiles: read-only once built, shared by the providers of a process
-_INDEX_CACHE: dict[tuple[Any, ...], _YearTiles] = {}
-_INDEX_LOCK = threading.Lock()
 
 
 class CogEmbeddingProvider:
@@ -134,7 +103,7 @@ class CogEmbeddingProvider:
     def _init_runtime(self) -> None:
         self._lock = threading.RLock()
         self._datasets: dict[str, DatasetReader] = {}
-        self._years: dict[int, _YearTiles] = {}
+        self._years: dict[int, YearTiles] = {}
         self._transformers: dict[str, Transformer] = {}
         self._file_ids: dict[str, tuple[Any, ...]] = {}  # path -> its identity in the block cache keys
         self._drained: dict[str, int] = {}  # stats at the last drain_counters
@@ -203,38 +172,11 @@ class CogEmbeddingProvider:
         return gdal_env(**opts) if opts else rasterio.Env()
 
     # --------------------------------------------------------------------------------- lookups
-    def _year_tiles(self, year: int) -> _YearTiles:
-        year = int(year)
-        tiles = self._years.get(year)
-        if tiles is not None:
-            return tiles
-        # the index of one root and year is read once per process (a worker builds a provider per task;
-        # the public mirror's index is ~70 MB): keyed by the index file's identity, so a rebuilt index
-        # is read again
-        where = index_location(self.root, cache_dir=self.cache_dir, user_agent=self.user_agent)
-        st = where.stat()
-        key = (str(where), st.st_size, st.st_mtime_ns, self.root, year)
-        with _INDEX_LOCK:
-            tiles = _INDEX_CACHE.get(key)
+    def _year_tiles(self, year: int) -> YearTiles:
+        tiles = self._years.get(int(year))
         if tiles is None:
-            tiles = self._load_year_tiles(year)
-            with _INDEX_LOCK:
-                _INDEX_CACHE[key] = tiles
-        self._years[year] = tiles
-        return tiles
-
-    def _load_year_tiles(self, year: int) -> _YearTiles:
-        gdf = load_index(self.root, year=year, user_agent=self.user_agent, cache_dir=self.cache_dir)
-        gdf = gdf[gdf["year"] == year]
-        if len(gdf) == 0:
-            raise ValueError(f"no AlphaEarth tiles for year {year} in the index of {self.root}")
-        boxes = gdf[["wgs84_west", "wgs84_south", "wgs84_east", "wgs84_north"]].to_numpy(dtype=np.float64)
-        tiles = _YearTiles(
-            paths=[resolve_path(self.root, p) for p in gdf["path"]],
-            zones=np.array([_zone_code(str(z)) for z in gdf["utm_zone"]], dtype=np.int64),
-            boxes=boxes,
-            tree=shapely.STRtree(shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3])),
-        )
+            tiles = year_tiles(self.root, year, user_agent=self.user_agent, cache_dir=self.cache_dir)
+            self._years[int(year)] = tiles
         return tiles
 
     def _open(self, path: str) -> DatasetReader:
@@ -397,26 +339,9 @@ class CogEmbeddingProvider:
             tiles = self._year_tiles(year)
             self.stats["calls"] += 1
             self.stats["points"] += n
-            finite = np.flatnonzero(np.isfinite(lon) & np.isfinite(lat))
-            if finite.size == 0:
+            p, t, rank = covering_tiles(tiles, lon, lat)
+            if p.size == 0:
                 return codes, valid
-            p_local, t = tiles.tree.query(shapely.points(lon[finite], lat[finite]), predicate="intersects")
-            if p_local.size == 0:
-                return codes, valid
-            p = finite[p_local]
-            # rank the covering tiles of each point: own UTM zone first, then the most interior one
-            own = tiles.zones[t] == point_zone_codes(lon[p], lat[p])
-            b = tiles.boxes[t]
-            half_w = np.maximum((b[:, 2] - b[:, 0]) / 2, 1e-12)
-            half_h = np.maximum((b[:, 3] - b[:, 1]) / 2, 1e-12)
-            off_centre = np.maximum(
-                np.abs(lon[p] - (b[:, 0] + b[:, 2]) / 2) / half_w,
-                np.abs(lat[p] - (b[:, 1] + b[:, 3]) / 2) / half_h,
-            )
-            order = np.lexsort((t, off_centre, ~own, p))
-            p, t = p[order], t[order]
-            first = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-            rank = np.arange(p.size) - np.repeat(first, np.diff(np.r_[first, p.size]))
             for k in range(int(rank.max()) + 1):
                 todo = (rank == k) & ~valid[p]
                 for tile in np.unique(t[todo]):

@@ -33,8 +33,8 @@ from triplet_builder.earthengine import (
     PixelRequest,
     band_stack,
 )
-from triplet_builder.embeddings.cog import EDGE_EPS, point_zone_codes
 from triplet_builder.embeddings.quantize import NODATA, quantize
+from triplet_builder.embeddings.tiles import EDGE_EPS, point_zone_codes
 
 COLLECTION = "GOOGLE/SATELLITE_EMBEDDING/V1/ANNUAL"
 BANDS = tuple(f"A{i:02d}" for i in range(64))

@@ -30,8 +30,8 @@ from triplet_builder.earthengine import (
     PixelRequest,
     band_stack,
 )
-from triplet_builder.embeddings.cog import EDGE_EPS, point_zone_codes
 from triplet_builder.embeddings.earthengine import cluster_points
+from triplet_builder.embeddings.tiles import EDGE_EPS, point_zone_codes
 from triplet_builder.sources.worldcover import PIXELS_PER_DEGREE, global_index
 
 WORLDCOVER_COLLECTION = "ESA/WorldCover/{version}"

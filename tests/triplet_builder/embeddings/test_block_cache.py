@@ -111,16 +111,16 @@ def test_blocks_are_read_in_the_order_the_chips_last_need_them(tmp_path: Path) -
 def test_the_index_is_read_once_per_process_and_again_when_rebuilt(
     mirror: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from triplet_builder.embeddings import cog
+    from triplet_builder.embeddings import tiles
 
     reads: list[str] = []
-    real = cog.load_index
+    real = tiles.load_index
 
     def counted(root: object, **kw: object) -> object:
         reads.append(str(root))
         return real(root, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cog, "load_index", counted)
+    monkeypatch.setattr(tiles, "load_index", counted)
     lon, lat, want = _points()
     for _ in range(3):  # three tasks of a worker, a provider each
         codes, _ = CogEmbeddingProvider(str(mirror)).sample(lon[:5], lat[:5], YEAR)
