@@ -157,14 +157,19 @@ def _run_reporting(spec: TaskSpec, cfg: RegionConfig, topic: str) -> dict[str, A
     return run_task(spec, cfg, report=report, report_every_s=PROGRESS_EVERY_S)
 
 
-def _recheck(client: Any, out: Path, results: list[dict[str, Any]]) -> dict[str, dict[str, int] | None]:
-    """The consistency checker run again on every written shard (the dataset card's text_quality), one
-    shard per worker task while the cluster is up, rather than all of them in this process afterwards."""
-    files = sorted(f for r in results for f in r["written"].get("files", []) if f.startswith("data/"))
+def _recheck(client: Any, out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Submit the consistency checker's re-run (the dataset card's text_quality) on each shard of one
+    finished task, one worker task per shard: submitted as each build task finishes, so the re-checks
+    fill the workers the build's last tasks leave idle, rather than all of them in this process after."""
+    files = sorted(f for f in result["written"].get("files", []) if f.startswith("data/"))
+    return {f: client.submit(checker_counts, str(out / f), pure=False) for f in files}
+
+
+def _rechecked(client: Any, futures: dict[str, Any]) -> dict[str, dict[str, int] | None]:
+    """The re-checks' counts by shard; {} when a worker was lost (text_quality then checks them here)."""
     try:
-        futures = client.map(checker_counts, [str(out / f) for f in files], pure=False)
-        return dict(zip(files, client.gather(futures), strict=True))
-    except Exception as e:  # a lost worker: text_quality checks the shards here instead
+        return dict(zip(futures, client.gather(list(futures.values())), strict=True))
+    except Exception as e:
         log.debug("re-check on the workers failed (%s); checking in this process", e)
         return {}
 
@@ -246,6 +251,9 @@ def _build(
             if line and run.announce is not None:
                 tracker.say(line, run.announce)
             client.subscribe_topic(topic, on_event)
+            rechecks: dict[str, Any] = {}
+            for res in done:  # reused tasks' shards are re-checked too (the card covers every row)
+                rechecks.update(_recheck(client, out, res))
             futures = {
                 client.submit(
                     _run_reporting, t, cfg, topic, key=f"task-{t.task_id:05d}-{t.key}", pure=False
@@ -273,10 +281,11 @@ def _build(
                     tracker.fail(t.task_id, len(t.windows))
                     continue
                 results.append(res)
+                rechecks.update(_recheck(client, out, res))
                 stats.merge(Stats.from_dict(res["stats"]))
                 tracker.finish(res["task_id"], res["stats"])
             warnings.extend(_collect_warnings(client))
-            checked = _recheck(client, out, results)
+            checked = _rechecked(client, rechecks)
         finally:
             client.unsubscribe_topic(topic)
             client.close()
