@@ -103,7 +103,7 @@ def test_ext_captions_pass_the_checker(make: str) -> None:
 
 
 def test_llm_prompt_views_carry_the_annotation_sections() -> None:
-    from triplet_builder.text.llm import derived_facts, load_prompt
+    from triplet_builder.text.llm_prompt import derived_facts, load_prompt
 
     assert load_prompt().version == "fusar-geovl/1.2"
     d = derived_facts(port_with_ext())

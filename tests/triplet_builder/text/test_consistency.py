@@ -470,7 +470,7 @@ def test_hand_written_replies_pass_and_their_wrong_twins_do_not(name: str) -> No
     """The loopback LLM server's hand-written replies (tests/servers/openai_fixtures.py): text nobody
     derived from the checker or the offline writer. The good ones pass; the wrong ones are caught."""
     from tests.servers.openai_fixtures import answer, replies_for
-    from triplet_builder.text.llm import qa_plan
+    from triplet_builder.text.llm_prompt import qa_plan
 
     facts = fact_sheet(name)
     replies = replies_for(facts)

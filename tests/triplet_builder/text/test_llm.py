@@ -31,15 +31,8 @@ from triplet_builder.stages.filter import Filter
 from triplet_builder.stages.text import WriteText
 from triplet_builder.text.base import validate_text
 from triplet_builder.text.consistency import check_text
-from triplet_builder.text.llm import (
-    NO_KEY_PLACEHOLDER,
-    LlmError,
-    LlmWriter,
-    TextRejected,
-    load_prompt,
-    parse_reply,
-    qa_plan,
-)
+from triplet_builder.text.llm import NO_KEY_PLACEHOLDER, LlmError, LlmWriter, TextRejected
+from triplet_builder.text.llm_prompt import load_prompt, parse_reply, qa_plan
 
 from .factsheets import FACT_SHEETS, fact_sheet
 
