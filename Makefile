@@ -91,6 +91,7 @@ mutation: $(STAMP)
 
 bench: $(BASE)
 	$(BIN)/python -m bench.build_throughput --fact-stages
+	$(BIN)/python -m bench.aef_block_reads
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.memory
 
