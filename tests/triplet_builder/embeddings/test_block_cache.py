@@ -100,6 +100,10 @@ def test_blocks_are_read_in_the_order_the_chips_last_need_them(tmp_path: Path) -
     assert valid.all() and task.stats["block_reads"] == 4
     np.testing.assert_array_equal(codes, data[:, rows, cols].T)
     assert task.drain_counters() == {"cog_block_reads": 4} and task.drain_counters() == {}
+    import pickle
+
+    task.sample(lon[:1], lat[:1], YEAR)  # counted, not drained: a copy shipped now does not report it again
+    assert pickle.loads(pickle.dumps(task)).drain_counters() == {}
 
     south = rows < 16  # the next task: the southern block row, on the first task's border
     following = CogEmbeddingProvider(str(tmp_path), cache_bytes=bound)
