@@ -116,7 +116,8 @@ class CogEmbeddingProvider:
         self.__dict__.update(state)
         self.stats = dict(self.stats)
         self._init_runtime()
-        self._drained = {k: self.stats.get(k, 0) for k in _DRAINED}  # earlier counts are the original's to report
+        # the counts from before pickling are the original's to report, not this copy's
+        self._drained = {k: self.stats.get(k, 0) for k in _DRAINED}
 
     def __repr__(self) -> str:
         return f"CogEmbeddingProvider({self.root!r}, synthetic={self.synthetic})"
