@@ -12,6 +12,7 @@ ARGS   ?=
 BASE   := $(VENV)/.installed-base
 TRAIN  := $(VENV)/.installed-train
 STAMP  := $(VENV)/.installed-test
+BENCH  := $(VENV)/.installed-bench
 
 .PHONY: build-dataset train eval preview verify test test-quick coverage mutation lint bench bench-remote bench-train clean help
 
@@ -42,6 +43,11 @@ $(TRAIN): $(BASE)
 $(STAMP): $(TRAIN) plugins/landcover_fractions/pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[train,test]"
 	$(BIN)/python -m pip install -q --no-deps -e plugins/landcover_fractions
+	@touch $@
+
+# `make bench` builds with the osm stage from a generated .osm.pbf: the pipeline and its [osm] extra
+$(BENCH): $(BASE)
+	$(BIN)/python -m pip install -q -e ".[osm]"
 	@touch $@
 
 build-dataset: $(BASE)
@@ -89,7 +95,7 @@ coverage: $(STAMP)
 mutation: $(STAMP)
 	$(BIN)/python -m bench.mutation $(ARGS)
 
-bench: $(BASE)
+bench: $(BENCH)
 	$(BIN)/python -m bench.build_throughput --fact-stages
 	$(BIN)/python -m bench.aef_block_reads
 	$(BIN)/python -m bench.scaling
