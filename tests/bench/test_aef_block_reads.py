@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from bench.aef_block_reads import distinct_blocks, run_policy, sparse_tile, task_anchors
 from triplet_builder.embeddings import cog
 
@@ -22,4 +24,4 @@ def test_the_lattice_cache_reads_each_block_once_where_whole_blocks_do_not(tmp_p
     assert len(tasks) == 6 and floor >= 6
     assert lattice == {"block_reads": floor, "cache_hits": none["block_reads"] - floor}
     assert none["block_reads"] > whole["block_reads"] > floor
-    assert cog.lattice_of(__import__("numpy").array([0, 4]), 0) == (0, 4)  # the policy switch was undone
+    assert cog.lattice_of(np.array([0, 4]), 0) == (0, 4)  # the policy switch was undone
