@@ -1,7 +1,10 @@
 """Resume: which finished tasks a rerun may reuse, and the removal of everything the plan did not make.
 
-A task is identified by its KEY: the row-shaping config hash, the task number (it names the shards),
-the scene (id, portable file names, size, radiometry) and the exact list of windows. Changing an
+A task is identified by its KEY: the pipeline version, the row-shaping config hash, the task number (it
+names the shards), the scene (id, portable file names, size, radiometry) and the exact list of windows.
+The version is there because a recipe that changes rows (the PNG's zlib level, a caption template)
+bumps it: a rerun after an upgrade runs every task again instead of mixing two versions' rows under one
+manifest. Changing an
 execution setting that regroups the windows (`chips_per_task`) gives new keys, so those tasks run again
 and the old ones' files are removed: the folder always holds exactly the current plan's dataset.
 
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.stages import TaskSpec, task_marker
+from triplet_builder import __version__
 from triplet_builder.portable import portable_uri
 from triplet_builder.record import SceneRef, Window
 from triplet_builder.transient import transient_count
@@ -40,6 +44,7 @@ TASK_FOLDERS = {"data": DATA_FILE, "rejects": REJECTS_FILE, "_tasks": MARKER_FIL
 def task_key(config_hash: str, task_id: int, scene: SceneRef, windows: Iterable[Window]) -> str:
     """The identity of a task: everything that shapes its rows and names its files (32 hex)."""
     ident = {
+        "pipeline_version": __version__,
         "config_hash": config_hash,
         "task_id": task_id,
         "scene": {

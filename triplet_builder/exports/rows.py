@@ -17,7 +17,7 @@ from PIL import Image
 
 from schemas import AEF_DIM
 from schemas.aef import dequantize
-from schemas.codec import to_rgb
+from schemas.codec import PNG_COMPRESS_LEVEL, to_rgb
 
 COLUMNS = (
     "chip_id",
@@ -52,7 +52,7 @@ class ExportRow:
             im.load()
             rgb = to_rgb(im)
         buf = io.BytesIO()
-        rgb.save(buf, format="PNG", compress_level=6)
+        rgb.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return buf.getvalue()
 
 
