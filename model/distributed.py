@@ -104,7 +104,7 @@ def clip_grad_norm(wrapped: nn.Module, params: Sequence[torch.Tensor], clip: flo
 
 
 def trainable_names(model: nn.Module) -> list[str]:
-    """The bare model's trainable parameter names in the optimizer's order (model/train.make_optimizer)."""
+    """The bare model's trainable parameter names in the optimizer's order (model/schedule.make_optimizer)."""
     return sorted(n for n, p in model.named_parameters() if p.requires_grad)
 
 

@@ -18,6 +18,9 @@ on CPU). Each rank reads its own slice of the shards (ShardDataset rank / world_
 from the dataset in the main process (no DataLoader workers) so that the dataset's state_dict is the exact
 resume point. A checkpoint holds every rank's data position and RNG states; it resumes on the same number of
 ranks, exactly, under DDP and FSDP (tests/model/test_distributed_resume.py).
+
+The loop's parts live beside it: the steps and learning-rate schedule in model/schedule.py, metrics.jsonl and
+loss.png in model/metrics_log.py, stage 2's inheritance and the resume check in model/stages.py.
 """
 
 from __future__ import annotations
@@ -30,11 +33,9 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -43,13 +44,11 @@ from tqdm import tqdm
 from model.assemble import autocast, autocast_on, build_model, set_trainable
 from model.batching import LengthGrouped, batches
 from model.checkpoint import (
-    CheckpointError,
     find_latest,
     load_trainer_state,
     load_weights,
     rank_state,
     read_json,
-    read_meta,
     save_checkpoint,
 )
 from model.collate import Collator
@@ -70,6 +69,10 @@ from model.distributed import (
     wrap,
 )
 from model.host_index import host_index, to_device
+from model.metrics_log import log_eval, metrics_file, plot_losses
+from model.schedule import lr_factor as lr_factor  # re-exported
+from model.schedule import make_optimizer, total_steps
+from model.stages import StageResult, check_resume, inherit, stage_dir
 from model.tlm import FusarGPT
 from model.vision_windows import use_windows_attention
 
@@ -95,97 +98,7 @@ def make_dataset(
     )
 
 
-def samples_per_epoch(ds: ShardDataset) -> int:
-    """Samples of the dataset's split / stage / tasks in one epoch over ALL ranks, from the small columns only
-    (split, qa): no image is decoded. Counted here, not by a private ShardDataset helper, so the schedule does
-    not depend on the reader's internals."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    n = 0
-    for path in ds.files:
-        cols = ["split", "qa"] if ds.stage == "qa" else ["split"]
-        table = pq.read_table(path, columns=cols)
-        table = table.filter(pc.equal(table.column("split"), ds.split))
-        if ds.stage == "caption":
-            n += table.num_rows
-        elif table.num_rows:
-            tasks = pc.list_flatten(table.column("qa").combine_chunks()).field("task")
-            n += int(pc.sum(pc.is_in(tasks, value_set=pa.array(list(ds.tasks)))).as_py() or 0)
-    return n
-
-
-def total_steps(st: StageConfig, ds: ShardDataset, rt: Runtime) -> int:
-    """Optimizer steps of the stage: max_steps, or every full batch x grad_accum of the epochs (min over ranks,
-    so no rank waits for a peer that ran out of data)."""
-    if st.max_steps:
-        return st.max_steps
-    per_rank = samples_per_epoch(ds) // rt.world_size * (st.epochs or 1)
-    steps = per_rank // (st.batch_size * st.grad_accum)
-    if rt.distributed:
-        t = torch.tensor([steps], device=rt.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        steps = int(t.item())
-    if steps < 1:
-        raise ValueError(
-            f"the {st.data} data of split {st.split} holds fewer samples than one step "
-            f"(batch_size {st.batch_size} x grad_accum {st.grad_accum}); use more data or smaller batches"
-        )
-    return steps
-
-
-# == schedule =======================================================================================
-def lr_factor(step: int, total: int, warmup_ratio: float, min_ratio: float) -> float:
-    """Linear warm-up over ceil(warmup_ratio * total) steps, then cosine decay to min_ratio at `total`."""
-    warm = math.ceil(warmup_ratio * total)
-    if step < warm:
-        return (step + 1) / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: nn.Module, st: StageConfig, total: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over the trainable parameters (in name order) + warm-up / cosine LambdaLR."""
-    params = [p for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=st.lr, betas=st.betas, weight_decay=st.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, st.warmup_ratio, st.min_lr_ratio)
-    )
-    return opt, sched
-
-
 # == the loop =======================================================================================
-@dataclass
-class StageResult:
-    final: Path
-    steps: int
-    first_loss: float
-    last_loss: float
-    losses: list[float] = field(default_factory=list)  # every step's training loss of this run
-    eval_losses: list[float] = field(default_factory=list)  # every eval loss of this run, in order
-    stopped: bool = False  # stopped at --stop-at: `final` is that step's checkpoint, the stage is not done
-
-    @property
-    def window(self) -> int:
-        """Steps averaged at each end for the summary: a tenth of the run (batch losses are noisy)."""
-        return max(1, len(self.losses) // 10)
-
-    def summary(self) -> str:
-        """'loss 5.26 -> 2.45 (mean of the first / last 5 steps), eval loss 3.26 -> 0.86'."""
-        k = self.window
-        text = "no step"
-        if self.losses:
-            head, tail = self.losses[:k], self.losses[-k:]
-            text = f"loss {sum(head) / k:.4f} -> {sum(tail) / k:.4f} (mean of the first / last {k} steps)"
-        if self.eval_losses:
-            text += f", eval loss {self.eval_losses[0]:.4f} -> {self.eval_losses[-1]:.4f}"
-        return text
-
-
-def stage_dir(cfg: TrainConfig, name: str) -> Path:
-    return Path(cfg.output_dir) / name
-
-
 def eval_loss(
     model: nn.Module, collator: Collator, ds: ShardDataset, st: StageConfig, cfg: TrainConfig, rt: Runtime
 ) -> float | None:
@@ -200,74 +113,6 @@ def eval_loss(
                 losses.append(float(model(**to_device(host_index(model, collator(b)), rt.device)).loss))
     model.train()
     return sum(losses) / len(losses) if losses else None
-
-
-def _metrics_file(path: Path, resume_step: int) -> Any:
-    """metrics.jsonl opened for appending; lines past the resumed step (a crashed run's tail) are dropped."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if resume_step and path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if _step_of(ln) <= resume_step]
-        path.write_text("".join(ln + "\n" for ln in keep))
-    elif not resume_step:
-        path.write_text("")
-    return path.open("a")
-
-
-def _step_of(line: str) -> float:
-    """A metrics line's step; a line torn by a killed process (or blank) counts as past any resume point."""
-    try:
-        return float(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-
-
-def inherit(cfg: TrainConfig, st: StageConfig, model: FusarGPT, *, loaded: bool) -> dict[str, Any]:
-    """Stage 2's record of what it continues: the stage-1 checkpoint (loaded into `model` unless `loaded`),
-    its config and data fingerprint, and what stage 2 overrides."""
-    src = Path(st.init_from) if st.init_from else stage_dir(cfg, "stage1") / "final"
-    if not src.is_dir():
-        raise CheckpointError(
-            f"stage 2 continues a stage-1 checkpoint but {src} does not exist; "
-            "run --stage 1 first or set stage2.init_from"
-        )
-    if not loaded:
-        load_weights(src, model)
-    meta = read_meta(src)
-    parent = meta["config"].get(meta["stage"], {}) or {}
-    mine = st.model_dump(mode="json")
-    overrides = {k: [parent.get(k), v] for k, v in mine.items() if parent.get(k) != v}
-    logger.info(
-        "stage2 inherits LoRA%s from %s (stage-1 step %s, data %s); overrides %s",
-        " + TLM (frozen)" if model.tlm is not None else "",
-        src,
-        meta.get("step"),
-        (meta.get("data_fingerprint") or {}).get("digest"),
-        {k: f"{a} -> {b}" for k, (a, b) in overrides.items()},
-    )
-    return {
-        "checkpoint": meta["path"],
-        "stage": meta["stage"],
-        "step": meta.get("step"),
-        "config": meta["config"],
-        "data_fingerprint": meta.get("data_fingerprint"),
-        "overrides": overrides,
-    }
-
-
-def _check_resume(cfg: TrainConfig, name: str, ckpt: Path) -> None:
-    """A resume must run the same stage config (else 'exact' is meaningless): one line naming the fields."""
-    saved = read_json(ckpt, "config.json")["config"]
-    mine = cfg.model_dump(mode="json")
-    diff = sorted(k for k in mine[name] if (saved.get(name) or {}).get(k) != mine[name][k])
-    diff += sorted(
-        k
-        for k in ("base", "tlm", "lora", "image_size", "max_length", "seed", "group_by_length")
-        if saved.get(k, 0 if k == "group_by_length" else None) != mine[k]  # older checkpoints: no grouping
-    )
-    if diff:
-        raise CheckpointError(
-            f"--resume {ckpt}: the config differs in {diff}; resume with the config it was saved with"
-        )
 
 
 def train_stage(
@@ -304,7 +149,7 @@ def train_stage(
     position: Any = grouped if grouped is not None else ds  # whose state_dict is the resume point
     step = 0
     if resume is not None:
-        _check_resume(cfg, name, resume)
+        check_resume(cfg, name, resume)
         state = load_trainer_state(
             resume,
             opt,
@@ -359,9 +204,9 @@ def train_stage(
                     inherits=inherits,
                 )
 
-    metrics = _metrics_file(out / "metrics.jsonl", step) if rt.is_main else None
+    metrics = metrics_file(out / "metrics.jsonl", step) if rt.is_main else None
     # which samples each step trained on, per rank: what "the same data order" is checked against
-    trace = _metrics_file(out / f"samples-rank{rt.rank}.jsonl", step) if cfg.log_samples else None
+    trace = metrics_file(out / f"samples-rank{rt.rank}.jsonl", step) if cfg.log_samples else None
     first = last = float("nan")
     losses: list[float] = []
     evals: list[float] = []
@@ -419,7 +264,7 @@ def train_stage(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_val:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}")
             if eval_ds is not None and st.eval_every and step % st.eval_every == 0:
-                evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
+                evals += log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
             if ((st.save_every and step % st.save_every == 0) or step == stop_at) and step < total:
                 save(out / f"checkpoint-{step:06d}")
             barrier(rt)
@@ -435,7 +280,7 @@ def train_stage(
         logger.info("%s: stopped at step %d of %d; continue with --resume %s", name, step, total, final)
     else:
         if eval_ds is not None:
-            evals += _log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
+            evals += log_eval(metrics, step, eval_loss(eval_model, collator, eval_ds, st, cfg, rt))
         final = out / "final"
         save(final)
     if rt.is_main:
@@ -456,42 +301,6 @@ def train_stage(
         eval_losses=evals,
         stopped=stopped,
     )
-
-
-def _log_eval(metrics: Any, step: int, value: float | None) -> list[float]:
-    """Log and record an eval loss; returns [value] (or [] when the split is empty)."""
-    if value is None:
-        return []
-    logger.info("step %d: eval loss %.4f", step, value)
-    if metrics is not None:
-        metrics.write(json.dumps({"step": step, "eval_loss": value}) + "\n")
-        metrics.flush()
-    return [value]
-
-
-def plot_losses(metrics: Path, png: Path, *, title: str) -> Path:
-    """Training loss (and eval loss when logged) against the step, as a PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss", lw=1)
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
 
 
 # == the command ====================================================================================
