@@ -32,6 +32,28 @@ def test_water_equals_scipy_median_filter_on_valid_data() -> None:
     np.testing.assert_array_equal(water, expected)
 
 
+def test_water_is_a_strict_majority_of_the_valid_pixels_of_each_window() -> None:
+    """With nodata holes, recomputed pixel by pixel: a valid pixel is water when more than half of the valid
+    pixels of its 3 x 3 window (borders mirrored, scipy's "reflect" = numpy's "symmetric") are below the
+    threshold; a tie (as many dark as not, an even valid count) is not water."""
+    rng = np.random.default_rng(3)
+    band = rng.normal(-18.0, 4.0, size=(37, 41)).astype(np.float32)
+    valid = rng.random(band.shape) > 0.3
+    band[~valid] = np.nan
+    water, _ = water_mask(band[None], valid, ("VV",))
+    pb, pv = np.pad(band, 1, mode="symmetric"), np.pad(valid, 1, mode="symmetric")
+    expected = np.zeros(band.shape, dtype=bool)
+    ties = 0
+    for r in range(band.shape[0]):
+        for c in range(band.shape[1]):
+            vals = pb[r : r + 3, c : c + 3][pv[r : r + 3, c : c + 3]]
+            dark = int((vals < -18.0).sum())
+            ties += valid[r, c] and 2 * dark == vals.size
+            expected[r, c] = valid[r, c] and 2 * dark > vals.size
+    assert ties > 20  # the case that tells "more than half" from "at least half" occurs
+    np.testing.assert_array_equal(water, expected)
+
+
 def test_median_suppresses_speckle_and_ignores_invalid() -> None:
     band = np.full((30, 30), -8.0, dtype=np.float32)  # land
     band[:, :15] = -25.0  # water on the left
