@@ -135,11 +135,13 @@ def surface_facts(
     mean_db = round(float(values.mean(dtype=np.float64)), 2) if n_ok else 0.0
     std_db = round(float(values.std(dtype=np.float64)), 2) if n_ok else 0.0
 
-    cells = cell_index_map(h, w).ravel()  # (H*W,)
-    n_pix = np.bincount(cells, minlength=10)
-    n_ok_c = np.bincount(cells, weights=ok.ravel(), minlength=10)
-    n_water_c = np.bincount(cells, weights=wmask.ravel(), minlength=10)
-    n_bright_c = np.bincount(cells, weights=bright.ravel(), minlength=10)
+    # one count of (cell, valid, water, bright) codes; water and bright pixels are valid ones
+    code = cell_index_map(h, w).astype(np.int16) * 8 + ok * 4 + wmask * 2 + bright  # (H, W) in 0..79
+    counts = np.bincount(code.ravel(), minlength=80).reshape(10, 2, 2, 2)  # [cell, valid, water, bright]
+    n_pix = counts.sum(axis=(1, 2, 3))
+    n_ok_c = counts[:, 1].sum(axis=(1, 2))
+    n_water_c = counts[:, 1, 1].sum(axis=1)
+    n_bright_c = counts[:, 1, :, 1].sum(axis=1)
     cell_facts = [
         {
             "cell": c,
