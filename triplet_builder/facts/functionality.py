@@ -64,6 +64,7 @@ FUNCTION_PATTERNS: dict[str, str] = {
     "aviation": r"\bused\s+by\s+aircraft\b|\baircraft\s+use\b|\bserves\s+aircraft\b|\baviation\b",
 }
 FUNCTIONS: tuple[str, ...] = tuple(FUNCTION_PATTERNS)
+_FUNCTION_RES = tuple((name, re.compile(p, re.I)) for name, p in FUNCTION_PATTERNS.items())
 _NEGATION_RE = re.compile(r"\b(?:no|not|nor|without|neither|none)\b(?:\s+[\w-]+){0,3}\s*$", re.I)
 
 
@@ -213,8 +214,8 @@ def named_function_spans(text: str) -> list[tuple[str, int, int]]:
     """(function, start, end) of each mention of a function in `text`; negated mentions ("no port")
     are skipped."""
     out = []
-    for name, pattern in FUNCTION_PATTERNS.items():
-        for m in re.finditer(pattern, text, re.I):
+    for name, pattern in _FUNCTION_RES:
+        for m in pattern.finditer(text):
             if _NEGATION_RE.search(text[max(0, m.start() - 40) : m.start()]):
                 continue
             out.append((name, m.start(), m.end()))
