@@ -181,6 +181,26 @@ def make_large_scene(path: Path, size: int, seed: int) -> None:
             ds.write(10 * np.log10(lin).astype(np.float32), 1, window=RioWindow(0, row, size, h))
 
 
+def generated_inputs(size: int, n: int, out: Path = OUT) -> tuple[list[Path], Path]:
+    """`n` generated `size` px scenes (other dates of one place) and the synthetic AlphaEarth tile under
+    them, made once and kept in `out` (bench/out; the tile takes minutes to write)."""
+    scenes_dir = out / "scenes"
+    scenes_dir.mkdir(parents=True, exist_ok=True)
+    scenes = []
+    for i in range(n):
+        p = scenes_dir / f"large_{size}_{i}.tif"
+        if not p.exists():
+            make_large_scene(p, size, seed=i)
+        scenes.append(p)
+    aef = out / f"aef_{size}"
+    if not (aef / "aef_index.parquet").exists():
+        shutil.rmtree(aef, ignore_errors=True)
+        from triplet_builder.embeddings.synthetic import main as synth
+
+        synth(["--out", str(aef), "--scenes", str(scenes[0]), "--years", "2017", "--seed", "0"])
+    return scenes, aef
+
+
 def bench_region(
     name: str, scenes: list[Path], aef_root: Path, size: int, stages: list[dict[str, Any]] | None = None
 ) -> Path:
@@ -348,20 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     results["demo"] = report("demo", m, wall, fs, n)
 
     # 2. a large generated scene, then N copies of it (other dates) for memory
-    scenes_dir = OUT / "scenes"
-    scenes_dir.mkdir(exist_ok=True)
-    scenes = []
-    for i in range(args.scenes):
-        p = scenes_dir / f"large_{args.size}_{i}.tif"
-        if not p.exists():
-            make_large_scene(p, args.size, seed=i)
-        scenes.append(p)
-    aef = OUT / f"aef_{args.size}"
-    if not (aef / "aef_index.parquet").exists():
-        shutil.rmtree(aef, ignore_errors=True)
-        from triplet_builder.embeddings.synthetic import main as synth
-
-        synth(["--out", str(aef), "--scenes", str(scenes[0]), "--years", "2017", "--seed", "0"])
+    scenes, aef = generated_inputs(args.size, args.scenes)
     one = bench_region("large1", scenes[:1], aef, args.chip)
     results["large_1_scene"] = repeated(one, args.repeats, before=args.before)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))

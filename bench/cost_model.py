@@ -5,8 +5,9 @@
     python -m bench.cost_model --measure                        # re-measure the build figures first
 
 The per-chip figures live in pipelines/cost_inputs.json (package data, shared with `build --dry-run`:
-pipelines/estimate.py), each with the command that measured it: the build's worker-seconds per window and shard bytes per kept chip (`--measure` re-runs the demo build
-to refresh them, offline, in seconds), the remote clients' requests and bytes per chip
+pipelines/estimate.py), each with the command that measured it: the build's worker-seconds per window
+and shard bytes per kept chip (`--measure` re-runs a generated scene's build and the demo's to refresh
+them, offline: a minute, and once a few minutes more to generate the scene's embeddings), the remote clients' requests and bytes per chip
 (`python -m bench.remote_earthengine`, `python -m bench.remote_cog`), LLM tokens per chip
 (`python -m bench.remote_llm`: characters / 4, the loopback server's count, an APPROXIMATION of a real
 tokenizer) and the trainer's tokens per second (bench/RESULTS.md, one H200, random 7B-sized model).
@@ -25,6 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines.estimate import shard_bytes_per_chip
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ROOT / "pipelines" / "cost_inputs.json"  # package data: `build --dry-run` reads it too
@@ -46,7 +51,8 @@ def estimate(
     """Totals for `chips` KEPT chips of `chip_px` pixels a side. Windows laid = chips / kept_fraction
     (rejected windows cost their reads too). Figures measured at another chip size scale with the pixel
     count (build time, shard bytes, scene bytes, COG bytes: each `chip_px` of its block says at which
-    size it was measured); anchors per chip do not (16 x 16 whatever the size). Prices are per million
+    size it was measured); anchors per chip do not (16 x 16 whatever the size), and shard bytes are a fixed
+    part plus the PNG's (pipelines/estimate.py `shard_bytes_per_chip`). Prices are per million
     tokens. Returns a flat dict of named figures."""
     b, ee, cog, llm, tr = (
         inputs["build"],
@@ -66,7 +72,7 @@ def estimate(
         "windows": round(windows),
         "build_worker_hours": worker_h,
         "build_wall_hours": worker_h / workers,
-        "shard_bytes": chips * b["shard_bytes_per_chip"] * area(b),
+        "shard_bytes": chips * shard_bytes_per_chip(b, chip_px),
     }
     ee_req = ee_bytes = 0.0
     if scene_source == "earthengine":
@@ -100,31 +106,76 @@ def estimate(
     return out
 
 
-def measure_build(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Re-measure the build figures on the bundled demo (offline writer), in a temp folder."""
-    sys.path.insert(0, str(ROOT))
+def _image_bytes(files: list[Path]) -> int:
+    """Bytes of the chip PNGs (the `image` column's values) in the shards."""
+    return sum(
+        len(v["bytes"])
+        for f in files
+        for v in pq.read_table(f, columns=["image"]).column("image").to_pylist()
+    )
+
+
+def _build(region: Path, overrides: dict[str, Any]) -> tuple[dict[str, Any], list[Path]]:
     from pipelines.executor import build
     from triplet_builder.config import load_region
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_region(
-            ROOT / "pipelines" / "regions" / "demo.yaml", {"output.dir": str(Path(tmp) / "o"), "workers": 1}
-        )
-        m = build(cfg, progress=False)
-    c = m["counts"]
-    stage_s = sum(st["seconds"] for st in m["stages"].values())
-    qa_items = m["stages"].get("text", {}).get("extra", {}).get("qa_items")
+    cfg = load_region(region, {**overrides, "workers": 1})
+    m = build(cfg, progress=False)
+    return m, [Path(cfg.output.dir) / f for f in m["files"]]
+
+
+def measure_build(inputs: dict[str, Any], size: int = 4000, out: Path | None = None) -> dict[str, Any]:
+    """Re-measure the build figures, offline, in a temp folder, from two 1-worker builds (`out`: where the
+    generated scene and its embeddings are kept, bench/out by default):
+
+    - a generated `size` px scene (bench/build_throughput.py: speckled land, a dark channel, bright
+      targets; 10 m) cut into 256 px chips, the default: worker-seconds per window (stage seconds summed,
+      over the windows), and the shard bytes of a kept chip that do not grow with the chip (the shard
+      files' bytes but the PNGs': the AlphaEarth codes of its 16 x 16 anchors, facts, text, footprint);
+    - the bundled demo (real Sentinel-1 tiles): the PNG bytes per pixel of real chips (the generated
+      scene's single-look speckle compresses worse than real multi-looked GRD), the kept fraction and
+      the QA items per chip.
+    """
+    from bench.build_throughput import bench_region, generated_inputs
+
     new = json.loads(json.dumps(inputs))
-    new["build"] |= {
-        "worker_seconds_per_window": round(stage_s / c["windows"], 5),
-        "kept_fraction": round(c["chips_kept"] / c["windows"], 4),
-        "shard_bytes_per_chip": round(c["bytes"] / max(1, c["chips_kept"])),
-        "chip_px": cfg.chip.size,
-        "source": "python -m bench.cost_model --measure (the demo build, 1 worker, offline writer; "
-        "stage seconds summed over windows; 64 px chips at 20 m)",
+    scenes, aef = generated_inputs(
+        size, 1, *([out] if out else [])
+    )  # kept in bench/out, as `make bench` does
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        region = bench_region(f"cost_model_{size}", scenes, aef, 256)
+        gen, gen_files = _build(region, {"output.dir": str(t / "generated")})
+        demo, demo_files = _build(
+            ROOT / "pipelines" / "regions" / "demo.yaml", {"output.dir": str(t / "demo")}
+        )
+        region.unlink()
+        gc, dc = gen["counts"], demo["counts"]
+        fixed = (sum(f.stat().st_size for f in gen_files) - _image_bytes(gen_files)) / max(
+            1, gc["chips_kept"]
+        )
+        pixels = sum(
+            w * h
+            for f in demo_files
+            for w, h in zip(*pq.read_table(f, columns=["width", "height"]).to_pydict().values(), strict=True)
+        )
+        image_per_px = _image_bytes(demo_files) / max(1, pixels)
+    stage_s = sum(st["seconds"] for st in gen["stages"].values())
+    new["build"] = {
+        "worker_seconds_per_window": round(stage_s / gc["windows"], 5),
+        "kept_fraction": round(dc["chips_kept"] / dc["windows"], 4),
+        "shard_fixed_bytes_per_chip": round(fixed),
+        "image_bytes_per_px": round(image_per_px, 4),
+        "chip_px": 256,
+        "source": "python -m bench.cost_model --measure: worker-seconds per window (stage seconds summed over "
+        f"the windows, 1 worker, offline writer) and the shard bytes of a kept chip but its PNG, from a "
+        f"generated {size} px scene at 10 m in 256 px chips ({gc['windows']} windows); PNG bytes per pixel, "
+        f"kept fraction and QA items per chip from the bundled demo's real Sentinel-1 chips "
+        f"({dc['windows']} windows)",
     }
+    qa_items = demo["stages"].get("text", {}).get("extra", {}).get("qa_items")
     if qa_items:
-        new["train"]["qa_chats_per_chip"] = round(qa_items / max(1, c["chips_kept"]), 2)
+        new["train"]["qa_chats_per_chip"] = round(qa_items / max(1, dc["chips_kept"]), 2)
     return new
 
 

@@ -5,8 +5,10 @@ command that measured each in `pipelines/cost_inputs.json` (package data; bench/
 `--measure` rewrites the same file). What the plan knows exactly: scenes, windows, tasks, batches. What it
 cannot know before the pixels are read: how many windows are kept (nodata, featureless, split guard ...),
 so every chip figure is an UPPER bound ("up to": every window kept), and a figure taken from a
-measurement says "about". Figures measured at another chip size scale with the pixel count (shard bytes,
-Earth Engine scene bytes, COG bytes); request counts per chip do not.
+measurement says "about". Figures measured at another chip size scale with the pixel count (Earth Engine
+scene bytes, COG bytes); request counts per chip do not; a chip's shard bytes are a part that does not
+grow with the chip (its AlphaEarth codes, facts, text, footprint) plus its PNG, which does
+(`shard_bytes_per_chip`).
 
 LLM tokens are characters / 4 at the loopback server (an approximation of a real tokenizer); prices are
 per million tokens and default to 0 (`--price-in`, `--price-out`).
@@ -33,6 +35,13 @@ def cost_inputs() -> dict[str, Any]:
     return json.loads(resources.files("pipelines").joinpath(INPUTS_FILE).read_text(encoding="utf-8"))
 
 
+def shard_bytes_per_chip(build: dict[str, Any], chip_px: int) -> float:
+    """Bytes a kept chip of `chip_px` a side adds to the shards: the part that does not grow with the chip
+    (the codes of its 16 x 16 AlphaEarth anchors, facts, text, footprint: `shard_fixed_bytes_per_chip`) and
+    its PNG (`image_bytes_per_px` of real Sentinel-1 chips, times the pixel count)."""
+    return float(build["shard_fixed_bytes_per_chip"] + build["image_bytes_per_px"] * chip_px * chip_px)
+
+
 def _area(block: dict[str, Any], chip_px: int) -> float:
     return (chip_px / block["chip_px"]) ** 2
 
@@ -54,7 +63,7 @@ def estimate(cfg: RegionConfig, p: Plan, *, price_in: float = 0.0, price_out: fl
         "windows": windows,
         "tasks": len(p.tasks),
         "chips_max": windows,
-        "shard_bytes_max": windows * b["shard_bytes_per_chip"] * _area(b, chip_px),
+        "shard_bytes_max": windows * shard_bytes_per_chip(b, chip_px),
     }
     ee_scene = windows * ee["scene_requests_per_chip"] if cfg.scenes.type == "earthengine" else 0
     ee_anchor = windows * ee["anchor_requests_per_chip"] if cfg.embeddings.type == "earthengine" else 0
@@ -154,4 +163,4 @@ def report(est: dict[str, Any], cfg: RegionConfig) -> list[str]:
     return lines
 
 
-__all__ = ["cost_inputs", "estimate", "report"]
+__all__ = ["cost_inputs", "estimate", "report", "shard_bytes_per_chip"]

@@ -280,7 +280,8 @@ def test_dry_run_of_an_earthengine_region_searches_only(
     tin, tout = n * fig["llm"]["prompt_tokens_per_chip"], n * fig["llm"]["completion_tokens_per_chip"]
     assert f"up to {tin:,} in / {tout:,} out" in out
     assert f"cost up to {tin / 1e6 * 1 + tout / 1e6 * 2:,.2f} at 1 / 2 per million tokens" in out
-    shard = n * fig["build"]["shard_bytes_per_chip"] * (64 / fig["build"]["chip_px"]) ** 2
+    b = fig["build"]
+    shard = n * (b["shard_fixed_bytes_per_chip"] + b["image_bytes_per_px"] * 64 * 64)
     assert 1e3 <= shard < 1e6 and f"up to {shard / 1e3:,.1f} KB of shards" in out
 
 
