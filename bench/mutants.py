@@ -773,7 +773,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         WIRING,
         "Earth Engine: project dropped",
-        "triplet_builder/earthengine.py",
+        "triplet_builder/earthengine/credentials.py",
         "            project=cfg.project,\n",
         "",
         (T_WIRE, T_EE_CLIENT, T_EE),
@@ -781,7 +781,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         WIRING,
         "Earth Engine: url dropped",
-        "triplet_builder/earthengine.py",
+        "triplet_builder/earthengine/credentials.py",
         "            url=cfg.url,\n",
         "",
         (T_WIRE, T_EE_CLIENT, T_EE),
@@ -789,7 +789,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         WIRING,
         "Earth Engine: max_retries dropped",
-        "triplet_builder/earthengine.py",
+        "triplet_builder/earthengine/credentials.py",
         "            max_retries=cfg.max_retries,\n",
         "",
         (T_WIRE, T_EE_CLIENT, T_EE),
@@ -797,7 +797,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         WIRING,
         "Earth Engine: timeout dropped",
-        "triplet_builder/earthengine.py",
+        "triplet_builder/earthengine/credentials.py",
         "            timeout_s=cfg.timeout_s,\n",
         "",
         (T_WIRE, T_EE_CLIENT, T_EE),

@@ -2,7 +2,7 @@
 Google Dynamic World (`GOOGLE/DYNAMICWORLD/V1`, band `label`, the mode over a date window).
 
 How: points are put on the product's own pixel lattice and fetched with computePixels through the project's
-client (triplet_builder/earthengine.py: cache, bounded retries, splitting), on grids whose pixel centres are
+client (triplet_builder/earthengine/: cache, bounded retries, splitting), on grids whose pixel centres are
 the product's pixel centres, so nearest resampling returns the product's pixels unchanged:
 - WorldCover: EPSG:4326, 1/12000 degree pixels with edges on multiples of 1/12000 degree (the COG tiles'
   grid): the same pixel a COG read gives (triplet_builder/sources/worldcover.py);

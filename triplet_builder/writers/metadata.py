@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import metadata_schema
-from triplet_builder.writers.parquet import _geo_metadata
+from triplet_builder.writers.geoparquet import _geo_metadata
 
 METADATA_FILE = "metadata.parquet"
 _FROM_SHARD: tuple[str, ...] = (

@@ -21,11 +21,9 @@ with the `geo` metadata. Same records in the same order -> byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +32,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import shapely
-from pyproj import CRS
 
 from schemas import AEF_DIM, CAPTION_FIELDS, SPLITS, rejects_schema, triplet_schema
 from schemas.backscatter import encode_backscatter
@@ -44,12 +39,24 @@ from schemas.codec import Stretch
 from triplet_builder.portable import portable_uri
 from triplet_builder.record import ChipRecord
 from triplet_builder.text.base import build_messages as text_messages
+from triplet_builder.writers.geoparquet import _geo_metadata, _PartFile, file_sha256
+from triplet_builder.writers.shard_rows import (
+    ShardWriterError,
+    _aef_arrays,
+    _check_polygon,
+    _require,
+    _row_bytes,
+    _table,
+    _window,
+)
+
+# the names callers import from here; GeoParquet metadata and file helpers live in writers/geoparquet.py,
+# row checks and tables in writers/shard_rows.py
+__all__ = ["ShardWriter", "ShardWriterError", "_geo_metadata", "build_messages", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
-GEOPARQUET_VERSION = "1.1.0"
 DEFAULT_COMPRESSION_LEVEL = 3
-AEF_COLUMNS = ("aef_codes", "aef_valid", "aef_positions", "aef_lonlat")
 # `datasets` reads this key to restore features: the `image` struct {bytes, path} is an Image(). It only
 # takes effect when the file's `image` field is nullable (datasets compares the whole field).
 HF_METADATA = json.dumps(
@@ -57,124 +64,9 @@ HF_METADATA = json.dumps(
 ).encode()
 
 
-class ShardWriterError(RuntimeError):
-    """A record cannot be written (a stage left a required field empty) or the writer is misused."""
-
-
 def build_messages(record: ChipRecord) -> list[dict[str, str]]:
     """The row's `messages`: the caption and the QA as one chat (triplet_builder.text.base.build_messages)."""
     return text_messages(record.caption or "", record.qa)
-
-
-def crs84_projjson() -> dict[str, Any]:
-    """PROJJSON of OGC:CRS84 (lon/lat on WGS84), the `crs` of every geometry column we write."""
-    return CRS("OGC:CRS84").to_json_dict()  # type: ignore[no-any-return]
-
-
-GEOMETRY_TYPES = ("Polygon",)
-
-
-def _geo_metadata(geometry_types: tuple[str, ...], covering: bool) -> bytes:
-    column: dict[str, Any] = {
-        "encoding": "WKB",
-        "geometry_types": list(geometry_types),
-        "crs": crs84_projjson(),
-    }
-    if covering:
-        column["covering"] = {
-            "bbox": {
-                "xmin": ["bbox", "xmin"],
-                "ymin": ["bbox", "ymin"],
-                "xmax": ["bbox", "xmax"],
-                "ymax": ["bbox", "ymax"],
-            }
-        }
-    geo = {"version": GEOPARQUET_VERSION, "primary_column": "geometry", "columns": {"geometry": column}}
-    return json.dumps(geo, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _check_polygon(wkb: bytes, what: str) -> None:
-    """A named error unless the WKB parses as the Polygon the `geo` metadata declares."""
-    try:
-        geom = shapely.from_wkb(wkb)
-    except shapely.errors.GEOSException as exc:
-        raise ShardWriterError(
-            f"{what}: footprint_wkb is not valid WKB ({exc}); check the georef stage"
-        ) from exc
-    if geom.geom_type not in GEOMETRY_TYPES or shapely.has_z(geom):
-        raise ShardWriterError(
-            f"{what}: footprint is a {geom.geom_type}, not a 2-D Polygon; check the georef stage"
-        )
-
-
-# ---- one output file -------------------------------------------------------------------------------
-
-
-class _PartFile:
-    """One Parquet file, written compressed to a hidden temporary name and renamed on `publish`.
-
-    The `geo` metadata is fixed when the file is opened (pyarrow serialises the Arrow schema, metadata
-    included, at open), so it carries no file-level `bbox` (optional in GeoParquet 1.1): readers filter
-    on the `bbox` covering column, whose row-group statistics Parquet keeps. Every footprint must be a
-    Polygon, the one geometry type the metadata declares.
-    """
-
-    def __init__(
-        self,
-        final: Path,
-        schema: pa.Schema,
-        *,
-        compression: str,
-        compression_level: int | None,
-        row_group_rows: int,
-        covering: bool,
-        extra_metadata: dict[bytes, bytes] | None = None,
-    ) -> None:
-        self.final = final
-        self.tmp = final.with_name(f".{final.name}.tmp")
-        self.row_group_rows = row_group_rows
-        self.rows = 0
-        metadata = {**(schema.metadata or {}), **(extra_metadata or {})}
-        metadata[b"geo"] = _geo_metadata(GEOMETRY_TYPES, covering)
-        self.schema = schema.with_metadata(metadata)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._sink = pa.OSFile(str(self.tmp), "wb")
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self._sink, self.schema, compression=compression, compression_level=compression_level
-        )
-
-    @property
-    def staged_bytes(self) -> int:
-        return int(self._sink.tell())
-
-    def write(self, table: pa.Table) -> None:
-        assert self._writer is not None, "write after finish"
-        self._writer.write_table(
-            table.replace_schema_metadata(self.schema.metadata), row_group_size=self.row_group_rows
-        )
-        self.rows += table.num_rows
-
-    def finish(self) -> None:
-        """Write the footer and close the temporary file."""
-        if self._writer is None:
-            return
-        self._writer.close()
-        self._sink.close()
-        self._writer = None
-
-    def publish(self) -> int:
-        """Move the finished file to its final name; returns its size in bytes."""
-        os.replace(self.tmp, self.final)
-        return self.final.stat().st_size
-
-    def discard(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            finally:
-                self._sink.close()
-                self._writer = None
-        self.tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -186,55 +78,6 @@ class _Series:
     pending_bytes: int = 0
     part: _PartFile | None = None
     part_index: int = -1
-
-
-# ---- row building ----------------------------------------------------------------------------------
-
-
-def _require(record: ChipRecord, name: str, value: Any, stage: str) -> Any:
-    if value is None:
-        raise ShardWriterError(
-            f"chip {record.chip_id} (scene {record.scene.scene_id}): `{name}` is empty; the {stage} stage "
-            "must fill it before the writer (or reject the chip)"
-        )
-    return value
-
-
-def _aef_arrays(records: list[ChipRecord], schema: pa.Schema) -> dict[str, pa.Array]:
-    """The aef_* list columns of a batch, built from concatenated numpy arrays (no per-value loops)."""
-    counts = np.array([r.anchors.codes.shape[0] for r in records if r.anchors is not None], dtype=np.int32)
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    anchors = [r.anchors for r in records if r.anchors is not None]
-    codes = np.concatenate([a.codes for a in anchors]).astype(np.int8, copy=False)  # (sum S, 64)
-    valid = np.concatenate([a.valid for a in anchors]).astype(bool, copy=False)  # (sum S,)
-    positions = np.concatenate([a.positions for a in anchors]).astype(np.float32, copy=False)  # (sum S, 2)
-    lonlat = np.concatenate([a.lonlat for a in anchors]).astype(np.float64, copy=False)  # (sum S, 2)
-    values = {
-        "aef_codes": pa.FixedSizeListArray.from_arrays(pa.array(codes.ravel()), AEF_DIM),
-        "aef_valid": pa.array(valid),
-        "aef_positions": pa.FixedSizeListArray.from_arrays(pa.array(positions.ravel()), 2),
-        "aef_lonlat": pa.FixedSizeListArray.from_arrays(pa.array(lonlat.ravel()), 2),
-    }
-    return {
-        name: pa.ListArray.from_arrays(offsets, values[name], type=schema.field(name).type)
-        for name in AEF_COLUMNS
-    }
-
-
-def _table(
-    rows: list[dict[str, Any]], schema: pa.Schema, extra: dict[str, pa.Array] | None = None
-) -> pa.Table:
-    """Rows -> a table with EXACTLY `schema` (never inferred); non-nullable columns are checked."""
-    extra = extra or {}
-    arrays = []
-    for f in schema:
-        arr = extra[f.name] if f.name in extra else pa.array([r[f.name] for r in rows], type=f.type)
-        if not f.nullable and arr.null_count:
-            raise ShardWriterError(
-                f"column {f.name!r} is not nullable but {arr.null_count} row(s) have no value"
-            )
-        arrays.append(arr)
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 # ---- the writer ------------------------------------------------------------------------------------
@@ -546,32 +389,3 @@ class ShardWriter:
             "pipeline_version": self.pipeline_version,
             "config_hash": self.config_hash,
         }
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks (a shard can be hundreds of MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _row_bytes(row: dict[str, Any], record: ChipRecord) -> int:
-    """The row's uncompressed size, estimated from its large values (PNG, float32 dB, text, footprint,
-    anchors: 64 int8 codes + 2 float32 + 2 float64 + 1 bool each) plus 1 KiB for the small columns."""
-    texts = (row["facts"], row["caption"] or "", *(m["content"] for m in row["messages"]))
-    anchors = record.anchors.codes.shape[0] if record.anchors is not None else 0
-    return (
-        len(row["image"]["bytes"])
-        + len(row["backscatter_db"] or b"")
-        + sum(len(t.encode()) for t in texts)
-        + len(row["geometry"])
-        + anchors * (64 + 8 + 16 + 1)
-        + 1024
-    )
-
-
-def _window(record: ChipRecord) -> dict[str, int]:
-    w = record.window
-    return {"col_off": w.col_off, "row_off": w.row_off, "width": w.width, "height": w.height}
