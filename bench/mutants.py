@@ -34,6 +34,8 @@ PAYLOAD = "LLM request payload"
 LABELS = "label matching"
 SCHEMA = "writer schema"
 HOST = "the step's host-side inputs"
+FACTS = "surface facts against the pixels"
+RESUME = "resume keys"
 
 T_QUANT = "tests/triplet_builder/embeddings/test_quantize.py"
 T_COG = "tests/triplet_builder/embeddings/test_cog.py"
@@ -62,6 +64,8 @@ T_CONFIG = "tests/triplet_builder/test_config.py"
 T_WIRE = "tests/triplet_builder/test_remote_wiring.py"
 T_SPLITS = "tests/triplet_builder/test_splits.py"
 T_EXT = "tests/triplet_builder/text/test_checks_ext.py"
+T_SURFACE = "tests/triplet_builder/facts/test_surface.py"
+T_KEY = "tests/pipelines/test_task_key.py"
 LC_PY = "triplet_builder/text/checks/land_cover.py"
 OSM_PY = "triplet_builder/text/checks/osm.py"
 NAMES_PY = "triplet_builder/text/checks/names.py"
@@ -1036,5 +1040,31 @@ MUTANTS: tuple[Mutant, ...] = (
         "return (labels[:, 1:].reshape(-1) != IGNORE_INDEX).nonzero()[:, 0]",
         "return (labels[:, :-1].reshape(-1) != IGNORE_INDEX).nonzero()[:, 0]",
         (T_HOST,),
+    ),
+    # ---------------------------------------------------------------- surface facts against the pixels
+    Mutant(
+        FACTS,
+        "water on a tie of dark and not dark",
+        "triplet_builder/facts/surface.py",
+        'return ndimage.correlate(term, np.ones((3, 3), dtype=np.int8), mode="reflect") > 0',
+        'return ndimage.correlate(term, np.ones((3, 3), dtype=np.int8), mode="reflect") >= 0',
+        (T_SURFACE,),
+    ),
+    Mutant(
+        FACTS,
+        "cells' valid pixels counted over all pixels",
+        "triplet_builder/facts/surface.py",
+        "n_ok_c = counts[:, 1].sum(axis=(1, 2))",
+        "n_ok_c = counts.sum(axis=(1, 2, 3))",
+        (T_SURFACE,),
+    ),
+    # ---------------------------------------------------------------- resume keys
+    Mutant(
+        RESUME,
+        "task key without the pipeline version",
+        "pipelines/resume.py",
+        '        "pipeline_version": __version__,\n',
+        "",
+        (T_KEY,),
     ),
 )
