@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from schemas.vocabulary import OBJECT_CLASSES
@@ -49,8 +50,15 @@ class Ref:
 
 
 def noun_forms(facts: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
+    return list(_noun_forms(tuple(o["label"] for o in facts.get("objects") or []), tuple(classes)))
+
+
+@lru_cache(maxsize=1024)
+def _noun_forms(labels: tuple[str, ...], classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The noun forms of a fact sheet's object labels and the extra classes (every sheet with the same
+    labels has the same: built once per labels, not once per sheet)."""
     forms: set[str] = set()
-    phrases = [label_words(o["label"]) for o in facts.get("objects") or []]
+    phrases = [label_words(label) for label in labels]
     phrases += [label_words(c) for c in classes]
     phrases += list(SYNONYMS) + list(DETECTION_PHRASES) + list(GENERIC_WORDS)
     phrases += [c for c in OBJECT_CLASSES if c != "other"] + list(OSM_COUNTED)
@@ -59,11 +67,30 @@ def noun_forms(facts: Mapping[str, Any], classes: Sequence[str]) -> list[str]:
             continue
         for q in (p, p.rpartition(" ")[2]):
             forms.update({q, plural(q)})
-    return sorted(forms, key=len, reverse=True)
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def form_regex(form: str) -> str:
     return r"[\s_-]+".join(re.escape(w) for w in form.split(" "))
+
+
+@lru_cache(maxsize=1024)
+def _sheet_patterns(labels: tuple[str, ...], classes: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """(noun_re, count_re, ungrounded_re) of a fact sheet with these object labels and extra classes."""
+    nouns = "|".join(form_regex(f) for f in _noun_forms(labels, classes))
+    noun_re = re.compile(rf"(?<![\w-])(?P<noun>{nouns})(?![\w-])", re.I)
+    count_re = re.compile(
+        rf"""
+        (?<![\w.,-])(?P<count>(?:{COUNT_TOKEN})\b)
+        (?P<mods>(?:\s+(?!(?:{STOP_MODS})\b)[^\W\d_][\w'-]*){{0,3}}?)
+        \s+(?P<noun>{nouns})(?![\w-])
+        """,
+        re.X | re.I,
+    )
+    words = {w for label in labels for w in label_words(label).split(" ")}
+    terms = [t for t in UNGROUNDED_TERMS if t not in words and singular(t) not in words]
+    alts = "|".join(f"{re.escape(t)}|{re.escape(plural(t))}" for t in terms)
+    return noun_re, count_re, re.compile(rf"\b(?P<term>{alts})\b", re.I)
 
 
 class Context:
@@ -76,21 +103,9 @@ class Context:
         self.objects = list(facts.get("objects") or [])
         self.osm = osm_facts(facts)
         self.detections = list((facts.get("detections") or {}).get("items", []))
-        nouns = "|".join(form_regex(f) for f in noun_forms(facts, classes))
-        self.noun_re = re.compile(rf"(?<![\w-])(?P<noun>{nouns})(?![\w-])", re.I)
-        self.count_re = re.compile(
-            rf"""
-            (?<![\w.,-])(?P<count>(?:{COUNT_TOKEN})\b)
-            (?P<mods>(?:\s+(?!(?:{STOP_MODS})\b)[^\W\d_][\w'-]*){{0,3}}?)
-            \s+(?P<noun>{nouns})(?![\w-])
-            """,
-            re.X | re.I,
-        )
+        labels = tuple(o["label"] for o in self.objects)
+        self.noun_re, self.count_re, self.ungrounded_re = _sheet_patterns(labels, tuple(classes))
         self.allowed_names = self._allowed_names()
-        labels = {w for o in self.objects for w in label_words(o["label"]).split(" ")}
-        terms = [t for t in UNGROUNDED_TERMS if t not in labels and singular(t) not in labels]
-        alts = "|".join(f"{re.escape(t)}|{re.escape(plural(t))}" for t in terms)
-        self.ungrounded_re = re.compile(rf"\b(?P<term>{alts})\b", re.I)
 
     # -- names ---------------------------------------------------------------------------------
     def _allowed_names(self) -> set[str]:
