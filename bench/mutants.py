@@ -36,6 +36,7 @@ SCHEMA = "writer schema"
 HOST = "the step's host-side inputs"
 FACTS = "surface facts against the pixels"
 RESUME = "resume keys"
+PLACE = "task placement"
 
 T_QUANT = "tests/triplet_builder/embeddings/test_quantize.py"
 T_COG = "tests/triplet_builder/embeddings/test_cog.py"
@@ -66,6 +67,7 @@ T_SPLITS = "tests/triplet_builder/test_splits.py"
 T_EXT = "tests/triplet_builder/text/test_checks_ext.py"
 T_SURFACE = "tests/triplet_builder/facts/test_surface.py"
 T_KEY = "tests/pipelines/test_task_key.py"
+T_PLACE = "tests/pipelines/test_placement.py"
 LC_PY = "triplet_builder/text/checks/land_cover.py"
 OSM_PY = "triplet_builder/text/checks/osm.py"
 NAMES_PY = "triplet_builder/text/checks/names.py"
@@ -1066,5 +1068,22 @@ MUTANTS: tuple[Mutant, ...] = (
         '        "pipeline_version": __version__,\n',
         "",
         (T_KEY,),
+    ),
+    # ---------------------------------------------------------------- task placement
+    Mutant(
+        PLACE,
+        "tasks dealt round-robin",
+        "pipelines/placement.py",
+        "return {t: min(i * n_workers // max(n, 1), n_workers - 1) for i, t in enumerate(order)}",
+        "return {t: i % n_workers for i, t in enumerate(order)}",
+        (T_PLACE,),
+    ),
+    Mutant(
+        PLACE,
+        "east and west swapped",
+        "pipelines/placement.py",
+        "return (-math.floor(c[1] / LAT_BAND_DEG), c[0], t)",
+        "return (-math.floor(c[1] / LAT_BAND_DEG), -c[0], t)",
+        (T_PLACE,),
     ),
 )

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipelines.limit import limit_plan, refuse_loss
 from pipelines.output import build_lock, check_output, claim_output
+from pipelines.placement import preferred_workers
 from pipelines.plan import BuildError, Plan, plan, preflight
 from pipelines.progress import StageProgress
 from pipelines.resume import remove_unclaimed, resume_state
@@ -174,6 +175,18 @@ def _rechecked(client: Any, futures: dict[str, Any]) -> dict[str, dict[str, int]
         return {}
 
 
+def _placement(
+    client: Any, todo: list[TaskSpec], centres: dict[int, tuple[float, float]]
+) -> dict[int, dict[str, Any]]:
+    """`client.submit` arguments of each task: its preferred worker (pipelines/placement.py), which
+    other workers may still take; none with a single worker."""
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    if len(workers) < 2:
+        return {}
+    where = preferred_workers([t.task_id for t in todo], centres, len(workers))
+    return {t: {"workers": [workers[w]], "allow_other_workers": True} for t, w in where.items()}
+
+
 def _dashboard_line(client: Any) -> str | None:
     """The dashboard's address, or None when the scheduler serves none (no bokeh)."""
     try:
@@ -254,9 +267,16 @@ def _build(
             rechecks: dict[str, Any] = {}
             for res in done:  # reused tasks' shards are re-checked too (the card covers every row)
                 rechecks.update(_recheck(client, out, res))
+            place = _placement(client, todo, p.task_centres)
             futures = {
                 client.submit(
-                    _run_reporting, t, cfg, topic, key=f"task-{t.task_id:05d}-{t.key}", pure=False
+                    _run_reporting,
+                    t,
+                    cfg,
+                    topic,
+                    key=f"task-{t.task_id:05d}-{t.key}",
+                    pure=False,
+                    **place.get(t.task_id, {}),
                 ): t
                 for t in todo
             }

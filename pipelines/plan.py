@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -36,6 +37,9 @@ class Plan:
     windows_outside_region: int = 0
     windows_per_scene: dict[str, int] = field(default_factory=dict)
     windows_near_duplicate: int = 0  # flush windows not laid: they would exceed chip.max_overlap
+    # (lon, lat) of each task's windows (the mean of their centres), by task id: where on the ground a task
+    # works, for placing tasks over the same ground on one worker (pipelines/placement.py)
+    task_centres: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def _window_polygons(scene: SceneRef, windows: list[Window]) -> list[BaseGeometry]:
@@ -62,6 +66,7 @@ def plan(cfg: RegionConfig) -> Plan:
                 {"scene_id": s.scene_id, "reason": "outside_dates", "acquired": s.acquired.isoformat()}
             )
     tasks: list[TaskSpec] = []
+    centres: dict[int, tuple[float, float]] = {}
     kept: list[SceneRef] = []
     outside = 0
     per_scene: dict[str, int] = {}
@@ -95,7 +100,8 @@ def plan(cfg: RegionConfig) -> Plan:
         windows = grid.windows
         near_duplicate += grid.near_duplicates
         polys = _window_polygons(s, windows)
-        inside = [w for w, p in zip(windows, polys, strict=True) if region.intersects(p)]
+        inside_polys = [(w, p) for w, p in zip(windows, polys, strict=True) if region.intersects(p)]
+        inside = [w for w, _ in inside_polys]
         outside += len(windows) - len(inside)
         per_scene[s.scene_id] = len(inside)
         if not inside:
@@ -103,13 +109,15 @@ def plan(cfg: RegionConfig) -> Plan:
         kept.append(s)
         for i in range(0, len(inside), cfg.chips_per_task):
             chunk = tuple(inside[i : i + cfg.chips_per_task])
+            c = shapely.centroid([p for _, p in inside_polys[i : i + cfg.chips_per_task]])
+            centres[len(tasks)] = (float(np.mean(shapely.get_x(c))), float(np.mean(shapely.get_y(c))))
             tasks.append(TaskSpec(len(tasks), s, chunk, task_key(cfg.config_hash(), len(tasks), s, chunk)))
     if in_dates and intersecting == 0 and not failures:
         raise BuildError(
             f"the region area {region.bounds} is outside every scene ({len(in_dates)} in the dates): "
             "check area or scenes.paths"
         )
-    return Plan(kept, tasks, failures, skipped, outside, per_scene, near_duplicate)
+    return Plan(kept, tasks, failures, skipped, outside, per_scene, near_duplicate, centres)
 
 
 def preflight(cfg: RegionConfig) -> None:
