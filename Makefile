@@ -90,7 +90,7 @@ coverage: $(STAMP)
 	$(BIN)/python -m coverage combine -q
 	$(BIN)/python -m coverage report
 
-# planted bugs in the critical paths (bench/mutants.py), each against its targeted tests in a temporary
+# planted bugs in the critical paths (bench/mutants_*.py, gathered by bench/mutants.py), each against its targeted tests in a temporary
 # copy of the repository; the summary is in bench/RESULTS.md (Mutation check)
 mutation: $(STAMP)
 	$(BIN)/python -m bench.mutation $(ARGS)
