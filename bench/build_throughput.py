@@ -103,10 +103,15 @@ def aef_floor_seconds(region: dict[str, Any]) -> float:
 
 
 def run_build(
-    region_path: Path, workers: int, code: Path = ROOT, *, allow_empty: bool = False
+    region_path: Path,
+    workers: int,
+    code: Path = ROOT,
+    *,
+    allow_empty: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], float, int]:
-    """The whole build through the CLI of the checkout `code` (default: this one); returns (manifest, wall
-    seconds, peak RSS in MB of any process)."""
+    """The whole build through the CLI of the checkout `code` (default: this one), with `env` added to
+    this environment; returns (manifest, wall seconds, peak RSS in MB of any process)."""
     # a wrapper process per build, so RUSAGE_CHILDREN covers this build's process tree only
     wrapper = (
         "import resource, subprocess, sys; "
@@ -125,7 +130,13 @@ def run_build(
         str(workers),
     ]
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=code, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env} if env else None,
+    )
     wall = time.perf_counter() - t0
     region = yaml.safe_load(region_path.read_text())
     manifest_path = Path(region["output"]["dir"]) / "manifest.json"

@@ -36,6 +36,14 @@ from triplet_builder.text.quality import checker_counts
 
 log = logging.getLogger(__name__)
 
+# Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), to hand
+# freed memory back to the OS at once. Setting any malloc threshold also pins glibc's mmap threshold at
+# 128 KiB, so every chip-sized array (a 256 px float32 plane is 256 KiB) becomes a fresh mmap whose pages
+# are faulted in and zeroed again: the build's tasks took 1.2x as long (bench/RESULTS.md, "Dask's malloc
+# trim"). Our LocalCluster's workers start without it; a MALLOC_TRIM_THRESHOLD_ set in the environment of
+# the build still reaches them (inherited), and workers of an existing scheduler are configured by it.
+WORKER_ENV_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
+
 
 def _collect_warnings(client: Any) -> list[list[dict[str, Any]]]:
     """The warning tallies of the workers still alive (a lost worker's tally is lost with it)."""
@@ -64,13 +72,16 @@ def _client(
         n = min(workers or cfg.workers, max(tasks, 1))
         if n < 1:
             raise BuildError(f"--workers {n}: use 1 or more worker processes")
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0" if dashboard else None,
-            silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
-        )
+        import dask
+
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": None for k in WORKER_ENV_UNSET}):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0" if dashboard else None,
+                silence_logs=logging.CRITICAL,  # task failures are recorded in the manifest and printed once
+            )
         client = Client(cluster)
     if not log.isEnabledFor(logging.DEBUG):
         from distributed.diagnostics.plugin import WorkerPlugin
