@@ -20,8 +20,9 @@ area (`chip.width_m * chip.height_m`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from schemas.vocabulary import normalise_object_class
@@ -65,6 +66,8 @@ FUNCTION_PATTERNS: dict[str, str] = {
 }
 FUNCTIONS: tuple[str, ...] = tuple(FUNCTION_PATTERNS)
 _FUNCTION_RES = tuple((name, re.compile(p, re.I)) for name, p in FUNCTION_PATTERNS.items())
+# any function at all: one scan, before the per-function ones (most caption fields name none)
+_ANY_FUNCTION_RE = re.compile("|".join(f"(?:{p})" for p in FUNCTION_PATTERNS.values()), re.I)
 _NEGATION_RE = re.compile(r"\b(?:no|not|nor|without|neither|none)\b(?:\s+[\w-]+){0,3}\s*$", re.I)
 
 
@@ -213,7 +216,9 @@ def scene_type(facts: Mapping[str, Any]) -> str | None:
 def named_function_spans(text: str) -> list[tuple[str, int, int]]:
     """(function, start, end) of each mention of a function in `text`; negated mentions ("no port")
     are skipped."""
-    out = []
+    out: list[tuple[str, int, int]] = []
+    if _ANY_FUNCTION_RE.search(text) is None:
+        return out
     for name, pattern in _FUNCTION_RES:
         for m in pattern.finditer(text):
             if _NEGATION_RE.search(text[max(0, m.start() - 40) : m.start()]):
@@ -222,12 +227,23 @@ def named_function_spans(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+@lru_cache(maxsize=1024)
+def _literal_res(strings: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(re.escape(s), re.I) for s in strings if s)
+
+
+def blank_strings(text: str, strings: Sequence[str]) -> str:
+    """`text` with every occurrence of each of `strings` (case-insensitive, one string after the other;
+    empty ones skipped) replaced by as many spaces: same length, same offsets."""
+    for rx in _literal_res(tuple(strings)):
+        text = rx.sub(lambda m: " " * len(m.group(0)), text)
+    return text
+
+
 def named_functions(text: str, mask: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(function, the words that name it) for each function `text` states; negated mentions ("no
     port") and the strings of `mask` (place names: "Port-Saint-Louis") are skipped."""
-    for s in mask:
-        if s:
-            text = re.sub(re.escape(s), lambda m: " " * len(m.group(0)), text, flags=re.I)
+    text = blank_strings(text, mask)
     return [(name, text[a:b]) for name, a, b in named_function_spans(text)]
 
 
@@ -241,9 +257,12 @@ def check_functionality(text: str | None, facts: Mapping[str, Any]) -> list[str]
     # a labelled object named by its source's own class ("2 objects labelled harbor", class `other`) is an
     # object the label file states, not a function claimed of the area
     mask += tuple(str(o.get("label") or "") for o in facts.get("objects") or [] if o.get("class") == "other")
+    named = named_functions(text, mask)
+    if not named:
+        return []
     derived = {f.name for f in derive_functions(facts)}
     out = []
-    for name, words in named_functions(text, mask):
+    for name, words in named:
         if name not in derived:
             out.append(f"functionality: '{words}' names the function {name}, which the facts do not support")
     return out
@@ -254,6 +273,7 @@ __all__ = [
     "FUNCTION_PATTERNS",
     "SCENE_TYPE_PRIORITY",
     "Function",
+    "blank_strings",
     "check_functionality",
     "derive_functions",
     "named_function_spans",

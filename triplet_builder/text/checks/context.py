@@ -201,16 +201,19 @@ class Context:
 
 
 # == text helpers ==================================================================================
-def clause_spans(text: str) -> list[tuple[int, int]]:
+@lru_cache(maxsize=256)
+def clause_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """(start, end) of each clause of a text. Cached: the checks of one field ask for the same text's
+    clauses several times."""
     spans, start = [], 0
     for m in CLAUSE_SEP_RE.finditer(text):
         spans.append((start, m.start()))
         start = m.end()
     spans.append((start, len(text)))
-    return [(a, b) for a, b in spans if b > a]
+    return tuple((a, b) for a, b in spans if b > a)
 
 
-def clause_of(clauses: list[tuple[int, int]], pos: int) -> tuple[int, int]:
+def clause_of(clauses: Sequence[tuple[int, int]], pos: int) -> tuple[int, int]:
     for a, b in clauses:
         if a <= pos < b:
             return a, b
@@ -268,8 +271,12 @@ def cell_refs(text: str, skip_starts: set[int]) -> list[Ref]:
 
 
 def mask_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """`text` with the characters of each span replaced by spaces (same length, same offsets)."""
+    spans = list(spans)
+    if not spans:
+        return text
     chars = list(text)
     for a, b in spans:
-        for i in range(a, b):
-            chars[i] = " "
+        n = len(chars[a:b])  # a span reaching past the end masks what is there
+        chars[a:b] = " " * n
     return "".join(chars)

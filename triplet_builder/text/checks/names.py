@@ -11,10 +11,8 @@ the area (port, urban area ..., triplet_builder/facts/functionality.py), object 
 
 from __future__ import annotations
 
-import re
-
 from schemas.vocabulary import OBJECT_CLASSES, OSM_FEATURES
-from triplet_builder.facts.functionality import check_functionality, named_function_spans
+from triplet_builder.facts.functionality import blank_strings, check_functionality, named_function_spans
 from triplet_builder.text.checks.context import Context, cell_refs, clause_of, clause_spans, mask_spans
 from triplet_builder.text.checks.vocab import Mention, mentions, negated
 from triplet_builder.text.classes import LABELS_PHRASE_RE, labelled_classes, osm_section
@@ -25,9 +23,7 @@ Span = tuple[int, int]
 
 def mask_places(ctx: Context, text: str) -> str:
     """Place names ("Port-Saint-Louis", "Bridgetown") are names, not claims of a port or a bridge."""
-    for s in ctx.place_strings():
-        text = re.sub(re.escape(s), lambda m: " " * len(m.group(0)), text, flags=re.I)
-    return text
+    return blank_strings(text, ctx.place_strings())
 
 
 def check_vocabulary(ctx: Context, field: str, text: str) -> list[str]:

@@ -19,6 +19,7 @@ from triplet_builder.text.checks.patterns import (
     AFTER_COUNT_CELLS_RE,
     MEASURE_RE,
     PERCENT_RE,
+    PERCENT_SIGN_RE,
     SIZE_RE,
     SKIP_MODS,
     TOPIC_RES,
@@ -62,7 +63,9 @@ def check_percentages(ctx: Context, field: str, text: str, refs: list[Ref]) -> l
     """Each percentage must match a fraction of a surface type named in its clause (of the whole chip,
     or of the cells the clause names), or, when the clause names none, any fraction the field may
     state."""
-    out = []
+    out: list[str] = []
+    if PERCENT_SIGN_RE.search(text) is None:
+        return out
     clauses = clause_spans(text)
     for m in PERCENT_RE.finditer(text):
         a, b = clause_of(clauses, m.start())

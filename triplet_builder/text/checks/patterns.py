@@ -49,6 +49,8 @@ PERCENT_RE = re.compile(
     """,
     re.X | re.I,
 )
+# what every PERCENT_RE match ends with: a text without it states no percentage (one cheap scan first)
+PERCENT_SIGN_RE = re.compile(r"%|per\s*cent", re.I)
 
 MEASURE_RE = re.compile(
     rf"""
