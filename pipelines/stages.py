@@ -62,16 +62,17 @@ def build_stages(cfg: RegionConfig, task_id: int = 0) -> list[Stage]:
     """The assembled list (triplet_builder/stages/assemble.py): tile -> georeference -> embed -> screen ->
     facts -> [labels] -> [plugins] -> text -> filter -> write; the writer writes task `task_id`'s shards."""
     stretch = Stretch(**cfg.output.stretch.model_dump())
+    georef = Georeference(
+        block_km=cfg.split.block_km, validation=cfg.split.validation, test=cfg.split.test, salt=cfg.split.salt
+    )
     core: dict[str, Callable[[], Stage]] = {
+        # the tile stage reads no window that georeference would reject (split_guard...): cheap check first
         ReadChips.name: lambda: ReadChips(
-            max_nodata_fraction=cfg.chip.max_nodata_fraction, margin=cfg.facts.cfar.margin
+            max_nodata_fraction=cfg.chip.max_nodata_fraction,
+            margin=cfg.facts.cfar.margin,
+            guard=georef.locate,
         ),
-        Georeference.name: lambda: Georeference(
-            block_km=cfg.split.block_km,
-            validation=cfg.split.validation,
-            test=cfg.split.test,
-            salt=cfg.split.salt,
-        ),
+        Georeference.name: lambda: georef,
         Embed.name: lambda: Embed(
             make_provider(cfg.embeddings, earthengine=cfg.earthengine, cache_dir=cfg.cache_root()),
             grid=cfg.embeddings.grid,

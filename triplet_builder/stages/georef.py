@@ -67,13 +67,19 @@ class Georeference(Stage):
         self.split_args = {"block_km": block_km, "validation": validation, "test": test, "salt": salt}
 
     def process(self, record: ChipRecord) -> ChipRecord:
+        why = self.locate(record)
+        return record.reject(self.name, *why) if why is not None else record
+
+    def locate(self, record: ChipRecord) -> tuple[str, str] | None:
+        """Place the chip from its window alone (no pixels): set `record.georef` and `record.split`; or
+        return the (reason, detail) that rejects it, `record.georef` set where its footprint is known.
+        The tile stage asks this before it reads a window (pipelines/stages.py), so a chip this stage would
+        reject costs no read; the same answer, every time, for the same window."""
         geo = scene_geo(record.scene)
         w = record.window
         lon, lat = geo.window_outline(w, self.per_edge)
         if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
-            return record.reject(
-                self.name, "bad_footprint", "footprint has non-finite lon/lat (georeferencing out of range)"
-            )
+            return "bad_footprint", "footprint has non-finite lon/lat (georeferencing out of range)"
         poly = lonlat_polygon(lon, lat)  # split at the antimeridian where the ring crosses it
         if isinstance(poly, Polygon) and not poly.is_valid:
             # a self-touching ring from a wild GCP fit: its hull is the honest footprint
@@ -83,16 +89,13 @@ class Georeference(Stage):
             # shards declare Polygon footprints only: refuse the chip by name rather than store a polygon
             # spanning the globe
             w_, s_, e_, n_ = lonlat_bbox(poly)
-            return record.reject(
-                self.name,
+            return (
                 "antimeridian",
                 f"footprint crosses 180 degrees (bbox west {w_:.4f} > east {e_:.4f}, lat {s_:.4f}..{n_:.4f}): "
                 "split the scene at the antimeridian before the build",
             )
         if not isinstance(poly, Polygon) or poly.is_empty:
-            return record.reject(
-                self.name, "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"
-            )
+            return "bad_footprint", f"footprint is a {poly.geom_type}, not a polygon"
         clon, clat = geo.pixel_to_lonlat(
             np.array([w.row_off + w.height / 2.0]), np.array([w.col_off + w.width / 2.0])
         )
@@ -114,11 +117,10 @@ class Georeference(Stage):
         blocks = splits_of_footprint(poly, **self.split_args)  # type: ignore[arg-type]
         splits = sorted(set(blocks.values()))
         if len(splits) != 1:
-            return record.reject(
-                self.name,
+            return (
                 "split_guard",
                 "footprint straddles blocks of different splits: "
                 + ", ".join(f"{b} {s}" for b, s in sorted(blocks.items())),
             )
         record.split = splits[0]
-        return record
+        return None

@@ -1,6 +1,11 @@
 """Tile stage: read each chip window of a scene (window by window, never the whole scene), resample to
 the target pixel size, convert to dB in the one radiometry function, and drop chips that are mostly nodata.
 
+Before it reads a window, the stage asks its `guard` (in a build, the georeference stage's `locate`)
+whether the chip would be rejected once placed: a chip straddling blocks of different splits
+(`split_guard`) or with a footprint that cannot be placed is rejected here, unread. A window of a remote
+scene is a paid request, and a quarter or more of a region's windows can straddle splits.
+
 With `margin` > 0 each window is read with that many more output pixels on every side (clipped at the
 scene edge, where the margin is nodata): the chip's context, on which the facts stage detects targets.
 The chip itself (db, valid) is the centre of the context; the nodata test looks at the chip only. At
@@ -18,7 +23,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -45,16 +50,27 @@ REMOTE_READ_BACKOFF_S = 0.2
 class ReadChips(Stage):
     name = "tile"
 
-    def __init__(self, max_nodata_fraction: float = 0.5, *, prefetch: int = 64, margin: int = 0) -> None:
+    def __init__(
+        self,
+        max_nodata_fraction: float = 0.5,
+        *,
+        prefetch: int = 64,
+        margin: int = 0,
+        guard: Callable[[ChipRecord], tuple[str, str] | None] | None = None,
+    ) -> None:
         if margin < 0:
             raise ValueError(f"ReadChips: margin must be >= 0, got {margin}")
         self.max_nodata_fraction = max_nodata_fraction
+        # a cheap check of the window before its pixels are read: (reason, detail) rejects the chip unread
+        # (the georeference stage's `locate`: chips straddling splits, footprints it cannot place)
+        self.guard = guard
         self.margin = margin  # context pixels read on every side of the chip (output pixels)
         self.prefetch = prefetch  # windows of a remote (ee://) scene kept in flight ahead of processing
         self._open: dict[str, Any] = {}
         self._readers: dict[Any, Any] = {}  # Earth Engine settings -> window reader
         self._fetched: dict[str, np.ndarray] = {}  # chip id -> (P, H, W) raw values of a prefetched window
         self._unavailable: dict[str, str] = {}  # chip id -> why its prefetch failed for good
+        self._verdicts: dict[str, tuple[str, str] | None] = {}  # chip id -> the guard's answer, asked ahead
 
     def _ds(self, uri: str) -> Any:
         if uri not in self._open:
@@ -96,7 +112,9 @@ class ReadChips(Stage):
             yield from super(ReadChips, self).run([rec], stats)
 
         for rec in records:
-            fut = None if rec.rejected else self._reader(rec).submit(rec.scene, self._padded(rec)[0])
+            fut = None
+            if not rec.rejected and self._verdict(rec) is None:
+                fut = self._reader(rec).submit(rec.scene, self._padded(rec)[0])
             pending.append((rec, fut))
             if len(pending) >= self.prefetch:
                 yield from emit()
@@ -190,8 +208,20 @@ class ReadChips(Stage):
             planes.append(np.ma.filled(arr.astype(np.float32), np.nan))
         return np.stack(planes)  # (P, H, W)
 
+    def _verdict(self, record: ChipRecord) -> tuple[str, str] | None:
+        """The guard's answer for a chip (asked once: kept for `process` when asked ahead of it)."""
+        if self.guard is None:
+            return None
+        if record.chip_id not in self._verdicts:
+            self._verdicts[record.chip_id] = self.guard(record)
+        return self._verdicts[record.chip_id]
+
     def process(self, record: ChipRecord) -> ChipRecord:
         scene, w, m = record.scene, record.window, self.margin
+        why = self._verdict(record)
+        self._verdicts.pop(record.chip_id, None)
+        if why is not None:  # never read: the chip would be rejected once placed
+            return record.reject(self.name, *why)
         try:
             raw = self._read(record)
         except ServiceUnavailable as e:  # every retry spent: rejected with the reason, the task goes on
@@ -216,3 +246,4 @@ class ReadChips(Stage):
         self._readers.clear()
         self._fetched.clear()
         self._unavailable.clear()
+        self._verdicts.clear()

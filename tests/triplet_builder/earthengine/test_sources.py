@@ -169,6 +169,46 @@ def test_read_chips_stage_prefetches_and_counts(world: LoopbackServer, tmp_path:
     assert stats2["tile"].extra == {"ee_cache_hits": len(windows)}
 
 
+def test_read_chips_requests_no_window_the_georeference_stage_would_reject(
+    world: LoopbackServer, tmp_path: Path
+) -> None:
+    """Cheap checks before paid work: with the georeference stage's `locate` as its guard, the tile stage
+    sends no pixel request for a chip straddling blocks of different splits; it rejects it unread, with
+    the georeference stage's reason and detail, and reads every other window as before."""
+    from triplet_builder.record import ChipRecord, chip_id_for
+    from triplet_builder.stages.georef import Georeference
+    from triplet_builder.tiling import plan_windows
+
+    (scene,), _ = find_ee_scenes(region(world, tmp_path, pixel_size_m=20))
+    windows = plan_windows(scene.width, scene.height, size=32, stride=32, native_pixel_m=20.0)
+    georef = Georeference(
+        block_km=2.0, validation=0.3, test=0.3, salt="guard"
+    )  # 640 m chips: 18 of 42 straddle
+    expected = {}
+    for w in windows:  # the stage's own answer, window by window, on records of their own
+        rec = ChipRecord(chip_id_for(scene.scene_id, w), scene, w)
+        expected[rec.chip_id] = georef.locate(rec)
+    n_straddling = sum(v is not None for v in expected.values())
+    assert 0 < n_straddling < len(windows) and all(
+        v is None or v[0] == "split_guard" for v in expected.values()
+    )
+    before = len(pixel_requests(world))
+    stats = Stats()
+    stage = ReadChips(max_nodata_fraction=0.5, prefetch=8, guard=georef.locate)
+    out = list(stage.run([ChipRecord(chip_id_for(scene.scene_id, w), scene, w) for w in windows], stats))
+    stage.close()
+    assert len(pixel_requests(world)) - before == len(windows) - n_straddling
+    assert stats["tile"].extra["ee_requests"] == len(windows) - n_straddling
+    for r in out:
+        why = expected[r.chip_id]
+        if why is None:
+            assert not r.rejected and r.db is not None and r.split is not None
+        else:
+            assert (r.reject_stage, r.reject_reason, r.reject_detail) == ("tile", *why) and r.db is None
+            assert r.georef is not None  # the footprint is known: the rejects table keeps its geometry
+    assert stats["tile"].rejected == {"split_guard": n_straddling}
+
+
 def test_scene_ref_pickles_with_its_settings(world: LoopbackServer, tmp_path: Path) -> None:
     (scene,), _ = find_ee_scenes(region(world, tmp_path))
     clone = pickle.loads(pickle.dumps(scene))
