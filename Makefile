@@ -100,6 +100,7 @@ bench: $(BENCH)
 	$(BIN)/python -m bench.aef_block_reads
 	$(BIN)/python -m bench.png_level
 	$(BIN)/python -m bench.malloc_trim
+	$(BIN)/python -m bench.worker_scaling
 	$(BIN)/python -m bench.scaling
 	$(BIN)/python -m bench.memory
 
