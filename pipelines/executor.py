@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (distributed.nanny.pre-spawn-environ), to hand
 # freed memory back to the OS at once. Setting any malloc threshold also pins glibc's mmap threshold at
 # 128 KiB, so every chip-sized array (a 256 px float32 plane is 256 KiB) becomes a fresh mmap whose pages
-# are faulted in and zeroed again: the build's tasks took 1.2x as long (bench/RESULTS.md, "Dask's malloc
+# are faulted in and zeroed again: the build's tasks took 1.15-1.22x as long (bench/RESULTS.md, "Dask's malloc
 # trim"). Our LocalCluster's workers start without it; a MALLOC_TRIM_THRESHOLD_ set in the environment of
 # the build still reaches them (inherited), and workers of an existing scheduler are configured by it.
 WORKER_ENV_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
