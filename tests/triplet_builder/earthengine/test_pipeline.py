@@ -122,7 +122,7 @@ def test_run_task_with_earthengine_embeddings(aef_server: LoopbackServer, tmp_pa
     written = res["written"]
     assert sum(written["rows"].values()) + written["rejects"] == n  # nothing lost
     embed = res["stats"]["embed"]
-    earlier = ("tile", "georeference")  # the georeference stage rejects chips straddling splits (split_guard)
+    earlier = ("tile", "georeference")  # chips straddling splits are rejected before embed (split_guard)
     assert embed["seen"] == n - sum(sum(res["stats"][st]["rejected"].values()) for st in earlier)
     calls = pixel_requests(aef_server)
     assert embed["extra"]["ee_requests"] == len(calls) and 1 <= len(calls) <= 4  # 20 chips, a few grids
