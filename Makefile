@@ -97,6 +97,7 @@ mutation: $(STAMP)
 
 bench: $(BENCH)
 	$(BIN)/python -m bench.build_throughput --fact-stages
+	$(BIN)/python -m bench.checker_speed
 	$(BIN)/python -m bench.aef_block_reads
 	$(BIN)/python -m bench.png_level
 	$(BIN)/python -m bench.malloc_trim
