@@ -141,3 +141,38 @@ def test_every_kept_chip_lies_in_blocks_of_its_own_split(
             ) == r.split or (
                 shapely.box(*cell_bounds(grid_cell(x, y, BLOCK_KM), BLOCK_KM)).intersection(poly).area == 0
             )
+
+
+def test_each_window_is_placed_once_and_as_the_georeference_stage_alone_places_it(
+    dense: tuple[RegionConfig, list[ChipRecord]],
+) -> None:
+    """The build's tile stage places each chip (georeference's `locate`) before reading it; the
+    georeference stage then does not place it again, and every chip ends as the stage alone places it."""
+    cfg, guarded_out = dense
+    p = plan(cfg)
+    windows = [(t.scene, w) for t in p.tasks for w in t.windows]
+    tile, georef = build_stages(cfg)[:2]
+    calls: list[str] = []
+    locate = georef.locate  # type: ignore[attr-defined]
+
+    def counted(record: ChipRecord) -> tuple[str, str] | None:
+        calls.append(record.chip_id)
+        return locate(record)
+
+    georef.locate = counted  # type: ignore[attr-defined]
+    tile.guard = counted  # type: ignore[attr-defined]
+    recs = [ChipRecord(chip_id_for(s.scene_id, w), s, w) for s, w in windows]
+    list(run_stages([tile, georef], recs, Stats()))
+    tile.close()
+    assert len(calls) == len(windows) == len(set(calls))
+    # the georeference stage alone (no guard, no read) on fresh records: the same placement and verdicts
+    alone = build_stages(cfg)[1]
+    solo = [alone.process(ChipRecord(chip_id_for(s.scene_id, w), s, w)) for s, w in windows]
+    for a, b in zip(recs, solo, strict=True):
+        assert (a.split, a.reject_reason, a.reject_detail, a.georef) == (
+            b.split,
+            b.reject_reason,
+            b.reject_detail,
+            b.georef,
+        )
+    assert [r.split for r in guarded_out] == [r.split for r in recs]

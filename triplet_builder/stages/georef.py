@@ -65,16 +65,22 @@ class Georeference(Stage):
     ) -> None:
         self.per_edge = per_edge
         self.split_args = {"block_km": block_km, "validation": validation, "test": test, "salt": salt}
+        self._placed: set[str] = set()  # chip ids `locate` placed ahead of `process` (the tile stage's guard)
 
     def process(self, record: ChipRecord) -> ChipRecord:
+        if record.chip_id in self._placed:  # placed by this stage's own `locate` before the read: done once
+            self._placed.discard(record.chip_id)
+            return record
         why = self.locate(record)
+        self._placed.discard(record.chip_id)
         return record.reject(self.name, *why) if why is not None else record
 
     def locate(self, record: ChipRecord) -> tuple[str, str] | None:
         """Place the chip from its window alone (no pixels): set `record.georef` and `record.split`; or
         return the (reason, detail) that rejects it, `record.georef` set where its footprint is known.
         The tile stage asks this before it reads a window (pipelines/stages.py), so a chip this stage would
-        reject costs no read; the same answer, every time, for the same window."""
+        reject costs no read; the same answer, every time, for the same window. A chip placed so is not
+        placed again by `process`."""
         geo = scene_geo(record.scene)
         w = record.window
         lon, lat = geo.window_outline(w, self.per_edge)
@@ -123,4 +129,8 @@ class Georeference(Stage):
                 + ", ".join(f"{b} {s}" for b, s in sorted(blocks.items())),
             )
         record.split = splits[0]
+        self._placed.add(record.chip_id)
         return None
+
+    def close(self) -> None:
+        self._placed.clear()

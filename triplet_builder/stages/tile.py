@@ -113,8 +113,10 @@ class ReadChips(Stage):
 
         for rec in records:
             fut = None
-            if not rec.rejected and self._verdict(rec) is None:
-                fut = self._reader(rec).submit(rec.scene, self._padded(rec)[0])
+            if not rec.rejected:
+                why = self._verdicts[rec.chip_id] = self._ask_guard(rec)  # kept for `process`
+                if why is None:
+                    fut = self._reader(rec).submit(rec.scene, self._padded(rec)[0])
             pending.append((rec, fut))
             if len(pending) >= self.prefetch:
                 yield from emit()
@@ -208,18 +210,13 @@ class ReadChips(Stage):
             planes.append(np.ma.filled(arr.astype(np.float32), np.nan))
         return np.stack(planes)  # (P, H, W)
 
-    def _verdict(self, record: ChipRecord) -> tuple[str, str] | None:
-        """The guard's answer for a chip (asked once: kept for `process` when asked ahead of it)."""
-        if self.guard is None:
-            return None
-        if record.chip_id not in self._verdicts:
-            self._verdicts[record.chip_id] = self.guard(record)
-        return self._verdicts[record.chip_id]
+    def _ask_guard(self, record: ChipRecord) -> tuple[str, str] | None:
+        return None if self.guard is None else self.guard(record)
 
     def process(self, record: ChipRecord) -> ChipRecord:
         scene, w, m = record.scene, record.window, self.margin
-        why = self._verdict(record)
-        self._verdicts.pop(record.chip_id, None)
+        asked = record.chip_id in self._verdicts  # a remote scene's chips: asked before their prefetch
+        why = self._verdicts.pop(record.chip_id) if asked else self._ask_guard(record)
         if why is not None:  # never read: the chip would be rejected once placed
             return record.reject(self.name, *why)
         try:
